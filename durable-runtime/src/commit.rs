@@ -1,0 +1,234 @@
+//! Group commit and the output gate.
+//!
+//! When an exclusive call returns, its writes become a [`Batch`] that the object hands to the
+//! [`OutputGate`] ([`OutputGate::submit`]) and keeps in memory ("in flight") so that its next
+//! calls read them. The object then starts its next call at once: work does not wait for
+//! the disk. Its reply goes to the gate too ([`OutputGate::release`]), which holds it until
+//! every write the reply depends on is durable.
+//!
+//! One commit thread serves the whole runtime. Each round it takes everything queued, applies
+//! all batches to the backend as one atomic batch (later writes to a key replacing earlier
+//! ones), syncs once, and only then releases the replies queued with them. One `fsync` thus
+//! covers the writes of every call of every object that arrived while the previous `fsync`
+//! ran (group commit), and no reply leaves before its writes, and every earlier write of its
+//! object, are durable (the output gate).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use crate::error::{Error, Result};
+use crate::storage::{Backend, Batch, Durability, ObjectStore, Write};
+
+/// A reply waiting for the gate: called with `Ok` once its writes are durable, or with the
+/// storage error that made them fail.
+pub(crate) type HeldReply = Box<dyn FnOnce(Result<()>) + Send>;
+
+enum Item {
+    Batch {
+        seq: u64,
+        store: Arc<ObjectStore>,
+        batch: Arc<Batch>,
+    },
+    Reply(HeldReply),
+}
+
+struct Queue {
+    items: Vec<Item>,
+    /// The sequence number of the last batch submitted.
+    last_seq: u64,
+    closing: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    /// Every batch with a sequence number up to this one is durable.
+    durable_seq: AtomicU64,
+    syncs: AtomicU64,
+    backend: Arc<dyn Backend>,
+    durability: Durability,
+}
+
+/// The output gate and its commit thread. See the module documentation.
+pub(crate) struct OutputGate {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl OutputGate {
+    pub(crate) fn start(backend: Arc<dyn Backend>, durability: Durability) -> Result<OutputGate> {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                items: Vec::new(),
+                last_seq: 0,
+                closing: false,
+            }),
+            wake: Condvar::new(),
+            durable_seq: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
+            backend,
+            durability,
+        });
+        let thread_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("durable-commit".into())
+            .spawn(move || commit_loop(&thread_shared))
+            .map_err(|e| Error::storage(format!("cannot start the commit thread: {e}")))?;
+        Ok(OutputGate {
+            shared,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        lock(&self.shared.queue)
+    }
+
+    /// Queues a committed call's writes; returns their sequence number. The batch is in
+    /// flight in `store` before the commit thread can see it.
+    pub(crate) fn submit(&self, store: &Arc<ObjectStore>, batch: Batch) -> Result<u64> {
+        let batch = Arc::new(batch);
+        let mut queue = self.queue();
+        if queue.closing {
+            return Err(Error::closed());
+        }
+        queue.last_seq += 1;
+        let seq = queue.last_seq;
+        store.push_in_flight(seq, batch.clone());
+        let was_idle = queue.items.is_empty();
+        queue.items.push(Item::Batch {
+            seq,
+            store: store.clone(),
+            batch,
+        });
+        drop(queue);
+        if was_idle {
+            self.shared.wake.notify_one();
+        }
+        Ok(seq)
+    }
+
+    /// Sends `reply` once every batch up to `seq` is durable: at once if it already is.
+    pub(crate) fn release(&self, seq: u64, reply: impl FnOnce(Result<()>) + Send + 'static) {
+        if seq <= self.durable_seq() {
+            reply(Ok(()));
+            return;
+        }
+        let mut queue = self.queue();
+        if queue.closing {
+            drop(queue);
+            reply(Err(Error::closed()));
+            return;
+        }
+        let was_idle = queue.items.is_empty();
+        queue.items.push(Item::Reply(Box::new(reply)));
+        drop(queue);
+        if was_idle {
+            self.shared.wake.notify_one();
+        }
+    }
+
+    /// Every batch up to this sequence number is durable.
+    pub(crate) fn durable_seq(&self) -> u64 {
+        self.shared.durable_seq.load(Ordering::Acquire)
+    }
+
+    /// How many syncs the commit thread has completed.
+    pub(crate) fn syncs(&self) -> u64 {
+        self.shared.syncs.load(Ordering::Relaxed)
+    }
+
+    /// Commits and syncs everything queued, releases the held replies, and stops the thread.
+    pub(crate) fn close(&self) {
+        self.queue().closing = true;
+        self.shared.wake.notify_one();
+        let thread = lock(&self.thread).take();
+        if let Some(thread) = thread {
+            if thread.join().is_err() {
+                tracing::error!("the commit thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for OutputGate {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn commit_loop(shared: &Shared) {
+    loop {
+        let (items, last_seq) = {
+            let mut queue = lock(&shared.queue);
+            while queue.items.is_empty() && !queue.closing {
+                queue = shared
+                    .wake
+                    .wait(queue)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+            if queue.items.is_empty() {
+                return;
+            }
+            (std::mem::take(&mut queue.items), queue.last_seq)
+        };
+        commit_round(shared, items, last_seq);
+    }
+}
+
+fn commit_round(shared: &Shared, items: Vec<Item>, last_seq: u64) {
+    let mut batches = Vec::new();
+    let mut replies = Vec::new();
+    for item in items {
+        match item {
+            Item::Batch { seq, store, batch } => batches.push((seq, store, batch)),
+            Item::Reply(reply) => replies.push(reply),
+        }
+    }
+    let result = apply_and_sync(shared, &batches);
+    match &result {
+        Ok(()) => {
+            // Every batch numbered up to `last_seq` was queued before this round's items
+            // were taken, so it was applied in this round or an earlier one.
+            shared.durable_seq.fetch_max(last_seq, Ordering::AcqRel);
+            for (seq, store, _) in &batches {
+                store.applied(*seq);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, batches = batches.len(), "commit failed; resetting the objects whose writes were lost");
+            for (_, store, _) in &batches {
+                store.mark_failed();
+            }
+        }
+    }
+    for reply in replies {
+        reply(result.clone());
+    }
+}
+
+fn apply_and_sync(shared: &Shared, batches: &[(u64, Arc<ObjectStore>, Arc<Batch>)]) -> Result<()> {
+    if !batches.is_empty() {
+        // Later writes of a key replace earlier ones: one atomic batch, distinct keys.
+        let mut merged: BTreeMap<Vec<u8>, Option<&[u8]>> = BTreeMap::new();
+        for (_, store, batch) in batches {
+            for (key, value) in &batch.writes {
+                merged.insert(store.full_key(key), value.as_deref());
+            }
+        }
+        let writes: Vec<Write<'_>> = merged
+            .iter()
+            .map(|(key, value)| Write { key, value: *value })
+            .collect();
+        shared.backend.apply(&writes)?;
+    }
+    shared.backend.sync(shared.durability)?;
+    shared.syncs.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}

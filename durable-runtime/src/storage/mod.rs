@@ -1,0 +1,705 @@
+//! An object's storage: a typed key/value API (serde + postcard) over a byte-level
+//! [`Backend`].
+//!
+//! Reads go through three layers, newest first: the writes of the running call (not yet
+//! committed), the object's committed batches still on their way to the backend
+//! ("in flight", see `commit.rs`), and the backend. So a call always reads its own writes and
+//! every earlier write of its object, durable or still flushing.
+
+mod backend;
+mod fjall;
+mod memory;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use self::backend::{Backend, Durability, Entry, ScanIter, Write};
+pub use self::fjall::FjallBackend;
+pub use self::memory::MemoryBackend;
+use crate::error::{Error, Result};
+use crate::id::{ObjectId, ID_BYTES};
+
+/// The longest key, in bytes of UTF-8, as in Durable Objects.
+pub const MAX_KEY_BYTES: usize = 2 * 1024;
+/// The largest value, in bytes once encoded with postcard.
+pub const MAX_VALUE_BYTES: usize = 2 * 1024 * 1024;
+/// The most keys one `get_many`, `put_many` or `delete_many` takes, as in Durable Objects.
+pub const MAX_BATCH_KEYS: usize = 128;
+
+/// User key → new value (`None`: deleted).
+pub(crate) type Writes = BTreeMap<String, Option<Vec<u8>>>;
+
+/// One committed call's writes, waiting for (or past) the commit thread.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    pub(crate) writes: Writes,
+}
+
+#[derive(Debug, Default, Clone)]
+struct CallWrites {
+    writes: Writes,
+    /// `delete_all` ran in this call: older layers are hidden.
+    cleared: bool,
+}
+
+#[derive(Debug, Default)]
+struct Layers {
+    call: CallWrites,
+    in_flight: VecDeque<(u64, Arc<Batch>)>,
+}
+
+/// The storage state of one object, shared by its [`Storage`] handle and the commit thread.
+pub(crate) struct ObjectStore {
+    prefix: [u8; ID_BYTES],
+    backend: Arc<dyn Backend>,
+    layers: Mutex<Layers>,
+    /// Set by the commit thread when a batch of this object failed to reach the backend: the
+    /// object's in-memory view is ahead of storage, so it must be reset before its next call.
+    failed: AtomicBool,
+}
+
+impl ObjectStore {
+    pub(crate) fn new(id: &ObjectId, backend: Arc<dyn Backend>) -> ObjectStore {
+        ObjectStore {
+            prefix: *id.as_bytes(),
+            backend,
+            layers: Mutex::new(Layers::default()),
+            failed: AtomicBool::new(false),
+        }
+    }
+
+    fn layers(&self) -> MutexGuard<'_, Layers> {
+        // A panic never happens while the lock is held (no user code runs under it), but if
+        // one did the data is still consistent: take it back.
+        self.layers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn full_key(&self, key: &str) -> Vec<u8> {
+        let mut full = Vec::with_capacity(ID_BYTES + key.len());
+        full.extend_from_slice(&self.prefix);
+        full.extend_from_slice(key.as_bytes());
+        full
+    }
+
+    /// Takes the running call's writes as a batch to commit, turning `delete_all` into
+    /// deletes of every key visible now. `None` when the call wrote nothing.
+    pub(crate) fn take_call_writes(&self) -> Result<Option<Batch>> {
+        let mut layers = self.layers();
+        let call = std::mem::take(&mut layers.call);
+        if !call.cleared && call.writes.is_empty() {
+            return Ok(None);
+        }
+        let mut writes = call.writes;
+        if call.cleared {
+            let visible = self.visible_below_call(&layers, Bound::Unbounded, Bound::Unbounded)?;
+            for key in visible {
+                writes.entry(key).or_insert(None);
+            }
+        }
+        Ok(Some(Batch { writes }))
+    }
+
+    /// Forgets the running call's writes (the call panicked or failed).
+    pub(crate) fn discard_call_writes(&self) {
+        self.layers().call = CallWrites::default();
+    }
+
+    /// Forgets everything held in memory (after a failed commit): the backend is the truth.
+    pub(crate) fn reset(&self) {
+        let mut layers = self.layers();
+        *layers = Layers::default();
+        self.failed.store(false, Ordering::Release);
+    }
+
+    pub(crate) fn push_in_flight(&self, seq: u64, batch: Arc<Batch>) {
+        self.layers().in_flight.push_back((seq, batch));
+    }
+
+    /// The commit thread applied every batch up to `seq`: reads can go to the backend.
+    pub(crate) fn applied(&self, seq: u64) {
+        let mut layers = self.layers();
+        while layers.in_flight.front().is_some_and(|(s, _)| *s <= seq) {
+            layers.in_flight.pop_front();
+        }
+    }
+
+    pub(crate) fn mark_failed(&self) {
+        self.failed.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
+    /// Keys visible in the in-flight layers and the backend (ignoring the running call).
+    fn visible_below_call(
+        &self,
+        layers: &Layers,
+        start: Bound<&str>,
+        end: Bound<&str>,
+    ) -> Result<Vec<String>> {
+        let mut merged: BTreeMap<String, bool> = BTreeMap::new();
+        for entry in self.scan_backend(start, end, false)? {
+            let (key, _) = entry?;
+            merged.insert(key, true);
+        }
+        for (_, batch) in &layers.in_flight {
+            for (key, value) in &batch.writes {
+                merged.insert(key.clone(), value.is_some());
+            }
+        }
+        Ok(merged
+            .into_iter()
+            .filter_map(|(k, present)| present.then_some(k))
+            .collect())
+    }
+
+    fn scan_backend<'a>(
+        &'a self,
+        start: Bound<&str>,
+        end: Bound<&str>,
+        reverse: bool,
+    ) -> Result<impl Iterator<Item = Result<(String, Vec<u8>)>> + 'a> {
+        let lower = match start {
+            Bound::Included(k) => Bound::Included(self.full_key(k)),
+            Bound::Excluded(k) => Bound::Excluded(self.full_key(k)),
+            Bound::Unbounded => Bound::Included(self.prefix.to_vec()),
+        };
+        let upper = match end {
+            Bound::Included(k) => Bound::Included(self.full_key(k)),
+            Bound::Excluded(k) => Bound::Excluded(self.full_key(k)),
+            Bound::Unbounded => match prefix_successor(&self.prefix) {
+                Some(s) => Bound::Excluded(s),
+                None => Bound::Unbounded,
+            },
+        };
+        let iter = self
+            .backend
+            .scan(as_slice_bound(&lower), as_slice_bound(&upper), reverse)?;
+        let prefix_len = self.prefix.len();
+        Ok(iter.map(move |entry| {
+            let (key, value) = entry?;
+            let user = key.get(prefix_len..).unwrap_or_default();
+            let user = String::from_utf8(user.to_vec())
+                .map_err(|e| Error::storage(format!("stored key is not UTF-8: {e}")))?;
+            Ok((user, value))
+        }))
+    }
+
+    /// The newest bytes of `key`: running call, then in flight, then backend.
+    fn read(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        {
+            let layers = self.layers();
+            if let Some(value) = layers.call.writes.get(key) {
+                return Ok(value.clone());
+            }
+            if layers.call.cleared {
+                return Ok(None);
+            }
+            for (_, batch) in layers.in_flight.iter().rev() {
+                if let Some(value) = batch.writes.get(key) {
+                    return Ok(value.clone());
+                }
+            }
+        }
+        // Not in memory: in-flight batches leave memory only after the backend has them.
+        self.backend.get(&self.full_key(key))
+    }
+}
+
+fn as_slice_bound(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    match b {
+        Bound::Included(v) => Bound::Included(v.as_slice()),
+        Bound::Excluded(v) => Bound::Excluded(v.as_slice()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+/// The smallest byte string greater than every string starting with `prefix`.
+fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut s = prefix.to_vec();
+    while let Some(last) = s.pop() {
+        if last < u8::MAX {
+            s.push(last + 1);
+            return Some(s);
+        }
+    }
+    None
+}
+
+fn check_key(key: &str) -> Result<()> {
+    if key.len() > MAX_KEY_BYTES {
+        return Err(Error::key_too_large(key.len(), MAX_KEY_BYTES));
+    }
+    Ok(())
+}
+
+fn check_batch_len(what: &str, len: usize) -> Result<()> {
+    if len > MAX_BATCH_KEYS {
+        return Err(Error::invalid_argument(format!(
+            "{what} takes at most {MAX_BATCH_KEYS} keys, got {len}"
+        )));
+    }
+    Ok(())
+}
+
+fn encode<V: Serialize + ?Sized>(key: &str, value: &V) -> Result<Vec<u8>> {
+    let bytes = postcard::to_allocvec(value).map_err(|e| Error::codec("encode", key, e))?;
+    if bytes.len() > MAX_VALUE_BYTES {
+        return Err(Error::value_too_large(key, bytes.len(), MAX_VALUE_BYTES));
+    }
+    Ok(bytes)
+}
+
+fn decode<V: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<V> {
+    postcard::from_bytes(bytes).map_err(|e| Error::codec("decode", key, e))
+}
+
+/// Options of [`Storage::list`]: which keys, in which order, how many.
+///
+/// Keys are ordered by their UTF-8 bytes. `start` (inclusive) and `start_after` (exclusive)
+/// cannot be combined; `end` is exclusive; `prefix` narrows the range further.
+///
+/// ```
+/// use durable_runtime::ListOptions;
+/// let opts = ListOptions::default().prefix("user:").start_after("user:41").reverse(true).limit(10);
+/// # let _ = opts;
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListOptions {
+    start: Option<String>,
+    start_after: Option<String>,
+    end: Option<String>,
+    prefix: Option<String>,
+    reverse: bool,
+    limit: Option<usize>,
+}
+
+impl ListOptions {
+    /// Only keys `>= start`.
+    pub fn start(mut self, start: &str) -> Self {
+        self.start = Some(start.to_owned());
+        self
+    }
+
+    /// Only keys `> start_after`. Cannot be combined with [`start`](Self::start).
+    pub fn start_after(mut self, start_after: &str) -> Self {
+        self.start_after = Some(start_after.to_owned());
+        self
+    }
+
+    /// Only keys `< end`.
+    pub fn end(mut self, end: &str) -> Self {
+        self.end = Some(end.to_owned());
+        self
+    }
+
+    /// Only keys beginning with `prefix`.
+    pub fn prefix(mut self, prefix: &str) -> Self {
+        self.prefix = Some(prefix.to_owned());
+        self
+    }
+
+    /// Descending order (the `limit` then keeps the greatest keys).
+    pub fn reverse(mut self, reverse: bool) -> Self {
+        self.reverse = reverse;
+        self
+    }
+
+    /// At most `limit` entries.
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// The byte range `[lower, upper)` these options select, or `None` if it is empty.
+    fn range(&self) -> Result<Option<(Bound<String>, Bound<String>)>> {
+        for key in [&self.start, &self.start_after, &self.end, &self.prefix]
+            .into_iter()
+            .flatten()
+        {
+            check_key(key)?;
+        }
+        let mut lower = match (&self.start, &self.start_after) {
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid_argument(
+                    "list: `start` and `start_after` cannot be combined",
+                ))
+            }
+            (Some(s), None) => Bound::Included(s.clone()),
+            (None, Some(s)) => Bound::Excluded(s.clone()),
+            (None, None) => Bound::Unbounded,
+        };
+        let mut upper = match &self.end {
+            Some(e) => Bound::Excluded(e.clone()),
+            None => Bound::Unbounded,
+        };
+        if let Some(prefix) = &self.prefix {
+            let below = match &lower {
+                Bound::Included(s) | Bound::Excluded(s) => s.as_str() < prefix.as_str(),
+                Bound::Unbounded => true,
+            };
+            if below {
+                lower = Bound::Included(prefix.clone());
+            }
+            // Keys are UTF-8, so the successor of a prefix is a byte string; compare in bytes.
+            if let Some(succ) = prefix_successor(prefix.as_bytes()) {
+                let tighter = match &upper {
+                    Bound::Excluded(e) => succ.as_slice() < e.as_bytes(),
+                    Bound::Included(_) | Bound::Unbounded => true,
+                };
+                if tighter {
+                    // The successor may not be valid UTF-8; every key beginning with the
+                    // prefix is still below it, so filter by prefix instead.
+                    match String::from_utf8(succ) {
+                        Ok(s) => upper = Bound::Excluded(s),
+                        Err(_) => upper = Bound::Unbounded,
+                    }
+                }
+            }
+        }
+        let empty = match (&lower, &upper) {
+            (Bound::Included(l), Bound::Excluded(u)) => l >= u,
+            (Bound::Excluded(l), Bound::Excluded(u)) => l >= u,
+            _ => false,
+        };
+        Ok((!empty).then_some((lower, upper)))
+    }
+}
+
+/// One object's storage, reached through [`Context::storage`](crate::Context::storage)
+/// (reads) and [`Context::storage_mut`](crate::Context::storage_mut) (writes, in exclusive
+/// calls only).
+///
+/// Values are any `Serialize + DeserializeOwned` type, stored as postcard. The writes of one
+/// call commit atomically when the call returns; its reply leaves once they are durable.
+pub struct Storage {
+    store: Arc<ObjectStore>,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage").finish_non_exhaustive()
+    }
+}
+
+impl Storage {
+    pub(crate) fn new(store: Arc<ObjectStore>) -> Storage {
+        Storage { store }
+    }
+
+    /// Reads `key`, or `None` if it is not set.
+    pub fn get<V: DeserializeOwned>(&self, key: &str) -> Result<Option<V>> {
+        check_key(key)?;
+        match self.store.read(key)? {
+            Some(bytes) => decode(key, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads up to 128 keys; the map holds the keys that are set.
+    pub fn get_many<K: AsRef<str>, V: DeserializeOwned>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Result<BTreeMap<String, V>> {
+        let keys: Vec<K> = keys.into_iter().collect();
+        check_batch_len("get_many", keys.len())?;
+        let mut found = BTreeMap::new();
+        for key in &keys {
+            let key = key.as_ref();
+            if let Some(value) = self.get(key)? {
+                found.insert(key.to_owned(), value);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Lists entries in key order (see [`ListOptions`]).
+    pub fn list<V: DeserializeOwned>(&self, options: ListOptions) -> Result<Vec<(String, V)>> {
+        let Some((lower, upper)) = options.range()? else {
+            return Ok(Vec::new());
+        };
+        let limit = options.limit.unwrap_or(usize::MAX);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let in_range = |k: &str| {
+            let above = match &lower {
+                Bound::Included(l) => k >= l.as_str(),
+                Bound::Excluded(l) => k > l.as_str(),
+                Bound::Unbounded => true,
+            };
+            let below = match &upper {
+                Bound::Excluded(u) => k < u.as_str(),
+                Bound::Included(u) => k <= u.as_str(),
+                Bound::Unbounded => true,
+            };
+            let prefixed = options.prefix.as_deref().is_none_or(|p| k.starts_with(p));
+            above && below && prefixed
+        };
+        // The memory layers within range, merged oldest to newest.
+        let (overlay, hide_backend) = {
+            let layers = self.store.layers();
+            let mut overlay: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
+            if !layers.call.cleared {
+                for (_, batch) in &layers.in_flight {
+                    for (k, v) in batch.writes.iter().filter(|(k, _)| in_range(k)) {
+                        overlay.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            for (k, v) in layers.call.writes.iter().filter(|(k, _)| in_range(k)) {
+                overlay.insert(k.clone(), v.clone());
+            }
+            (overlay, layers.call.cleared)
+        };
+        let backend: Box<dyn Iterator<Item = Result<(String, Vec<u8>)>>> = if hide_backend {
+            Box::new(std::iter::empty())
+        } else {
+            Box::new(
+                self.store
+                    .scan_backend(as_str_bound(&lower), as_str_bound(&upper), options.reverse)?
+                    .filter(|e| e.as_ref().map_or(true, |(k, _)| in_range(k))),
+            )
+        };
+        let overlay: Box<dyn Iterator<Item = (String, Option<Vec<u8>>)>> = if options.reverse {
+            Box::new(overlay.into_iter().rev())
+        } else {
+            Box::new(overlay.into_iter())
+        };
+        let mut out = Vec::new();
+        for entry in MergeNewest::new(backend, overlay, options.reverse) {
+            let (key, bytes) = entry?;
+            let value = decode(&key, &bytes)?;
+            out.push((key, value));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stores `value` under `key`.
+    pub fn put<V: Serialize + ?Sized>(&mut self, key: &str, value: &V) -> Result<()> {
+        check_key(key)?;
+        let bytes = encode(key, value)?;
+        self.store
+            .layers()
+            .call
+            .writes
+            .insert(key.to_owned(), Some(bytes));
+        Ok(())
+    }
+
+    /// Stores up to 128 entries; if any key or value is refused, none is stored.
+    pub fn put_many<K: AsRef<str>, V: Serialize>(
+        &mut self,
+        entries: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<()> {
+        let mut encoded = Vec::new();
+        for (key, value) in entries {
+            let key = key.as_ref();
+            check_key(key)?;
+            encoded.push((key.to_owned(), encode(key, &value)?));
+        }
+        check_batch_len("put_many", encoded.len())?;
+        let mut layers = self.store.layers();
+        for (key, bytes) in encoded {
+            layers.call.writes.insert(key, Some(bytes));
+        }
+        Ok(())
+    }
+
+    /// Deletes `key`; `true` if it was set.
+    pub fn delete(&mut self, key: &str) -> Result<bool> {
+        check_key(key)?;
+        let existed = self.store.read(key)?.is_some();
+        self.store.layers().call.writes.insert(key.to_owned(), None);
+        Ok(existed)
+    }
+
+    /// Deletes up to 128 keys; returns how many were set.
+    pub fn delete_many<K: AsRef<str>>(&mut self, keys: impl IntoIterator<Item = K>) -> Result<usize> {
+        let keys: Vec<K> = keys.into_iter().collect();
+        check_batch_len("delete_many", keys.len())?;
+        for key in &keys {
+            check_key(key.as_ref())?;
+        }
+        let mut deleted = 0;
+        for key in &keys {
+            if self.delete(key.as_ref())? {
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes every key of this object.
+    pub fn delete_all(&mut self) -> Result<()> {
+        let mut layers = self.store.layers();
+        layers.call = CallWrites {
+            writes: Writes::new(),
+            cleared: true,
+        };
+        Ok(())
+    }
+
+    /// Runs `f` as a unit inside the call: if it returns `Err` or calls
+    /// [`Transaction::rollback`], its writes are undone; otherwise they join the call's
+    /// writes (which commit atomically when the call returns).
+    ///
+    /// ```
+    /// # use durable_runtime::{durable_object, Context, Error, Result};
+    /// # #[durable_object] pub struct Bank { ctx: Context }
+    /// # #[durable_object] impl Bank {
+    /// #   pub fn new(ctx: Context) -> Self { Bank { ctx } }
+    /// pub async fn transfer(&mut self, from: String, to: String, amount: i64) -> Result<()> {
+    ///     self.ctx.storage_mut().transaction(|txn| {
+    ///         let a: i64 = txn.get(&from)?.unwrap_or(0);
+    ///         if a < amount {
+    ///             return Err(Error::app("InsufficientFunds", format!("{from} has {a}")));
+    ///         }
+    ///         let b: i64 = txn.get(&to)?.unwrap_or(0);
+    ///         txn.put(&from, &(a - amount))?;
+    ///         txn.put(&to, &(b + amount))?;
+    ///         Ok(())
+    ///     })
+    /// }
+    /// # }
+    /// ```
+    pub fn transaction<R>(
+        &mut self,
+        f: impl FnOnce(&mut Transaction<'_>) -> Result<R>,
+    ) -> Result<R> {
+        let saved = self.store.layers().call.clone();
+        let mut txn = Transaction {
+            storage: self,
+            rolled_back: false,
+        };
+        let result = f(&mut txn);
+        if result.is_err() || txn.rolled_back {
+            self.store.layers().call = saved;
+        }
+        result
+    }
+}
+
+fn as_str_bound(b: &Bound<String>) -> Bound<&str> {
+    match b {
+        Bound::Included(s) => Bound::Included(s.as_str()),
+        Bound::Excluded(s) => Bound::Excluded(s.as_str()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+/// A transaction inside a call: the [`Storage`] API plus [`rollback`](Self::rollback).
+pub struct Transaction<'a> {
+    storage: &'a mut Storage,
+    rolled_back: bool,
+}
+
+impl Transaction<'_> {
+    /// Undoes this transaction's writes when it ends, even if it returns `Ok`.
+    pub fn rollback(&mut self) {
+        self.rolled_back = true;
+    }
+}
+
+impl std::ops::Deref for Transaction<'_> {
+    type Target = Storage;
+    fn deref(&self) -> &Storage {
+        self.storage
+    }
+}
+
+impl std::ops::DerefMut for Transaction<'_> {
+    fn deref_mut(&mut self) -> &mut Storage {
+        self.storage
+    }
+}
+
+/// Merges the backend's entries with newer memory entries (which win, `None` hiding a key),
+/// both sorted in the same direction.
+struct MergeNewest<B, O>
+where
+    B: Iterator<Item = Result<(String, Vec<u8>)>>,
+    O: Iterator<Item = (String, Option<Vec<u8>>)>,
+{
+    backend: std::iter::Peekable<B>,
+    overlay: std::iter::Peekable<O>,
+    reverse: bool,
+}
+
+impl<B, O> MergeNewest<B, O>
+where
+    B: Iterator<Item = Result<(String, Vec<u8>)>>,
+    O: Iterator<Item = (String, Option<Vec<u8>>)>,
+{
+    fn new(backend: B, overlay: O, reverse: bool) -> Self {
+        MergeNewest {
+            backend: backend.peekable(),
+            overlay: overlay.peekable(),
+            reverse,
+        }
+    }
+}
+
+impl<B, O> Iterator for MergeNewest<B, O>
+where
+    B: Iterator<Item = Result<(String, Vec<u8>)>>,
+    O: Iterator<Item = (String, Option<Vec<u8>>)>,
+{
+    type Item = Result<(String, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let take_overlay = match (self.backend.peek(), self.overlay.peek()) {
+                (None, None) => return None,
+                (Some(Err(_)), _) => return self.backend.next(),
+                (Some(Ok(_)), None) => return self.backend.next(),
+                (None, Some(_)) => true,
+                (Some(Ok((bk, _))), Some((ok, _))) => {
+                    let order = ok.as_bytes().cmp(bk.as_bytes());
+                    if order == std::cmp::Ordering::Equal {
+                        // The memory entry replaces the backend's.
+                        self.backend.next();
+                        true
+                    } else {
+                        (order == std::cmp::Ordering::Less) != self.reverse
+                    }
+                }
+            };
+            if take_overlay {
+                if let Some((key, Some(value))) = self.overlay.next() {
+                    return Some(Ok((key, value)));
+                }
+                // A deletion: skip it.
+            } else {
+                return self.backend.next();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_successor_carries_over_ff() {
+        assert_eq!(prefix_successor(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_successor(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_successor(b"\xff\xff"), None);
+    }
+
+    #[test]
+    fn start_with_start_after_is_an_error() {
+        let err = ListOptions::default().start("a").start_after("b").range().unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument);
+    }
+}
