@@ -168,10 +168,7 @@ fn commit_loop(shared: &Shared) {
         let (items, last_seq) = {
             let mut queue = lock(&shared.queue);
             while queue.items.is_empty() && !queue.closing {
-                queue = shared
-                    .wake
-                    .wait(queue)
-                    .unwrap_or_else(|p| p.into_inner());
+                queue = shared.wake.wait(queue).unwrap_or_else(|p| p.into_inner());
             }
             if queue.items.is_empty() {
                 return;

@@ -95,7 +95,9 @@ impl ObjectId {
         }
         let mut bytes = [0u8; ID_BYTES];
         if let Err(e) = hex::decode_to_slice(text, &mut bytes) {
-            return Err(Error::invalid_id(format!("{text:?} is not hexadecimal: {e}")));
+            return Err(Error::invalid_id(format!(
+                "{text:?} is not hexadecimal: {e}"
+            )));
         }
         Self::from_bytes(class, bytes)
     }

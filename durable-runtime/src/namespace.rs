@@ -34,7 +34,8 @@ impl Hasher for IdHasher {
     }
 }
 
-type Mailboxes<T> = HashMap<[u8; ID_BYTES], mpsc::Sender<Envelope<T>>, BuildHasherDefault<IdHasher>>;
+type Mailboxes<T> =
+    HashMap<[u8; ID_BYTES], mpsc::Sender<Envelope<T>>, BuildHasherDefault<IdHasher>>;
 
 /// The live objects of one class: a mailbox per activated ID.
 pub(crate) struct NamespaceCore<T: DurableObject> {
@@ -57,7 +58,9 @@ impl<T: DurableObject> NamespaceCore<T> {
             class,
             options,
             runtime,
-            shards: (0..SHARDS).map(|_| RwLock::new(Mailboxes::default())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| RwLock::new(Mailboxes::default()))
+                .collect(),
         })
     }
 

@@ -88,7 +88,10 @@ pub trait DurableObject: Send + Sync + Sized + 'static {
 
     /// Runs a shared call.
     #[doc(hidden)]
-    fn dispatch_shared(&self, call: Self::SharedCall) -> impl Future<Output = Self::Output> + Send + '_;
+    fn dispatch_shared(
+        &self,
+        call: Self::SharedCall,
+    ) -> impl Future<Output = Self::Output> + Send + '_;
 
     /// Runs an exclusive call.
     #[doc(hidden)]

@@ -1,1 +1,28 @@
-//! placeholder
+//! Objects and helpers shared by the integration tests.
+
+use durable_runtime::{durable_object, Context, Result};
+
+/// The seed's counter.
+#[durable_object]
+pub struct Counter {
+    ctx: Context,
+}
+
+#[durable_object]
+impl Counter {
+    pub fn new(ctx: Context) -> Self {
+        Counter { ctx }
+    }
+
+    /// The current value.
+    pub async fn get_counter_value(&self) -> Result<i64> {
+        Ok(self.ctx.storage().get("value")?.unwrap_or(0))
+    }
+
+    /// Adds `amount`, returns the new value.
+    pub async fn increment(&mut self, amount: i64) -> Result<i64> {
+        let value = self.ctx.storage().get::<i64>("value")?.unwrap_or(0) + amount;
+        self.ctx.storage_mut().put("value", &value)?;
+        Ok(value)
+    }
+}

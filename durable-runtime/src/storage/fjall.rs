@@ -53,7 +53,10 @@ impl FjallBackend {
     pub fn open(path: impl AsRef<Path>) -> Result<FjallBackend> {
         let path = path.as_ref().to_path_buf();
         std::fs::create_dir_all(&path).map_err(|e| {
-            Error::storage(format!("cannot create data directory {}: {e}", path.display()))
+            Error::storage(format!(
+                "cannot create data directory {}: {e}",
+                path.display()
+            ))
         })?;
         let db = Database::builder(&path)
             .manual_journal_persist(true)

@@ -36,7 +36,9 @@ impl Backend for MemoryBackend {
             (start, end)
         {
             // BTreeMap::range panics on inverted ranges; an inverted range is simply empty.
-            if s > e || (s == e && !matches!((start, end), (Bound::Included(_), Bound::Included(_)))) {
+            if s > e
+                || (s == e && !matches!((start, end), (Bound::Included(_), Bound::Included(_))))
+            {
                 return Ok(Box::new(std::iter::empty()));
             }
         }

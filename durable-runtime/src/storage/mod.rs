@@ -524,7 +524,10 @@ impl Storage {
     }
 
     /// Deletes up to 128 keys; returns how many were set.
-    pub fn delete_many<K: AsRef<str>>(&mut self, keys: impl IntoIterator<Item = K>) -> Result<usize> {
+    pub fn delete_many<K: AsRef<str>>(
+        &mut self,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Result<usize> {
         let keys: Vec<K> = keys.into_iter().collect();
         check_batch_len("delete_many", keys.len())?;
         for key in &keys {
@@ -699,7 +702,11 @@ mod tests {
 
     #[test]
     fn start_with_start_after_is_an_error() {
-        let err = ListOptions::default().start("a").start_after("b").range().unwrap_err();
+        let err = ListOptions::default()
+            .start("a")
+            .start_after("b")
+            .range()
+            .unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument);
     }
 }
