@@ -1,0 +1,289 @@
+//! `cargo run --release -p durable-bench -- [--quick]`
+//!
+//! Every figure is measured next to a baseline in the same run and printed as
+//! `NAME: ours X UNIT, BASELINE Y UNIT, ratio R` (ratio > 1: we are better).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use durable_runtime::{durable_object, Context, Result, Runtime};
+use tokio::sync::{mpsc, oneshot};
+
+/// A counter kept in a field: measures the call path alone.
+#[durable_object]
+pub struct Pinger {
+    calls: u64,
+}
+
+#[durable_object]
+impl Pinger {
+    pub fn new(_ctx: Context) -> Self {
+        Pinger { calls: 0 }
+    }
+
+    pub async fn ping(&self, x: u64) -> u64 {
+        x + self.calls
+    }
+
+    pub async fn bump(&mut self, x: u64) -> u64 {
+        self.calls += 1;
+        x + self.calls
+    }
+}
+
+/// The seed's counter: a durable increment per call.
+#[durable_object]
+pub struct Counter {
+    ctx: Context,
+}
+
+#[durable_object]
+impl Counter {
+    pub fn new(ctx: Context) -> Self {
+        Counter { ctx }
+    }
+
+    pub async fn increment(&mut self, amount: i64) -> Result<i64> {
+        let value = self.ctx.storage().get::<i64>("value")?.unwrap_or(0) + amount;
+        self.ctx.storage_mut().put("value", &value)?;
+        Ok(value)
+    }
+
+    pub async fn fill(&mut self, start: u64, count: u64) -> Result<()> {
+        for i in start..start + count {
+            self.ctx.storage_mut().put(&format!("k{i:08}"), &i)?;
+        }
+        Ok(())
+    }
+}
+
+struct Args {
+    quick: bool,
+    rounds: usize,
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    xs[xs.len() / 2]
+}
+
+fn line(
+    name: &str,
+    ours: f64,
+    baseline_name: &str,
+    baseline: f64,
+    unit: &str,
+    lower_is_better: bool,
+) {
+    let ratio = if lower_is_better {
+        baseline / ours
+    } else {
+        ours / baseline
+    };
+    println!(
+        "{name}: ours {ours:.3} {unit}, {baseline_name} {baseline:.3} {unit}, ratio {ratio:.2}"
+    );
+}
+
+/// One caller, sequential round trips through a bounded mpsc + oneshot: the floor of any
+/// actor call in tokio.
+async fn raw_round_trip_ns(n: u64) -> f64 {
+    let (tx, mut rx) = mpsc::channel::<(u64, oneshot::Sender<u64>)>(4096);
+    tokio::spawn(async move {
+        while let Some((x, reply)) = rx.recv().await {
+            let _ = reply.send(x + 1);
+        }
+    });
+    let start = Instant::now();
+    for i in 0..n {
+        let (otx, orx) = oneshot::channel();
+        tx.send((i, otx)).await.unwrap();
+        std::hint::black_box(orx.await.unwrap());
+    }
+    start.elapsed().as_nanos() as f64 / n as f64
+}
+
+async fn call_ns(n: u64, exclusive: bool) -> f64 {
+    let rt = Runtime::in_memory();
+    let stub = rt.namespace::<Pinger>().get_by_name("p");
+    stub.ping(0).await.unwrap();
+    let start = Instant::now();
+    for i in 0..n {
+        let v = if exclusive {
+            stub.bump(i).await
+        } else {
+            stub.ping(i).await
+        };
+        std::hint::black_box(v.unwrap());
+    }
+    start.elapsed().as_nanos() as f64 / n as f64
+}
+
+/// Acknowledged (fsync'ed) increments per second with `callers` concurrent callers spread
+/// over `objects` objects.
+async fn durable_increments_per_s(objects: usize, callers: usize, dur: Duration) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::builder().data_dir(dir.path()).open().unwrap();
+    let ns = rt.namespace::<Counter>();
+    let stubs: Arc<Vec<_>> = Arc::new(
+        (0..objects)
+            .map(|i| ns.get_by_name(&format!("c{i}")))
+            .collect(),
+    );
+    let deadline = Instant::now() + dur;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..callers {
+        let stubs = stubs.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut done = 0u64;
+            let mut k = c;
+            while Instant::now() < deadline {
+                stubs[k % stubs.len()].increment(1).await.unwrap();
+                k += callers;
+                done += 1;
+            }
+            done
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    let rate = total as f64 / start.elapsed().as_secs_f64();
+    rt.shutdown().await.unwrap();
+    rate
+}
+
+/// One fdatasync'ed write per call, as the seed's counter does on workerd: the naive baseline.
+fn fsync_per_write_per_s(dur: Duration) -> f64 {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = std::fs::File::create(dir.path().join("log")).unwrap();
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < dur {
+        f.write_all(&n.to_le_bytes()).unwrap();
+        f.sync_data().unwrap();
+        n += 1;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Writes `total` keys over 10,000 objects, then measures reopening the directory, after a
+/// clean shutdown and after the writer was killed (`abort`, journal not flushed).
+async fn open_time(total: u64) -> (f64, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    // Fill in a child that aborts at the end: the crash case.
+    let status = std::process::Command::new(&exe)
+        .args([
+            "--fill-and-abort",
+            dir.path().to_str().unwrap(),
+            &total.to_string(),
+        ])
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the filler should have aborted");
+    let start = Instant::now();
+    let rt = Runtime::builder().data_dir(dir.path()).open().unwrap();
+    let crashed_open = start.elapsed().as_secs_f64();
+    let stub = rt.namespace::<Counter>().get_by_name("o0");
+    stub.increment(1).await.unwrap();
+    rt.shutdown().await.unwrap();
+    let start = Instant::now();
+    let rt = Runtime::builder().data_dir(dir.path()).open().unwrap();
+    let clean_open = start.elapsed().as_secs_f64();
+    drop(rt);
+    (clean_open, crashed_open)
+}
+
+async fn fill_and_abort(dir: &str, total: u64) {
+    let rt = Runtime::builder().data_dir(dir).open().unwrap();
+    let ns = rt.namespace::<Counter>();
+    let objects = 10_000u64;
+    let per_object = total / objects;
+    let mut tasks = Vec::new();
+    for worker in 0..64u64 {
+        let ns = ns.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut o = worker;
+            while o < objects {
+                let stub = ns.get_by_name(&format!("o{o}"));
+                let mut i = 0;
+                while i < per_object {
+                    let n = (per_object - i).min(100);
+                    stub.fill(i, n).await.unwrap();
+                    i += n;
+                }
+                o += 64;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    std::process::abort();
+}
+
+#[tokio::main]
+async fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("--fill-and-abort") {
+        fill_and_abort(&argv[2], argv[3].parse().unwrap()).await;
+        return;
+    }
+    let quick = argv.iter().any(|a| a == "--quick");
+    let args = Args {
+        quick,
+        rounds: if quick { 1 } else { 5 },
+    };
+    let n = if args.quick { 200_000 } else { 1_000_000 };
+    let dur = Duration::from_secs(if args.quick { 2 } else { 5 });
+
+    let mut raw = Vec::new();
+    let mut shared = Vec::new();
+    let mut exclusive = Vec::new();
+    for _ in 0..args.rounds {
+        raw.push(raw_round_trip_ns(n).await);
+        shared.push(call_ns(n, false).await);
+        exclusive.push(call_ns(n, true).await);
+    }
+    let raw = median(raw);
+    line(
+        "local shared call, 1 caller",
+        median(shared),
+        "tokio mpsc+oneshot",
+        raw,
+        "ns/call",
+        true,
+    );
+    line(
+        "local exclusive call, 1 caller",
+        median(exclusive),
+        "tokio mpsc+oneshot",
+        raw,
+        "ns/call",
+        true,
+    );
+
+    let fsync = fsync_per_write_per_s(dur);
+    for (objects, callers) in [(1, 64), (10_000, 256)] {
+        let mut rates = Vec::new();
+        for _ in 0..args.rounds.min(3) {
+            rates.push(durable_increments_per_s(objects, callers, dur).await);
+        }
+        line(
+            &format!("durable increments, {objects} object(s), {callers} callers"),
+            median(rates),
+            "one fdatasync per write",
+            fsync,
+            "acks/s",
+            false,
+        );
+    }
+
+    let total = if args.quick { 200_000 } else { 1_000_000 };
+    let (clean, crashed) = open_time(total).await;
+    println!("open after {total} writes: clean shutdown {clean:.3} s, after kill {crashed:.3} s");
+}
