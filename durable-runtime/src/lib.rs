@@ -123,3 +123,8 @@ pub mod __private {
     /// Asserts, at the user's type, that an argument or return value can cross the wire.
     pub fn assert_wire<T: serde::Serialize + serde::de::DeserializeOwned>() {}
 }
+
+/// The README's code blocks, compiled as doctests so the quickstart cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
