@@ -422,6 +422,11 @@ impl Account {
         Ok(())
     }
 
+    /// Panics: the caller still gets a `BankError`.
+    pub async fn explode(&mut self) -> Result<(), BankError> {
+        panic!("account exploded")
+    }
+
     /// Fails inside the method with a runtime error, converted by `?` to `BankError`.
     pub async fn bad_key(&mut self) -> Result<(), BankError> {
         self.ctx
@@ -475,6 +480,15 @@ async fn typed_user_errors_cross_intact() {
         Err(BankError::Runtime(e)) => assert_eq!(e.kind(), ErrorKind::KeyTooLarge, "{e}"),
         other => panic!("expected BankError::Runtime(KeyTooLarge), got {other:?}"),
     }
+    // A panic becomes `E` too, and the committed balance is intact.
+    match account.explode().await {
+        Err(BankError::Runtime(e)) => {
+            assert_eq!(e.kind(), ErrorKind::Panicked, "{e}");
+            assert!(e.is_remote());
+        }
+        other => panic!("expected BankError::Runtime(Panicked), got {other:?}"),
+    }
+    assert_eq!(account.deposit(0).await, Ok(6));
     // A runtime error raised by the stub itself (another class's ID) becomes `E` too.
     let alien = rt.namespace::<Alpha>().id_from_name("a");
     match accounts.get(alien).deposit(1).await {
@@ -813,4 +827,55 @@ async fn spawned_calls_to_a_full_queue_fail_fast_and_none_hangs() {
     assert_eq!(succeeded + overloaded, CALLS);
     assert!(overloaded >= CALLS - (MAX_QUEUE + 1), "{overloaded}");
     assert_eq!(narrow.done().await.unwrap(), succeeded as u32);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A panic while activating.
+
+#[durable_object]
+pub struct Moody {
+    ctx: Context,
+}
+
+#[durable_object]
+impl Moody {
+    pub fn new(ctx: Context) -> Self {
+        let fail = ctx
+            .env::<Arc<std::sync::atomic::AtomicBool>>()
+            .is_some_and(|f| f.load(std::sync::atomic::Ordering::SeqCst));
+        if fail {
+            panic!("cannot start today");
+        }
+        Moody { ctx }
+    }
+
+    pub async fn hello(&self) -> Result<String> {
+        Ok(format!("hello from {}", self.ctx.id()))
+    }
+}
+
+#[tokio::test]
+async fn a_panic_in_new_fails_the_call_and_the_next_call_activates_again() {
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let rt = Runtime::builder()
+        .in_memory()
+        .env(fail.clone())
+        .open()
+        .unwrap();
+    let moody = rt.namespace::<Moody>().get_by_name("m");
+    for _ in 0..2 {
+        let err = tokio::time::timeout(HANG, moody.hello())
+            .await
+            .expect("a call to an object whose `new` panics hung")
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Panicked, "{err}");
+        assert!(err.is_remote());
+        assert!(err.to_string().contains("cannot start today"), "{err}");
+    }
+    fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    let hello = tokio::time::timeout(HANG, moody.hello())
+        .await
+        .expect("hung")
+        .unwrap();
+    assert!(hello.starts_with("hello from "), "{hello}");
 }
