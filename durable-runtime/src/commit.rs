@@ -31,7 +31,11 @@ enum Item {
         store: Arc<ObjectStore>,
         batch: Arc<Batch>,
     },
-    Reply(HeldReply),
+    Reply {
+        store: Arc<ObjectStore>,
+        epoch: u64,
+        reply: HeldReply,
+    },
 }
 
 struct Queue {
@@ -110,10 +114,20 @@ impl OutputGate {
         Ok(seq)
     }
 
-    /// Sends `reply` once every batch up to `seq` is durable: at once if it already is.
-    pub(crate) fn release(&self, seq: u64, reply: impl FnOnce(Result<()>) + Send + 'static) {
+    /// Sends `reply` once every batch up to `seq` is durable: at once if it already is. The
+    /// reply was computed by `store`'s object in `epoch`; if a write of that epoch was lost,
+    /// the reply fails instead, whatever later syncs do.
+    pub(crate) fn release(
+        &self,
+        store: &Arc<ObjectStore>,
+        epoch: u64,
+        seq: u64,
+        reply: impl FnOnce(Result<()>) + Send + 'static,
+    ) {
+        // `durable_seq` advances only after the round that marked any failure of these
+        // batches, so reading it first makes the failure check below see that mark.
         if seq <= self.durable_seq() {
-            reply(Ok(()));
+            reply(check_epoch(store, epoch));
             return;
         }
         let mut queue = self.queue();
@@ -123,7 +137,11 @@ impl OutputGate {
             return;
         }
         let was_idle = queue.items.is_empty();
-        queue.items.push(Item::Reply(Box::new(reply)));
+        queue.items.push(Item::Reply {
+            store: store.clone(),
+            epoch,
+            reply: Box::new(reply),
+        });
         drop(queue);
         if was_idle {
             self.shared.wake.notify_one();
@@ -179,34 +197,51 @@ fn commit_loop(shared: &Shared) {
     }
 }
 
+fn check_epoch(store: &ObjectStore, epoch: u64) -> Result<()> {
+    if store.epoch_failed(epoch) {
+        Err(Error::storage(
+            "an earlier write of this object failed to commit; its result is unknown and the \
+             object was reset",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 fn commit_round(shared: &Shared, items: Vec<Item>, last_seq: u64) {
     let mut batches = Vec::new();
     let mut replies = Vec::new();
     for item in items {
         match item {
+            // A batch computed from lost writes must not reach storage.
+            Item::Batch { store, batch, .. } if store.epoch_failed(batch.epoch) => {}
             Item::Batch { seq, store, batch } => batches.push((seq, store, batch)),
-            Item::Reply(reply) => replies.push(reply),
+            Item::Reply {
+                store,
+                epoch,
+                reply,
+            } => replies.push((store, epoch, reply)),
         }
     }
     let result = apply_and_sync(shared, &batches);
     match &result {
         Ok(()) => {
-            // Every batch numbered up to `last_seq` was queued before this round's items
-            // were taken, so it was applied in this round or an earlier one.
-            shared.durable_seq.fetch_max(last_seq, Ordering::AcqRel);
             for (seq, store, _) in &batches {
                 store.applied(*seq);
             }
+            // Every batch numbered up to `last_seq` was queued before this round's items
+            // were taken, so it was committed (or dropped as lost) by now.
+            shared.durable_seq.fetch_max(last_seq, Ordering::AcqRel);
         }
         Err(e) => {
             tracing::error!(error = %e, batches = batches.len(), "commit failed; resetting the objects whose writes were lost");
-            for (_, store, _) in &batches {
-                store.mark_failed();
+            for (_, store, batch) in &batches {
+                store.mark_failed(batch.epoch);
             }
         }
     }
-    for reply in replies {
-        reply(result.clone());
+    for (store, epoch, reply) in replies {
+        reply(result.clone().and_then(|()| check_epoch(&store, epoch)));
     }
 }
 

@@ -213,13 +213,18 @@ impl<T: DurableObject> Actor<T> {
     }
 
     fn reply(&self, reply: oneshot::Sender<Result<T::Output>>, result: Result<T::Output>) {
-        if result.is_err() && self.last_seq <= self.ns.runtime.gate.durable_seq() {
+        if result.is_err() {
+            // An error acknowledges nothing: it need not wait for the disk.
             let _ = reply.send(result);
             return;
         }
-        self.ns.runtime.gate.release(self.last_seq, move |durable| {
-            let _ = reply.send(durable.and(result));
-        });
+        let epoch = self.store.epoch();
+        self.ns
+            .runtime
+            .gate
+            .release(&self.store, epoch, self.last_seq, move |durable| {
+                let _ = reply.send(durable.and(result));
+            });
     }
 
     async fn run_exclusive(

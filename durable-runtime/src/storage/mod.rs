@@ -12,7 +12,7 @@ mod memory;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::de::DeserializeOwned;
@@ -38,6 +38,8 @@ pub(crate) type Writes = BTreeMap<String, Option<Vec<u8>>>;
 #[derive(Debug)]
 pub(crate) struct Batch {
     pub(crate) writes: Writes,
+    /// The object's epoch when the batch was made (see [`ObjectStore`]).
+    pub(crate) epoch: u64,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -58,9 +60,13 @@ pub(crate) struct ObjectStore {
     prefix: [u8; ID_BYTES],
     backend: Arc<dyn Backend>,
     layers: Mutex<Layers>,
-    /// Set by the commit thread when a batch of this object failed to reach the backend: the
-    /// object's in-memory view is ahead of storage, so it must be reset before its next call.
-    failed: AtomicBool,
+    /// Epochs number the lives of the object's in-memory view. When a batch fails to reach
+    /// the backend, its epoch is marked failed: every later batch and reply of that epoch was
+    /// computed from the lost writes, so the commit thread drops those batches and fails
+    /// those replies, and the object is reset (new epoch) before its next call.
+    epoch: AtomicU64,
+    /// The newest failed epoch (0: none).
+    failed_epoch: AtomicU64,
 }
 
 impl ObjectStore {
@@ -69,7 +75,8 @@ impl ObjectStore {
             prefix: *id.as_bytes(),
             backend,
             layers: Mutex::new(Layers::default()),
-            failed: AtomicBool::new(false),
+            epoch: AtomicU64::new(1),
+            failed_epoch: AtomicU64::new(0),
         }
     }
 
@@ -101,7 +108,10 @@ impl ObjectStore {
                 writes.entry(key).or_insert(None);
             }
         }
-        Ok(Some(Batch { writes }))
+        Ok(Some(Batch {
+            writes,
+            epoch: self.epoch(),
+        }))
     }
 
     /// Forgets the running call's writes (the call panicked or failed).
@@ -113,7 +123,8 @@ impl ObjectStore {
     pub(crate) fn reset(&self) {
         let mut layers = self.layers();
         *layers = Layers::default();
-        self.failed.store(false, Ordering::Release);
+        let failed = self.failed_epoch.load(Ordering::Acquire);
+        self.epoch.fetch_max(failed + 1, Ordering::AcqRel);
     }
 
     pub(crate) fn push_in_flight(&self, seq: u64, batch: Arc<Batch>) {
@@ -128,12 +139,24 @@ impl ObjectStore {
         }
     }
 
-    pub(crate) fn mark_failed(&self) {
-        self.failed.store(true, Ordering::Release);
+    /// The current epoch: the one the running call's writes and reply belong to.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
     }
 
+    /// A batch of `epoch` failed to reach the backend.
+    pub(crate) fn mark_failed(&self, epoch: u64) {
+        self.failed_epoch.fetch_max(epoch, Ordering::AcqRel);
+    }
+
+    /// Whether writes of `epoch` were lost.
+    pub(crate) fn epoch_failed(&self, epoch: u64) -> bool {
+        self.failed_epoch.load(Ordering::Acquire) >= epoch
+    }
+
+    /// Whether the current epoch failed: the object must be reset before its next call.
     pub(crate) fn has_failed(&self) -> bool {
-        self.failed.load(Ordering::Acquire)
+        self.epoch_failed(self.epoch())
     }
 
     /// Keys visible in the in-flight layers and the backend (ignoring the running call).
