@@ -1,0 +1,212 @@
+//! The seed's counter, served over HTTP: `cargo run --example counter`.
+//!
+//! ```text
+//! curl 'http://127.0.0.1:8787/increment?name=A'   # Durable Object 'A' count: 1
+//! curl 'http://127.0.0.1:8787/?name=A'            # Durable Object 'A' count: 1
+//! curl -X POST http://127.0.0.1:8787/A/increment  # {"value":2}
+//! ```
+//!
+//! Options (a flag wins over its environment variable):
+//!
+//! - `--addr ADDR` or `DURABLE_ADDR`: where to listen (default `127.0.0.1:8787`);
+//! - `--data-dir PATH` or `DURABLE_DATA_DIR`: where the counters are stored (default `./data`).
+//!
+//! Ctrl-C or SIGTERM stops the server (open connections get 10 s to finish), then shuts the
+//! runtime down, so every write is synced and the data directory released; a second signal
+//! exits at once. Logs go to stderr; `RUST_LOG` sets their level (`target=level` directives,
+//! for example `RUST_LOG=debug` or `RUST_LOG=info,durable_runtime=trace`).
+
+use std::future::IntoFuture;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use durable_examples::{counter_app, Counter};
+use durable_runtime::Runtime;
+use tokio::sync::oneshot;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::prelude::*;
+
+const DEFAULT_ADDR: &str = "127.0.0.1:8787";
+const DEFAULT_DATA_DIR: &str = "./data";
+/// How long a graceful shutdown waits for open connections.
+const GRACE: Duration = Duration::from_secs(10);
+
+const USAGE: &str = "\
+usage: counter [--addr ADDR] [--data-dir PATH]
+
+  --addr ADDR       listen address (env DURABLE_ADDR, default 127.0.0.1:8787)
+  --data-dir PATH   data directory (env DURABLE_DATA_DIR, default ./data)
+";
+
+struct Options {
+    addr: String,
+    data_dir: PathBuf,
+}
+
+/// Reads the flags, then the environment, then the defaults.
+fn options() -> Result<Options, String> {
+    let mut addr = None;
+    let mut data_dir = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => {
+                (flag.to_owned(), Some(value.to_owned()))
+            }
+            _ => (arg.clone(), None),
+        };
+        let slot = match flag.as_str() {
+            "--addr" => &mut addr,
+            "--data-dir" => &mut data_dir,
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            _ => return Err(format!("unknown argument `{arg}`")),
+        };
+        let value = match inline {
+            Some(value) => value,
+            None => args
+                .next()
+                .ok_or_else(|| format!("`{flag}` needs a value"))?,
+        };
+        *slot = Some(value);
+    }
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    Ok(Options {
+        addr: addr
+            .or_else(|| env("DURABLE_ADDR"))
+            .unwrap_or_else(|| DEFAULT_ADDR.to_owned()),
+        data_dir: data_dir
+            .or_else(|| env("DURABLE_DATA_DIR"))
+            .unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned())
+            .into(),
+    })
+}
+
+/// Logs to stderr at `info` unless `RUST_LOG` says otherwise (`target=level` directives).
+fn init_logs() {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|directives| directives.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
+        .with(filter)
+        .init();
+}
+
+/// Resolves when the process gets Ctrl-C (SIGINT) or SIGTERM.
+async fn signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
+
+/// The server's shutdown trigger: the first signal starts a graceful shutdown (and tells
+/// `started`); a second one exits at once (every write already answered is durable anyway).
+async fn shutdown_signal(started: oneshot::Sender<()>) {
+    signal().await;
+    tracing::info!("shutting down: no new requests; syncing storage (signal again to exit now)");
+    let _ = started.send(());
+    tokio::spawn(async {
+        signal().await;
+        tracing::warn!("second signal: exiting without waiting");
+        std::process::exit(130);
+    });
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let options = match options() {
+        Ok(options) => options,
+        Err(e) => {
+            eprint!("counter: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logs();
+    match run(options).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(options: Options) -> Result<(), String> {
+    let rt = Runtime::builder()
+        .data_dir(&options.data_dir)
+        .open()
+        .map_err(|e| {
+            format!(
+                "cannot open the data directory {}: {e}",
+                options.data_dir.display()
+            )
+        })?;
+    let listener = tokio::net::TcpListener::bind(&options.addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", options.addr))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the listening address: {e}"))?;
+    let data_dir = std::fs::canonicalize(&options.data_dir).unwrap_or(options.data_dir);
+    tracing::info!(
+        "counter listening on http://{addr}, data in {}",
+        data_dir.display()
+    );
+
+    let app = counter_app(rt.namespace::<Counter>());
+    let (started, shutdown_started) = oneshot::channel();
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal(started));
+    // Connections still open GRACE after the signal (a client that never finishes its
+    // request) are dropped, so that a shutdown always ends.
+    let grace = async {
+        match shutdown_started.await {
+            Ok(()) => tokio::time::sleep(GRACE).await,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    let served = tokio::select! {
+        served = server.into_future() => served,
+        () = grace => {
+            tracing::warn!("connections still open after {GRACE:?}: dropping them");
+            Ok(())
+        }
+    };
+    // Stop the runtime even if the server failed: queued calls finish, writes are synced.
+    let closed = rt.shutdown().await;
+    served.map_err(|e| format!("the server failed: {e}"))?;
+    closed.map_err(|e| format!("shutting the runtime down failed: {e}"))?;
+    tracing::info!("stopped; data synced in {}", data_dir.display());
+    Ok(())
+}

@@ -1,0 +1,333 @@
+//! The counter service over real TCP on loopback: exact status, content type and body of
+//! every route, and counts that survive a runtime restart on fjall.
+
+use std::net::SocketAddr;
+
+use durable_examples::{counter_app, Counter, APPLICATION_JSON, SELECT_NAME, TEXT_PLAIN};
+use durable_runtime::Runtime;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The seed's missing-name text, spelled out here so the constant cannot drift from it.
+const SEED_SELECT_NAME: &str = "Select a Durable Object to contact by using the `name` URL query string parameter, for example, ?name=A";
+
+/// A running server: stop it with [`Server::stop`].
+struct Server {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    async fn start(rt: &Runtime) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = counter_app(rt.namespace::<Counter>());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Server { addr, stop, task }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// A parsed HTTP/1.1 response.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    content_type: Option<String>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn body(&self) -> &str {
+        std::str::from_utf8(&self.body).unwrap()
+    }
+}
+
+/// Sends one raw HTTP/1.1 request (`Connection: close`) and reads the whole response.
+async fn send(addr: SocketAddr, method: &str, target: &str) -> Reply {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    parse(&raw)
+}
+
+fn parse(raw: &[u8]) -> Reply {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete header block");
+    let head = std::str::from_utf8(&raw[..split]).unwrap();
+    let body = raw[split + 4..].to_vec();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let mut parts = status_line.splitn(3, ' ');
+    assert_eq!(parts.next(), Some("HTTP/1.1"), "{status_line}");
+    let status = parts.next().unwrap().parse().unwrap();
+    let mut content_type = None;
+    let mut content_length = None;
+    for line in lines {
+        let (name, value) = line.split_once(':').unwrap();
+        let value = value.trim().to_owned();
+        match name.to_ascii_lowercase().as_str() {
+            "content-type" => content_type = Some(value),
+            "content-length" => content_length = Some(value.parse::<usize>().unwrap()),
+            "transfer-encoding" => panic!("unexpected transfer-encoding: {value}"),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        content_length,
+        Some(body.len()),
+        "content-length matches the body"
+    );
+    Reply {
+        status,
+        content_type,
+        body,
+    }
+}
+
+fn assert_text(reply: &Reply, status: u16, body: &str) {
+    assert_eq!(reply.status, status, "{reply:?}");
+    assert_eq!(reply.content_type.as_deref(), Some(TEXT_PLAIN), "{reply:?}");
+    assert_eq!(reply.body(), body);
+}
+
+fn assert_json(reply: &Reply, value: i64) {
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        reply.content_type.as_deref(),
+        Some(APPLICATION_JSON),
+        "{reply:?}"
+    );
+    assert_eq!(reply.body(), format!("{{\"value\":{value}}}"));
+}
+
+fn count(name: &str, n: i64) -> String {
+    format!("Durable Object '{name}' count: {n}")
+}
+
+#[test]
+fn constants_are_the_seeds() {
+    assert_eq!(SELECT_NAME, SEED_SELECT_NAME);
+    assert_eq!(TEXT_PLAIN, "text/plain;charset=UTF-8");
+    assert_eq!(APPLICATION_JSON, "application/json");
+}
+
+#[tokio::test]
+async fn seed_routes() {
+    let rt = Runtime::in_memory();
+    let server = Server::start(&rt).await;
+    let addr = server.addr;
+
+    assert_text(&send(addr, "GET", "/?name=A").await, 200, &count("A", 0));
+    assert_text(
+        &send(addr, "GET", "/increment?name=A").await,
+        200,
+        &count("A", 1),
+    );
+    assert_text(
+        &send(addr, "GET", "/increment?name=A").await,
+        200,
+        &count("A", 2),
+    );
+    assert_text(&send(addr, "GET", "/?name=A").await, 200, &count("A", 2));
+    assert_text(
+        &send(addr, "GET", "/decrement?name=A").await,
+        200,
+        &count("A", 1),
+    );
+    // Each name is its own object.
+    assert_text(
+        &send(addr, "GET", "/decrement?name=B").await,
+        200,
+        &count("B", -1),
+    );
+    assert_text(&send(addr, "GET", "/?name=A").await, 200, &count("A", 1));
+    // Like the Worker's fetch, the seed routes ignore the method.
+    assert_text(
+        &send(addr, "POST", "/increment?name=A").await,
+        200,
+        &count("A", 2),
+    );
+
+    server.stop().await;
+    rt.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn missing_name_and_not_found() {
+    let rt = Runtime::in_memory();
+    let server = Server::start(&rt).await;
+    let addr = server.addr;
+
+    // No name, an empty name, another parameter: the name check comes before the path's.
+    for target in [
+        "/",
+        "/?name=",
+        "/?other=A",
+        "/increment",
+        "/decrement?name=",
+        "/nowhere",
+        "/nowhere?x=1",
+    ] {
+        assert_text(&send(addr, "GET", target).await, 200, SEED_SELECT_NAME);
+    }
+    // A name, but another path: 404.
+    for target in [
+        "/nowhere?name=A",
+        "/increment/?name=A",
+        "/Increment?name=A",
+        "//?name=A",
+        "/A/value/?name=A",
+    ] {
+        assert_text(&send(addr, "GET", target).await, 404, "Not found");
+    }
+    // Nothing above touched A.
+    assert_text(&send(addr, "GET", "/?name=A").await, 200, &count("A", 0));
+
+    server.stop().await;
+    rt.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn names_are_url_decoded_like_url_search_params() {
+    let rt = Runtime::in_memory();
+    let server = Server::start(&rt).await;
+    let addr = server.addr;
+
+    assert_text(
+        &send(addr, "GET", "/increment?name=a%20b").await,
+        200,
+        &count("a b", 1),
+    );
+    // `+` is a space too: the same object.
+    assert_text(
+        &send(addr, "GET", "/increment?name=a+b").await,
+        200,
+        &count("a b", 2),
+    );
+    // UTF-8 escapes; the first `name` wins, as with `searchParams.get`.
+    assert_text(
+        &send(addr, "GET", "/?x=1&name=%C3%A9t%C3%A9&name=B").await,
+        200,
+        &count("été", 0),
+    );
+    // Escaped separators stay in the name.
+    assert_text(
+        &send(addr, "GET", "/increment?name=x%26y%3Dz").await,
+        200,
+        &count("x&y=z", 1),
+    );
+    // The JSON routes decode the path segment: `/a%20b/value` is the same counter.
+    assert_json(&send(addr, "GET", "/a%20b/value").await, 2);
+
+    server.stop().await;
+    rt.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn json_routes() {
+    let rt = Runtime::in_memory();
+    let server = Server::start(&rt).await;
+    let addr = server.addr;
+
+    assert_json(&send(addr, "GET", "/A/value").await, 0);
+    assert_json(&send(addr, "POST", "/A/increment").await, 1);
+    assert_json(&send(addr, "POST", "/A/increment").await, 2);
+    assert_json(&send(addr, "POST", "/A/decrement").await, 1);
+    assert_json(&send(addr, "GET", "/A/value").await, 1);
+    assert_json(&send(addr, "POST", "/C/decrement").await, -1);
+    // The JSON and the seed routes share the objects.
+    assert_text(&send(addr, "GET", "/?name=A").await, 200, &count("A", 1));
+    assert_text(
+        &send(addr, "GET", "/increment?name=A").await,
+        200,
+        &count("A", 2),
+    );
+    assert_json(&send(addr, "GET", "/A/value").await, 2);
+
+    // Another method on a JSON path falls back to the seed's logic: no name, then 404.
+    assert_text(
+        &send(addr, "GET", "/A/increment").await,
+        200,
+        SEED_SELECT_NAME,
+    );
+    assert_text(&send(addr, "POST", "/A/value").await, 200, SEED_SELECT_NAME);
+    assert_text(
+        &send(addr, "GET", "/A/decrement?name=A").await,
+        404,
+        "Not found",
+    );
+    assert_text(
+        &send(addr, "PUT", "/A/value?name=A").await,
+        404,
+        "Not found",
+    );
+    // Nothing above changed A.
+    assert_json(&send(addr, "GET", "/A/value").await, 2);
+
+    server.stop().await;
+    rt.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn counts_survive_a_restart_on_fjall() {
+    let dir = tempfile::tempdir().unwrap();
+
+    // First life: shut down gracefully.
+    let rt = Runtime::builder().data_dir(dir.path()).open().unwrap();
+    let server = Server::start(&rt).await;
+    for n in 1..=3 {
+        assert_text(
+            &send(server.addr, "GET", "/increment?name=A").await,
+            200,
+            &count("A", n),
+        );
+    }
+    assert_json(&send(server.addr, "POST", "/B/decrement").await, -1);
+    server.stop().await;
+    rt.shutdown().await.unwrap();
+
+    // Second life: the counts are there; then the runtime is only dropped.
+    let rt = Runtime::builder().data_dir(dir.path()).open().unwrap();
+    let server = Server::start(&rt).await;
+    assert_text(
+        &send(server.addr, "GET", "/?name=A").await,
+        200,
+        &count("A", 3),
+    );
+    assert_json(&send(server.addr, "GET", "/B/value").await, -1);
+    assert_json(&send(server.addr, "POST", "/A/increment").await, 4);
+    server.stop().await;
+    drop(rt);
+
+    // Third life: the write of the dropped runtime was durable before its reply.
+    let rt = Runtime::builder().data_dir(dir.path()).open().unwrap();
+    let server = Server::start(&rt).await;
+    assert_json(&send(server.addr, "GET", "/A/value").await, 4);
+    assert_text(
+        &send(server.addr, "GET", "/decrement?name=A").await,
+        200,
+        &count("A", 3),
+    );
+    server.stop().await;
+    rt.shutdown().await.unwrap();
+}
