@@ -88,9 +88,9 @@ impl ObjectId {
     pub(crate) fn parse(class: &ClassTag, text: &str) -> Result<ObjectId> {
         if text.len() != ID_BYTES * 2 {
             return Err(Error::invalid_id(format!(
-                "expected {} hex digits, got {} characters",
+                "expected {} hex digits, got {} bytes",
                 ID_BYTES * 2,
-                text.chars().count()
+                text.len()
             )));
         }
         let mut bytes = [0u8; ID_BYTES];

@@ -274,6 +274,9 @@ impl<T: DurableObject> Actor<T> {
                 .catch_unwind()
                 .map(move |outcome| (outcome, method, reply))
         };
+        // Shared calls running at once are bounded like the queue, so slow shared calls
+        // cannot admit unbounded work: past the bound, calls wait in the (bounded) queue.
+        let max_running = self.ns.options.max_queue;
         let mut running = FuturesUnordered::new();
         running.push(start(call, method, reply));
         let mut waiting: Option<Envelope<T>> = None;
@@ -284,7 +287,7 @@ impl<T: DurableObject> Actor<T> {
             tokio::select! {
                 biased;
                 Some(done) = running.next() => finished.push(done),
-                received = rx.recv(), if waiting.is_none() && open => match received {
+                received = rx.recv(), if waiting.is_none() && open && running.len() < max_running => match received {
                     Some(Envelope { call, reply }) => {
                         let method = T::method_name(&call);
                         match call {

@@ -697,6 +697,17 @@ impl Narrow {
     pub async fn done(&self) -> Result<u32> {
         Ok(self.ctx.storage().get("done")?.unwrap_or(0))
     }
+
+    /// A shared call that waits for one permit of the env's semaphore.
+    pub async fn wait_shared(&self) -> Result<u32> {
+        let gate = self
+            .ctx
+            .env::<Arc<Semaphore>>()
+            .cloned()
+            .ok_or_else(|| Error::app("NoEnv", "no semaphore"))?;
+        gate.acquire().await?.forget();
+        Ok(1)
+    }
 }
 
 type Pending = Pin<Box<dyn Future<Output = Result<u32>> + Send>>;
@@ -827,6 +838,63 @@ async fn spawned_calls_to_a_full_queue_fail_fast_and_none_hangs() {
     assert_eq!(succeeded + overloaded, CALLS);
     assert!(overloaded >= CALLS - (MAX_QUEUE + 1), "{overloaded}");
     assert_eq!(narrow.done().await.unwrap(), succeeded as u32);
+}
+
+/// Shared calls run concurrently, but not without bound: at most `max_queue` run at once
+/// and at most `max_queue` wait, so slow shared calls cannot admit unbounded work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_shared_calls_are_bounded_too() {
+    const CALLS: usize = 200;
+    const MAX_QUEUE: usize = 4;
+    let gate = Arc::new(Semaphore::new(0));
+    let rt = Runtime::builder()
+        .in_memory()
+        .env(gate.clone())
+        .open()
+        .unwrap();
+    let narrow = rt.namespace::<Narrow>().get_by_name("shared");
+    let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..CALLS {
+        let stub = narrow.clone();
+        let refused = refused.clone();
+        tasks.push(tokio::spawn(async move {
+            let result = stub.wait_shared().await;
+            if matches!(&result, Err(e) if e.is_overloaded()) {
+                refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            result
+        }));
+    }
+    // At most MAX_QUEUE run (blocked) and MAX_QUEUE wait; one more may be between the two.
+    let admitted_at_most = 2 * MAX_QUEUE + 1;
+    tokio::time::timeout(HANG, async {
+        while refused.load(std::sync::atomic::Ordering::SeqCst) < CALLS - admitted_at_most {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("blocked shared calls admitted unbounded work");
+
+    gate.add_permits(CALLS);
+    let (mut succeeded, mut overloaded) = (0, 0);
+    for task in tasks {
+        match tokio::time::timeout(HANG, task)
+            .await
+            .expect("a call hung after the release")
+            .expect("task panicked")
+        {
+            Ok(_) => succeeded += 1,
+            Err(e) if e.is_overloaded() => overloaded += 1,
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!(succeeded + overloaded, CALLS);
+    assert!(
+        succeeded <= admitted_at_most,
+        "{succeeded} shared calls admitted"
+    );
+    assert!(succeeded >= 1);
 }
 
 // ---------------------------------------------------------------------------------------------
