@@ -24,6 +24,7 @@ use crate::id::ObjectId;
 use crate::namespace::NamespaceCore;
 use crate::storage::ObjectStore;
 use crate::stub::Stub;
+use crate::wire::MethodSchema;
 
 /// The options of a class, declared by `#[durable_object(..)]` on its struct.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +100,45 @@ pub trait DurableObject: Send + Sync + Sized + 'static {
         &mut self,
         call: Self::ExclusiveCall,
     ) -> impl Future<Output = Self::Output> + Send + '_;
+
+    /// Runs the class's `alarm` handler; `None` when the class has none.
+    #[doc(hidden)]
+    fn dispatch_alarm(
+        &mut self,
+        info: AlarmInfo,
+    ) -> impl Future<Output = Option<Result<()>>> + Send + '_ {
+        let _ = info;
+        async { None }
+    }
+
+    /// Runs the class's `on_activate` hook, before any call of a fresh instance.
+    #[doc(hidden)]
+    fn dispatch_activate(&mut self) -> impl Future<Output = Result<()>> + Send + '_ {
+        async { Ok(()) }
+    }
+
+    /// Runs the class's `on_evict` hook, before an idle instance is dropped.
+    #[doc(hidden)]
+    fn dispatch_evict(&mut self) -> impl Future<Output = ()> + Send + '_ {
+        async {}
+    }
+
+    /// The class's calls as they cross the wire: names, wire names, argument and return types.
+    fn schema() -> &'static [MethodSchema] {
+        &[]
+    }
+}
+
+/// What an object's `alarm` handler is told about the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AlarmInfo {
+    /// How many times this alarm already failed (0 on the first run).
+    pub retry_count: u32,
+    /// `true` when this run retries a failed one.
+    pub is_retry: bool,
+    /// The named schedule that fired, or `None` for the object's alarm.
+    pub schedule: Option<String>,
 }
 
 /// A call and the channel its reply goes back on.
