@@ -51,6 +51,8 @@ struct Shared {
     /// Every batch with a sequence number up to this one is durable.
     durable_seq: AtomicU64,
     syncs: AtomicU64,
+    /// Bumped after a round that set or cleared schedules: the alarm schedulers look again.
+    schedules: tokio::sync::watch::Sender<u64>,
     backend: Arc<dyn Backend>,
     durability: Durability,
 }
@@ -72,6 +74,7 @@ impl OutputGate {
             wake: Condvar::new(),
             durable_seq: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
+            schedules: tokio::sync::watch::Sender::new(0),
             backend,
             durability,
         });
@@ -153,6 +156,11 @@ impl OutputGate {
         self.shared.durable_seq.load(Ordering::Acquire)
     }
 
+    /// Changes after every commit round that set or cleared a schedule.
+    pub(crate) fn watch_schedules(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.schedules.subscribe()
+    }
+
     /// How many syncs the commit thread has completed.
     pub(crate) fn syncs(&self) -> u64 {
         self.shared.syncs.load(Ordering::Relaxed)
@@ -232,6 +240,12 @@ fn commit_round(shared: &Shared, items: Vec<Item>, last_seq: u64) {
             // Every batch numbered up to `last_seq` was queued before this round's items
             // were taken, so it was committed (or dropped as lost) by now.
             shared.durable_seq.fetch_max(last_seq, Ordering::AcqRel);
+            if batches
+                .iter()
+                .any(|(_, _, batch)| batch.touches_schedules())
+            {
+                shared.schedules.send_modify(|n| *n += 1);
+            }
         }
         Err(e) => {
             tracing::error!(error = %e, batches = batches.len(), "commit failed; resetting the objects whose writes were lost");
@@ -252,6 +266,9 @@ fn apply_and_sync(shared: &Shared, batches: &[(u64, Arc<ObjectStore>, Arc<Batch>
         for (_, store, batch) in batches {
             for (key, value) in &batch.writes {
                 merged.insert(store.full_key(key), value.as_deref());
+            }
+            for (key, value) in &batch.system {
+                merged.insert(key.clone(), value.as_deref());
             }
         }
         let writes: Vec<Write<'_>> = merged

@@ -39,6 +39,11 @@ pub enum ErrorKind {
     Overloaded,
     /// The runtime was shut down or dropped.
     Closed,
+    /// The call did not complete within its timeout (it may still have run).
+    Timeout,
+    /// The call would close a cycle (A calls B calls A while A is in an exclusive call) and
+    /// was refused instead of deadlocking.
+    Cycle,
     /// The runtime was configured wrongly (for example two classes with one name).
     Config,
     /// A broken internal invariant; please report it.
@@ -76,6 +81,10 @@ enum Repr {
     Overloaded,
     #[error("the durable runtime is closed")]
     Closed,
+    #[error("the call to `{method}` did not complete within {timeout_ms} ms; it may still run and commit")]
+    Timeout { method: String, timeout_ms: u64 },
+    #[error("call cycle: {0}")]
+    Cycle(String),
     #[error("runtime configuration: {0}")]
     Config(String),
     #[error("internal error: {0}")]
@@ -134,6 +143,8 @@ impl Error {
             Repr::Storage(_) => ErrorKind::Storage,
             Repr::Overloaded => ErrorKind::Overloaded,
             Repr::Closed => ErrorKind::Closed,
+            Repr::Timeout { .. } => ErrorKind::Timeout,
+            Repr::Cycle(_) => ErrorKind::Cycle,
             Repr::Config(_) => ErrorKind::Config,
             Repr::Internal(_) => ErrorKind::Internal,
         }
@@ -220,6 +231,17 @@ impl Error {
 
     pub(crate) fn closed() -> Self {
         Error::new(Repr::Closed)
+    }
+
+    pub(crate) fn timeout(method: &str, timeout: std::time::Duration) -> Self {
+        Error::new(Repr::Timeout {
+            method: method.to_owned(),
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        })
+    }
+
+    pub(crate) fn cycle(path: String) -> Self {
+        Error::new(Repr::Cycle(path))
     }
 
     pub(crate) fn config(message: impl Into<String>) -> Self {

@@ -51,6 +51,11 @@ impl ObjectId {
         self.name.as_deref()
     }
 
+    pub(crate) fn with_name(mut self, name: &str) -> ObjectId {
+        self.name = Some(Arc::from(name));
+        self
+    }
+
     /// The 32 bytes of the ID.
     pub fn as_bytes(&self) -> &[u8; ID_BYTES] {
         &self.bytes

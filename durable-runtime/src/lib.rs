@@ -44,8 +44,10 @@
 
 #![warn(missing_docs)]
 
+mod alarm;
 mod commit;
 mod context;
+mod cycle;
 mod error;
 mod id;
 mod namespace;
@@ -60,10 +62,10 @@ pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::id::ObjectId;
 pub use crate::namespace::Namespace;
 pub use crate::object::{AlarmInfo, ClassOptions, DurableObject};
-pub use crate::runtime::{Runtime, RuntimeBuilder};
+pub use crate::runtime::{Metrics, Runtime, RuntimeBuilder};
 pub use crate::storage::{
     Backend, Durability, Entry, FjallBackend, ListOptions, MemoryBackend, ScanIter, Storage,
-    Transaction, Write, MAX_BATCH_KEYS, MAX_KEY_BYTES, MAX_VALUE_BYTES,
+    Transaction, Write, MAX_BATCH_KEYS, MAX_KEY_BYTES, MAX_SCHEDULE_NAME_BYTES, MAX_VALUE_BYTES,
 };
 pub use crate::stub::{ObjectStub, Stub};
 pub use crate::wire::{Access, MethodSchema};

@@ -2,16 +2,17 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockWriteGuard};
 
-use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::{Error, Result};
 use crate::id::{ClassTag, ObjectId, ID_BYTES};
-use crate::object::{Actor, ClassOptions, DurableObject, Envelope};
+use crate::object::{Actor, AlarmInfo, AlarmOutcome, ClassOptions, DurableObject, Envelope};
 use crate::runtime::RuntimeShared;
-use crate::storage::ObjectStore;
+use crate::storage::{stored_object_ids, ObjectStore};
 use crate::stub::Stub;
 
 const SHARDS: usize = 32;
@@ -34,15 +35,40 @@ impl Hasher for IdHasher {
     }
 }
 
-type Mailboxes<T> =
-    HashMap<[u8; ID_BYTES], mpsc::Sender<Envelope<T>>, BuildHasherDefault<IdHasher>>;
+type IdMap<V> = HashMap<[u8; ID_BYTES], V, BuildHasherDefault<IdHasher>>;
+
+/// A live object: the way in, and its storage state (to tell actors apart).
+struct Mailbox<T: DurableObject> {
+    tx: mpsc::Sender<Envelope<T>>,
+    store: Arc<ObjectStore>,
+}
+
+/// An evicted actor still finishing (its last writes on their way to storage): the next
+/// actor of that ID waits until the sender is dropped.
+struct Settling {
+    token: u64,
+    done: watch::Receiver<()>,
+}
+
+struct Shard<T: DurableObject> {
+    live: IdMap<Mailbox<T>>,
+    settling: IdMap<Settling>,
+}
+
+/// Proof that an actor left its namespace; dropping `done` lets its successor start.
+pub(crate) struct Retired {
+    token: u64,
+    done: watch::Sender<()>,
+}
 
 /// The live objects of one class: a mailbox per activated ID.
 pub(crate) struct NamespaceCore<T: DurableObject> {
     pub(crate) class: ClassTag,
     pub(crate) options: ClassOptions,
     pub(crate) runtime: Arc<RuntimeShared>,
-    shards: Box<[RwLock<Mailboxes<T>>]>,
+    shards: Box<[RwLock<Shard<T>>]>,
+    next_token: AtomicU64,
+    scheduler_started: AtomicBool,
 }
 
 impl<T: DurableObject> NamespaceCore<T> {
@@ -59,17 +85,42 @@ impl<T: DurableObject> NamespaceCore<T> {
             options,
             runtime,
             shards: (0..SHARDS)
-                .map(|_| RwLock::new(Mailboxes::default()))
+                .map(|_| {
+                    RwLock::new(Shard {
+                        live: IdMap::default(),
+                        settling: IdMap::default(),
+                    })
+                })
                 .collect(),
+            next_token: AtomicU64::new(1),
+            scheduler_started: AtomicBool::new(false),
         })
     }
 
-    fn shard(&self, id: &ObjectId) -> &RwLock<Mailboxes<T>> {
+    fn shard(&self, id: &[u8; ID_BYTES]) -> &RwLock<Shard<T>> {
         // Byte 9 is the first byte of the ID's hash or random body.
-        &self.shards[id.as_bytes()[9] as usize % SHARDS]
+        &self.shards[id[9] as usize % SHARDS]
     }
 
-    /// Delivers a call to the object, activating it if it has no live actor.
+    fn write_shard(&self, id: &[u8; ID_BYTES]) -> RwLockWriteGuard<'_, Shard<T>> {
+        self.shard(id).write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts the class's alarm scheduler once a tokio runtime is at hand.
+    pub(crate) fn ensure_scheduler(self: &Arc<Self>) {
+        if self.scheduler_started.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(handle) = self.runtime.tokio_handle() else {
+            return;
+        };
+        if self.scheduler_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        handle.spawn(crate::alarm::run_scheduler(self.clone()));
+    }
+
+    /// Delivers an envelope to the object, activating it if it has no live actor.
     pub(crate) fn send(self: &Arc<Self>, id: &ObjectId, envelope: Envelope<T>) -> Result<()> {
         if self.runtime.is_closed() {
             return Err(Error::closed());
@@ -80,27 +131,28 @@ impl<T: DurableObject> NamespaceCore<T> {
                 self.class.name
             )));
         }
-        let shard = self.shard(id);
+        let key = id.as_bytes();
         let envelope = {
-            let mailboxes = shard.read().unwrap_or_else(|p| p.into_inner());
-            match mailboxes.get(id.as_bytes()) {
-                Some(tx) => match tx.try_send(envelope) {
+            let shard = self.shard(key).read().unwrap_or_else(|p| p.into_inner());
+            match shard.live.get(key) {
+                Some(mailbox) => match self.offer(&mailbox.tx, envelope) {
                     Ok(()) => return Ok(()),
-                    Err(TrySendError::Full(_)) => return Err(Error::overloaded()),
-                    Err(TrySendError::Closed(envelope)) => envelope,
+                    Err(Some(envelope)) => envelope,
+                    Err(None) => return Err(Error::overloaded()),
                 },
                 None => envelope,
             }
         };
-        let mut mailboxes = shard.write().unwrap_or_else(|p| p.into_inner());
+        self.ensure_scheduler();
+        let mut shard = self.write_shard(key);
         if self.runtime.is_closed() {
             return Err(Error::closed());
         }
-        let envelope = match mailboxes.get(id.as_bytes()) {
-            Some(tx) => match tx.try_send(envelope) {
+        let envelope = match shard.live.get(key) {
+            Some(mailbox) => match self.offer(&mailbox.tx, envelope) {
                 Ok(()) => return Ok(()),
-                Err(TrySendError::Full(_)) => return Err(Error::overloaded()),
-                Err(TrySendError::Closed(envelope)) => envelope,
+                Err(Some(envelope)) => envelope,
+                Err(None) => return Err(Error::overloaded()),
             },
             None => envelope,
         };
@@ -109,23 +161,111 @@ impl<T: DurableObject> NamespaceCore<T> {
         if tx.try_send(envelope).is_err() {
             return Err(Error::internal("a new mailbox refused its first call"));
         }
+        let settle = shard.settling.get(key).map(|s| s.done.clone());
         let store = Arc::new(ObjectStore::new(id, self.runtime.backend.clone()));
-        let actor = Actor::new(self.clone(), id.clone(), store);
+        let actor = Actor::new(self.clone(), id.clone(), store.clone(), settle);
         self.runtime.actor_started();
         handle.spawn(actor.run(rx));
-        mailboxes.insert(*id.as_bytes(), tx);
+        shard.live.insert(*key, Mailbox { tx, store });
         Ok(())
+    }
+
+    /// `Ok` if queued; `Err(Some(envelope))` if the actor is gone; `Err(None)` if full.
+    fn offer(
+        &self,
+        tx: &mpsc::Sender<Envelope<T>>,
+        envelope: Envelope<T>,
+    ) -> std::result::Result<(), Option<Envelope<T>>> {
+        match tx.try_send(envelope) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => {
+                self.runtime.metrics.overloads.inc();
+                Err(None)
+            }
+            Err(TrySendError::Closed(envelope)) => Err(Some(envelope)),
+        }
+    }
+
+    /// An idle actor asks to leave: granted (and the mailbox removed) only if nothing is
+    /// queued for it. Senders queue under the shard's read lock, so under its write lock
+    /// the queue cannot grow.
+    pub(crate) fn retire(
+        &self,
+        id: &ObjectId,
+        store: &Arc<ObjectStore>,
+        rx: &mpsc::Receiver<Envelope<T>>,
+    ) -> Option<Retired> {
+        let key = id.as_bytes();
+        let mut shard = self.write_shard(key);
+        if !rx.is_empty() {
+            return None;
+        }
+        if shard
+            .live
+            .get(key)
+            .is_some_and(|m| Arc::ptr_eq(&m.store, store))
+        {
+            shard.live.remove(key);
+        }
+        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        let (done, waiting) = watch::channel(());
+        shard.settling.insert(
+            *key,
+            Settling {
+                token,
+                done: waiting,
+            },
+        );
+        Some(Retired { token, done })
+    }
+
+    /// A retired actor finished: its successor may start.
+    pub(crate) fn settled(&self, id: &ObjectId, retired: Retired) {
+        let key = id.as_bytes();
+        let mut shard = self.write_shard(key);
+        if shard
+            .settling
+            .get(key)
+            .is_some_and(|s| s.token == retired.token)
+        {
+            shard.settling.remove(key);
+        }
+        drop(retired.done);
     }
 
     /// Drops every mailbox: actors finish the calls already queued, then exit.
     pub(crate) fn close_mailboxes(&self) {
         for shard in self.shards.iter() {
-            shard.write().unwrap_or_else(|p| p.into_inner()).clear();
+            shard
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .live
+                .clear();
         }
     }
 
     pub(crate) fn actor_exited(&self) {
         self.runtime.actor_exited();
+    }
+
+    /// How many objects of this class are live (activated and not evicted).
+    pub(crate) fn live_count(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(|p| p.into_inner()).live.len())
+            .sum()
+    }
+
+    /// Runs a due schedule on the object with these ID bytes.
+    pub(crate) async fn fire_alarm(
+        self: &Arc<Self>,
+        id: [u8; ID_BYTES],
+        info: AlarmInfo,
+    ) -> Result<AlarmOutcome> {
+        let id = ObjectId::from_bytes(&self.class, id)?;
+        let (reply, rx) = oneshot::channel();
+        self.send(&id, Envelope::Alarm { info, reply })?;
+        rx.await.unwrap_or_else(|_| Err(Error::closed()))
     }
 }
 
@@ -153,6 +293,7 @@ impl<T: DurableObject> NamespaceCore<T> {
 /// assert_eq!(a.increment(2).await?, 2);
 /// let same = counters.get(counters.id_from_name("A"));
 /// assert_eq!(same.increment(1).await?, 3);
+/// assert_eq!(counters.list_ids()?, vec![counters.id_from_name("A")]);
 /// # Ok(()) }
 /// ```
 pub struct Namespace<T: DurableObject> {
@@ -177,6 +318,7 @@ impl<T: DurableObject> std::fmt::Debug for Namespace<T> {
 
 impl<T: DurableObject> Namespace<T> {
     pub(crate) fn from_core(core: Arc<NamespaceCore<T>>) -> Self {
+        core.ensure_scheduler();
         Namespace { core }
     }
 
@@ -211,5 +353,37 @@ impl<T: DurableObject> Namespace<T> {
     /// The stub of the object named `name`: `get(id_from_name(name))`.
     pub fn get_by_name(&self, name: &str) -> T::Stub {
         self.get(self.id_from_name(name))
+    }
+
+    /// The IDs of this class's objects that have stored data, each once, in ID order.
+    /// (Names are not included: an ID from storage carries none.)
+    pub fn list_ids(&self) -> Result<Vec<ObjectId>> {
+        if self.core.runtime.is_closed() {
+            return Err(Error::closed());
+        }
+        stored_object_ids(&*self.core.runtime.backend, &self.core.class.tag)?
+            .into_iter()
+            .map(|bytes| ObjectId::from_bytes(&self.core.class, bytes))
+            .collect()
+    }
+
+    /// How many objects of this class are live in memory (activated, not yet evicted).
+    pub fn live_objects(&self) -> usize {
+        self.core.live_count()
+    }
+
+    /// Deletes the stored data, alarms and schedules of every object of this class, each as
+    /// an exclusive step of its object (so it never races a call). Returns how many objects
+    /// had data. Deleting a class's data is never implicit: renaming or removing a class
+    /// leaves its data in place until this is called.
+    pub async fn delete_all_objects(&self) -> Result<usize> {
+        let ids = self.list_ids()?;
+        let count = ids.len();
+        for id in ids {
+            let (reply, rx) = oneshot::channel();
+            self.core.send(&id, Envelope::Erase { reply })?;
+            rx.await.unwrap_or_else(|_| Err(Error::closed()))?;
+        }
+        Ok(count)
     }
 }

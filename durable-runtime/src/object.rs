@@ -6,23 +6,32 @@
 //! - when an exclusive call returns, its writes are submitted to the output gate as one
 //!   batch and the next call starts at once; its reply leaves when the batch is durable;
 //! - a panic discards the call's writes and drops the object; the next call activates a
-//!   fresh instance from storage. The caller gets an [`ErrorKind::Panicked`] error.
+//!   fresh instance from storage. The caller gets an [`ErrorKind::Panicked`] error;
+//! - an object with no call for the idle timeout runs its `on_evict` hook, waits until its
+//!   writes are durable, leaves its namespace's map and exits: an evicted object costs no
+//!   memory. A new actor for the same ID waits until the old one has finished;
+//! - alarms arrive as exclusive steps that delete the fired schedule, run the `alarm`
+//!   handler, and commit both atomically (a failed handler's writes, the deletion included,
+//!   are discarded, so the schedule stays for the retry).
 //!
 //! [`ErrorKind::Panicked`]: crate::ErrorKind::Panicked
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::FutureExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument;
 
 use crate::context::Context;
+use crate::cycle::{self, Frame, Link};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::namespace::NamespaceCore;
-use crate::storage::ObjectStore;
+use crate::storage::{now_ms, ObjectStore};
 use crate::stub::Stub;
 use crate::wire::MethodSchema;
 
@@ -141,10 +150,35 @@ pub struct AlarmInfo {
     pub schedule: Option<String>,
 }
 
-/// A call and the channel its reply goes back on.
-pub(crate) struct Envelope<T: DurableObject> {
-    pub(crate) call: Call<T::SharedCall, T::ExclusiveCall>,
-    pub(crate) reply: oneshot::Sender<Result<T::Output>>,
+/// What an actor receives.
+pub(crate) enum Envelope<T: DurableObject> {
+    /// A call from a stub.
+    Call {
+        call: Call<T::SharedCall, T::ExclusiveCall>,
+        reply: oneshot::Sender<Result<T::Output>>,
+        /// Past it, nobody waits for the reply: the call is dropped unrun.
+        deadline: Option<Instant>,
+        /// The calls waiting on this one, for cycle detection.
+        chain: Option<Arc<Link>>,
+    },
+    /// A schedule came due.
+    Alarm {
+        info: AlarmInfo,
+        reply: oneshot::Sender<Result<AlarmOutcome>>,
+    },
+    /// Delete all of the object's data, schedules and name.
+    Erase { reply: oneshot::Sender<Result<()>> },
+}
+
+/// How an alarm run ended, for the scheduler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AlarmOutcome {
+    /// The handler ran and its writes (with the schedule's deletion) are durable.
+    Ran,
+    /// The schedule was no longer due (changed or deleted since the scheduler saw it).
+    NotDue,
+    /// The handler failed for the last allowed time: the schedule was deleted.
+    GaveUp,
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -166,43 +200,138 @@ pub(crate) struct Actor<T: DurableObject> {
     instance: Option<T>,
     /// The sequence number of this object's last submitted batch: every reply waits for it.
     last_seq: u64,
+    /// The name of the object, to record with its first data write if storage lacks it.
+    unrecorded_name: bool,
+    /// Closed (dropped) by the previous actor of this ID once its writes are durable.
+    settle: Option<watch::Receiver<()>>,
+    /// Envelopes received since the idle timer last fired.
+    busy: bool,
 }
 
 impl<T: DurableObject> Actor<T> {
-    pub(crate) fn new(ns: Arc<NamespaceCore<T>>, id: ObjectId, store: Arc<ObjectStore>) -> Self {
+    pub(crate) fn new(
+        ns: Arc<NamespaceCore<T>>,
+        id: ObjectId,
+        store: Arc<ObjectStore>,
+        settle: Option<watch::Receiver<()>>,
+    ) -> Self {
         Actor {
             ns,
             id,
             store,
             instance: None,
             last_seq: 0,
+            unrecorded_name: false,
+            settle,
+            busy: true,
         }
     }
 
     pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<Envelope<T>>) {
+        if let Some(mut settle) = self.settle.take() {
+            // Resolves (with an error) when the previous actor drops its sender.
+            let _ = settle.changed().await;
+        }
+        let idle_timeout = self.ns.runtime.config.idle_timeout;
+        let idle = tokio::time::sleep(idle_timeout);
+        tokio::pin!(idle);
         let mut next: Option<Envelope<T>> = None;
         loop {
             let envelope = match next.take() {
                 Some(e) => e,
-                None => match rx.recv().await {
-                    Some(e) => e,
-                    None => break,
-                },
-            };
-            let Envelope { call, reply } = envelope;
-            let method = T::method_name(&call);
-            if let Err(e) = self.ensure_active(method) {
-                let _ = reply.send(Err(e));
-                continue;
-            }
-            match call {
-                Call::Exclusive(call) => self.run_exclusive(call, method, reply).await,
-                Call::Shared(call) => {
-                    next = self.run_shared(call, method, reply, &mut rx).await;
+                None => {
+                    let received = tokio::select! {
+                        biased;
+                        received = rx.recv() => received,
+                        () = &mut idle => {
+                            if !std::mem::replace(&mut self.busy, false)
+                                && self.try_evict(&mut rx).await
+                            {
+                                return;
+                            }
+                            idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
+                            continue;
+                        }
+                    };
+                    match received {
+                        Some(e) => e,
+                        None => break,
+                    }
                 }
-            }
+            };
+            self.busy = true;
+            next = self.handle(envelope, &mut rx).await;
         }
         self.ns.actor_exited();
+    }
+
+    async fn handle(
+        &mut self,
+        envelope: Envelope<T>,
+        rx: &mut mpsc::Receiver<Envelope<T>>,
+    ) -> Option<Envelope<T>> {
+        match envelope {
+            Envelope::Call {
+                call,
+                reply,
+                deadline,
+                chain,
+            } => {
+                let method = T::method_name(&call);
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    // The caller has given up: do not run work nobody waits for.
+                    let _ = reply.send(Err(Error::timeout(method, std::time::Duration::ZERO)));
+                    return None;
+                }
+                if let Err(e) = self.ensure_active(method).await {
+                    let _ = reply.send(Err(e));
+                    return None;
+                }
+                self.ns.runtime.metrics.calls.inc();
+                match call {
+                    Call::Exclusive(call) => {
+                        self.run_exclusive(call, method, reply, chain).await;
+                        None
+                    }
+                    Call::Shared(call) => self.run_shared(call, method, reply, chain, rx).await,
+                }
+            }
+            Envelope::Alarm { info, reply } => {
+                let outcome = self.run_alarm(info).await;
+                match outcome {
+                    Ok(AlarmOutcome::Ran) | Ok(AlarmOutcome::GaveUp) => {
+                        self.release(move |result| {
+                            let _ = reply.send(result.and(outcome));
+                        });
+                    }
+                    other => {
+                        let _ = reply.send(other);
+                    }
+                }
+                None
+            }
+            Envelope::Erase { reply } => {
+                let result = self.erase().await;
+                match result {
+                    Ok(()) => self.release(move |result| {
+                        let _ = reply.send(result);
+                    }),
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+                None
+            }
+        }
+    }
+
+    fn frame(&self, exclusive: bool, parent: Option<Arc<Link>>) -> Frame {
+        Frame {
+            class: self.ns.class.name,
+            id: self.id.clone(),
+            exclusive,
+            parent,
+        }
     }
 
     fn panicked(&self, method: &str, payload: &(dyn std::any::Any + Send)) -> Error {
@@ -211,8 +340,9 @@ impl<T: DurableObject> Actor<T> {
         Error::panicked(self.ns.class.name, &self.id.to_string(), method, message)
     }
 
-    /// Activates the instance if needed (first call, after a panic, after a failed commit).
-    fn ensure_active(&mut self, method: &str) -> Result<()> {
+    /// Activates the instance if needed (first call, after a panic, after a failed commit):
+    /// `new(ctx)`, then the `on_activate` hook, before any call.
+    async fn ensure_active(&mut self, method: &str) -> Result<()> {
         if self.store.has_failed() {
             self.instance = None;
             self.store.reset();
@@ -220,22 +350,52 @@ impl<T: DurableObject> Actor<T> {
         if self.instance.is_some() {
             return Ok(());
         }
+        let stored_name = self.store.stored_name()?;
+        match (self.id.name(), stored_name) {
+            (Some(_), Some(_)) => self.unrecorded_name = false,
+            (Some(_), None) => self.unrecorded_name = true,
+            (None, Some(name)) => self.id = self.id.clone().with_name(&name),
+            (None, None) => {}
+        }
         let ctx = Context::new(self.id.clone(), self.store.clone(), self.ns.runtime.clone());
-        match std::panic::catch_unwind(AssertUnwindSafe(|| T::activate(ctx))) {
-            Ok(instance) => {
-                self.instance = Some(instance);
-                // Writes made by `new` commit like a call's.
-                self.commit().map(|_| ())
+        let mut instance = match std::panic::catch_unwind(AssertUnwindSafe(|| T::activate(ctx))) {
+            Ok(instance) => instance,
+            Err(payload) => {
+                self.store.discard_call_writes();
+                return Err(self.panicked(&format!("new (activating for {method})"), &*payload));
+            }
+        };
+        let frame = self.frame(true, None);
+        let hook = AssertUnwindSafe(cycle::scope(frame, instance.dispatch_activate()))
+            .catch_unwind()
+            .await;
+        match hook {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                self.store.discard_call_writes();
+                return Err(e);
             }
             Err(payload) => {
                 self.store.discard_call_writes();
-                Err(self.panicked(&format!("new (activating for {method})"), &*payload))
+                return Err(self.panicked("on_activate", &*payload));
             }
         }
+        self.ns.runtime.metrics.activations.inc();
+        self.instance = Some(instance);
+        // Writes made by `new` and `on_activate` commit like a call's.
+        self.commit().map(|_| ())
     }
 
     /// Submits the running call's writes; returns the sequence number replies must wait for.
     fn commit(&mut self) -> Result<u64> {
+        if self.unrecorded_name {
+            if let Some(name) = self.id.name() {
+                if self.store.has_data_writes() {
+                    self.store.record_name(name);
+                    self.unrecorded_name = false;
+                }
+            }
+        }
         match self.store.take_call_writes() {
             Ok(Some(batch)) => {
                 self.last_seq = self.ns.runtime.gate.submit(&self.store, batch)?;
@@ -252,19 +412,24 @@ impl<T: DurableObject> Actor<T> {
         Ok(self.last_seq)
     }
 
-    fn reply(&self, reply: oneshot::Sender<Result<T::Output>>, result: Result<T::Output>) {
+    /// Runs `send` once this object's writes so far are durable.
+    fn release(&self, send: impl FnOnce(Result<()>) + Send + 'static) {
+        let epoch = self.store.epoch();
+        self.ns
+            .runtime
+            .gate
+            .release(&self.store, epoch, self.last_seq, send);
+    }
+
+    fn reply<O: Send + 'static>(&self, reply: oneshot::Sender<Result<O>>, result: Result<O>) {
         if result.is_err() {
             // An error acknowledges nothing: it need not wait for the disk.
             let _ = reply.send(result);
             return;
         }
-        let epoch = self.store.epoch();
-        self.ns
-            .runtime
-            .gate
-            .release(&self.store, epoch, self.last_seq, move |durable| {
-                let _ = reply.send(durable.and(result));
-            });
+        self.release(move |durable| {
+            let _ = reply.send(durable.and(result));
+        });
     }
 
     async fn run_exclusive(
@@ -272,13 +437,17 @@ impl<T: DurableObject> Actor<T> {
         call: T::ExclusiveCall,
         method: &'static str,
         reply: oneshot::Sender<Result<T::Output>>,
+        chain: Option<Arc<Link>>,
     ) {
+        let frame = self.frame(true, chain);
+        let span = tracing::debug_span!("call", class = self.ns.class.name, id = %self.id, method);
         let Some(instance) = self.instance.as_mut() else {
             let _ = reply.send(Err(Error::internal("exclusive call on an inactive object")));
             return;
         };
-        let outcome = AssertUnwindSafe(instance.dispatch_exclusive(call))
+        let outcome = AssertUnwindSafe(cycle::scope(frame, instance.dispatch_exclusive(call)))
             .catch_unwind()
+            .instrument(span)
             .await;
         match outcome {
             Ok(output) => match self.commit() {
@@ -297,28 +466,38 @@ impl<T: DurableObject> Actor<T> {
     }
 
     /// Runs a shared call and every shared call that arrives while shared calls are running.
-    /// Returns the first exclusive call that arrived, which must wait for them.
+    /// Returns the first other envelope that arrived, which must wait for them.
     async fn run_shared(
         &mut self,
         call: T::SharedCall,
         method: &'static str,
         reply: oneshot::Sender<Result<T::Output>>,
+        chain: Option<Arc<Link>>,
         rx: &mut mpsc::Receiver<Envelope<T>>,
     ) -> Option<Envelope<T>> {
         let Some(instance) = self.instance.as_ref() else {
             let _ = reply.send(Err(Error::internal("shared call on an inactive object")));
             return None;
         };
-        let start = |call: T::SharedCall, method: &'static str, reply| {
-            AssertUnwindSafe(instance.dispatch_shared(call))
+        let (class, id) = (self.ns.class.name, &self.id);
+        let start = |call: T::SharedCall, method: &'static str, reply, chain| {
+            let frame = Frame {
+                class,
+                id: id.clone(),
+                exclusive: false,
+                parent: chain,
+            };
+            let span = tracing::debug_span!("call", class, id = %id, method);
+            AssertUnwindSafe(cycle::scope(frame, instance.dispatch_shared(call)))
                 .catch_unwind()
+                .instrument(span)
                 .map(move |outcome| (outcome, method, reply))
         };
         // Shared calls running at once are bounded like the queue, so slow shared calls
         // cannot admit unbounded work: past the bound, calls wait in the (bounded) queue.
         let max_running = self.ns.options.max_queue;
         let mut running = FuturesUnordered::new();
-        running.push(start(call, method, reply));
+        running.push(start(call, method, reply, chain));
         let mut waiting: Option<Envelope<T>> = None;
         let mut panicked = Vec::new();
         let mut finished = Vec::new();
@@ -328,13 +507,22 @@ impl<T: DurableObject> Actor<T> {
                 biased;
                 Some(done) = running.next() => finished.push(done),
                 received = rx.recv(), if waiting.is_none() && open && running.len() < max_running => match received {
-                    Some(Envelope { call, reply }) => {
+                    Some(Envelope::Call { call, reply, deadline, chain }) => {
                         let method = T::method_name(&call);
                         match call {
-                            Call::Shared(call) => running.push(start(call, method, reply)),
-                            call @ Call::Exclusive(_) => waiting = Some(Envelope { call, reply }),
+                            _ if deadline.is_some_and(|d| Instant::now() >= d) => {
+                                let _ = reply.send(Err(Error::timeout(method, std::time::Duration::ZERO)));
+                            }
+                            Call::Shared(call) => {
+                                self.ns.runtime.metrics.calls.inc();
+                                running.push(start(call, method, reply, chain));
+                            }
+                            call @ Call::Exclusive(_) => {
+                                waiting = Some(Envelope::Call { call, reply, deadline, chain });
+                            }
                         }
                     }
+                    Some(other) => waiting = Some(other),
                     None => open = false,
                 },
             }
@@ -354,5 +542,101 @@ impl<T: DurableObject> Actor<T> {
             }
         }
         waiting
+    }
+
+    /// The idle timer fired with no envelope since the last time: leave the namespace, run
+    /// `on_evict`, wait until every write is durable, exit. `false` (stay) if a call arrived.
+    async fn try_evict(&mut self, rx: &mut mpsc::Receiver<Envelope<T>>) -> bool {
+        let Some(settling) = self.ns.retire(&self.id, &self.store, rx) else {
+            return false;
+        };
+        if let Some(mut instance) = self.instance.take() {
+            let frame = self.frame(true, None);
+            let hook = AssertUnwindSafe(cycle::scope(frame, instance.dispatch_evict()))
+                .catch_unwind()
+                .await;
+            match hook {
+                Ok(()) => {
+                    if let Err(e) = self.commit() {
+                        tracing::error!(class = self.ns.class.name, id = %self.id, error = %e, "on_evict's writes were lost");
+                    }
+                }
+                Err(payload) => {
+                    self.store.discard_call_writes();
+                    let _ = self.panicked("on_evict", &*payload);
+                }
+            }
+        }
+        // The next actor of this ID reads storage: everything this one wrote must be there.
+        let (done, durable) = oneshot::channel();
+        self.release(move |result| {
+            let _ = done.send(result);
+        });
+        if let Ok(Err(e)) = durable.await {
+            tracing::error!(class = self.ns.class.name, id = %self.id, error = %e, "an evicted object's last writes failed");
+        }
+        self.ns.runtime.metrics.evictions.inc();
+        self.ns.settled(&self.id, settling);
+        self.ns.actor_exited();
+        true
+    }
+
+    /// Runs a due schedule: deletes it and runs the `alarm` handler, committing both; on a
+    /// failure, keeps it for the scheduler's retry (or deletes it after the last retry).
+    async fn run_alarm(&mut self, info: AlarmInfo) -> Result<AlarmOutcome> {
+        self.ensure_active("alarm").await?;
+        let name = info.schedule.clone().unwrap_or_default();
+        match self.store.schedule(&name)? {
+            Some(due) if due <= now_ms() => {}
+            _ => return Ok(AlarmOutcome::NotDue),
+        }
+        self.store.set_schedule(&name, None)?;
+        self.ns.runtime.metrics.alarm_runs.inc();
+        let frame = self.frame(true, None);
+        let span = tracing::debug_span!("alarm", class = self.ns.class.name, id = %self.id, schedule = %name, retry = info.retry_count);
+        let Some(instance) = self.instance.as_mut() else {
+            return Err(Error::internal("alarm on an inactive object"));
+        };
+        let outcome = AssertUnwindSafe(cycle::scope(frame, instance.dispatch_alarm(info.clone())))
+            .catch_unwind()
+            .instrument(span)
+            .await;
+        let failure = match outcome {
+            Ok(Some(Ok(()))) => None,
+            Ok(None) => {
+                tracing::warn!(class = self.ns.class.name, id = %self.id, schedule = %name, "a schedule came due but the class has no `alarm` handler; it was deleted");
+                None
+            }
+            Ok(Some(Err(e))) => Some(e),
+            Err(payload) => {
+                self.instance = None;
+                Some(self.panicked("alarm", &*payload))
+            }
+        };
+        let Some(err) = failure else {
+            self.commit()?;
+            return Ok(AlarmOutcome::Ran);
+        };
+        self.store.discard_call_writes();
+        self.ns.runtime.metrics.alarm_failures.inc();
+        if info.retry_count >= self.ns.runtime.config.alarm_retries {
+            tracing::error!(class = self.ns.class.name, id = %self.id, schedule = %name, error = %err, retries = info.retry_count, "alarm failed after its last retry; giving up");
+            self.store.set_schedule(&name, None)?;
+            self.commit()?;
+            return Ok(AlarmOutcome::GaveUp);
+        }
+        tracing::warn!(class = self.ns.class.name, id = %self.id, schedule = %name, error = %err, retry = info.retry_count, "alarm failed; it will be retried");
+        Err(err)
+    }
+
+    /// Deletes the object's data, schedules and recorded name, without activating it.
+    async fn erase(&mut self) -> Result<()> {
+        if self.store.has_failed() {
+            self.store.reset();
+        }
+        // The instance's fields describe the data being deleted.
+        self.instance = None;
+        self.store.erase_all()?;
+        self.commit().map(|_| ())
     }
 }

@@ -3,10 +3,12 @@
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 use crate::commit::OutputGate;
 use crate::error::{Error, Result};
@@ -16,11 +18,16 @@ use crate::storage::{Backend, Durability, FjallBackend, MemoryBackend};
 
 trait ClassControl: Send + Sync {
     fn close_mailboxes(&self);
+    fn live_count(&self) -> usize;
 }
 
 impl<T: DurableObject> ClassControl for NamespaceCore<T> {
     fn close_mailboxes(&self) {
         NamespaceCore::close_mailboxes(self)
+    }
+
+    fn live_count(&self) -> usize {
+        NamespaceCore::live_count(self)
     }
 }
 
@@ -31,11 +38,79 @@ struct Registry {
     classes: Vec<Arc<dyn ClassControl>>,
 }
 
+/// Settings fixed when the runtime opens.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) idle_timeout: Duration,
+    pub(crate) alarm_backoff: Duration,
+    pub(crate) alarm_retries: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            idle_timeout: Duration::from_secs(70),
+            alarm_backoff: Duration::from_secs(2),
+            alarm_retries: 6,
+        }
+    }
+}
+
+/// A monotonic counter of [`Metrics`].
+#[derive(Debug, Default)]
+pub(crate) struct Counter(AtomicU64);
+
+impl Counter {
+    pub(crate) fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) calls: Counter,
+    pub(crate) activations: Counter,
+    pub(crate) evictions: Counter,
+    pub(crate) overloads: Counter,
+    pub(crate) alarm_runs: Counter,
+    pub(crate) alarm_failures: Counter,
+}
+
+/// A snapshot of the runtime's counters, from [`Runtime::metrics`]. Counts are since the
+/// runtime opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Metrics {
+    /// Calls run (shared and exclusive; alarm runs not included).
+    pub calls: u64,
+    /// Instances built (`new` + `on_activate`): first calls, after eviction, after a reset.
+    pub activations: u64,
+    /// Objects evicted after their idle timeout.
+    pub evictions: u64,
+    /// Calls refused because an object's queue was full.
+    pub overloads: u64,
+    /// Alarm handler runs (retries included).
+    pub alarm_runs: u64,
+    /// Alarm handler runs that failed (error or panic).
+    pub alarm_failures: u64,
+    /// Objects live in memory now (activated, not evicted).
+    pub live_objects: u64,
+    /// Syncs of storage completed (each covers every write committed before it).
+    pub syncs: u64,
+}
+
 /// State shared by the runtime, its namespaces, stubs and objects.
 pub(crate) struct RuntimeShared {
     pub(crate) backend: Arc<dyn Backend>,
     pub(crate) gate: OutputGate,
     pub(crate) env: Option<Arc<dyn Any + Send + Sync>>,
+    pub(crate) config: Config,
+    pub(crate) metrics: Counters,
+    closing: watch::Sender<bool>,
     closed: AtomicBool,
     registry: Mutex<Registry>,
     tokio: Option<tokio::runtime::Handle>,
@@ -46,6 +121,11 @@ pub(crate) struct RuntimeShared {
 impl RuntimeShared {
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+
+    /// Changes (to `true`) when the runtime stops taking calls.
+    pub(crate) fn watch_closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
     }
 
     fn registry(&self) -> MutexGuard<'_, Registry> {
@@ -103,6 +183,7 @@ impl RuntimeShared {
     /// reference cycle runtime → namespace → runtime).
     fn stop_taking_calls(&self) {
         self.closed.store(true, Ordering::Release);
+        self.closing.send_replace(true);
         let classes = std::mem::take(&mut *self.registry()).classes;
         for class in classes {
             class.close_mailboxes();
@@ -200,6 +281,35 @@ impl Runtime {
         self.shared().gate.syncs()
     }
 
+    /// A snapshot of the runtime's counters: calls, activations, evictions, overloads,
+    /// alarm runs, live objects, syncs.
+    ///
+    /// ```
+    /// # use durable_runtime::Runtime;
+    /// let rt = Runtime::in_memory();
+    /// assert_eq!(rt.metrics().calls, 0);
+    /// ```
+    pub fn metrics(&self) -> Metrics {
+        let shared = self.shared();
+        let m = &shared.metrics;
+        let live = shared
+            .registry()
+            .classes
+            .iter()
+            .map(|c| c.live_count() as u64)
+            .sum();
+        Metrics {
+            calls: m.calls.get(),
+            activations: m.activations.get(),
+            evictions: m.evictions.get(),
+            overloads: m.overloads.get(),
+            alarm_runs: m.alarm_runs.get(),
+            alarm_failures: m.alarm_failures.get(),
+            live_objects: live,
+            syncs: shared.gate.syncs(),
+        }
+    }
+
     /// Shuts down gracefully: stops taking calls, lets every object finish the calls already
     /// queued, commits and syncs their writes, and releases the data directory.
     pub async fn shutdown(self) -> Result<()> {
@@ -225,7 +335,11 @@ pub struct RuntimeBuilder {
     in_memory: bool,
     durability: Durability,
     env: Option<Arc<dyn Any + Send + Sync>>,
+    config: Config,
+    classes: Vec<Registration>,
 }
+
+type Registration = fn(&Arc<RuntimeShared>) -> Result<()>;
 
 impl std::fmt::Debug for RuntimeBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -269,6 +383,29 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How long an object may go without calls before it is evicted from memory (its next
+    /// call activates it again from storage). Default: 70 seconds.
+    pub fn idle_timeout(mut self, idle_timeout: Duration) -> Self {
+        self.config.idle_timeout = idle_timeout;
+        self
+    }
+
+    /// Alarm retries: a failed alarm handler is retried after `first_backoff`, then twice
+    /// as long each time, `retries` times, then its schedule is deleted. Default: 2 s, 6.
+    pub fn alarm_retries(mut self, first_backoff: Duration, retries: u32) -> Self {
+        self.config.alarm_backoff = first_backoff;
+        self.config.alarm_retries = retries;
+        self
+    }
+
+    /// Registers class `T` at open, so that its due alarms fire without waiting for the
+    /// first `namespace::<T>()`.
+    pub fn register<T: DurableObject>(mut self) -> Self {
+        self.classes
+            .push(|shared| shared.namespace::<T>().map(|_| ()));
+        self
+    }
+
     /// Opens the storage and starts the runtime.
     pub fn open(self) -> Result<Runtime> {
         let backend: Arc<dyn Backend> = match (self.backend, self.data_dir, self.in_memory) {
@@ -291,14 +428,21 @@ impl RuntimeBuilder {
             backend,
             gate,
             env: self.env,
+            config: self.config,
+            metrics: Counters::default(),
+            closing: watch::Sender::new(false),
             closed: AtomicBool::new(false),
             registry: Mutex::new(Registry::default()),
             tokio: tokio::runtime::Handle::try_current().ok(),
             live_actors: AtomicUsize::new(0),
             actors_idle: Notify::new(),
         });
-        Ok(Runtime {
+        let runtime = Runtime {
             owner: Arc::new(Owner { shared }),
-        })
+        };
+        for register in self.classes {
+            register(runtime.shared())?;
+        }
+        Ok(runtime)
     }
 }

@@ -1,9 +1,11 @@
 //! Stubs: cheap, cloneable handles that send typed calls to one object.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use crate::cycle;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::namespace::NamespaceCore;
@@ -17,6 +19,7 @@ use crate::object::{Call, DurableObject, Envelope};
 pub struct Stub<T: DurableObject> {
     ns: Arc<NamespaceCore<T>>,
     id: ObjectId,
+    timeout: Option<Duration>,
 }
 
 impl<T: DurableObject> Clone for Stub<T> {
@@ -24,6 +27,7 @@ impl<T: DurableObject> Clone for Stub<T> {
         Stub {
             ns: self.ns.clone(),
             id: self.id.clone(),
+            timeout: self.timeout,
         }
     }
 }
@@ -39,7 +43,20 @@ impl<T: DurableObject> std::fmt::Debug for Stub<T> {
 
 impl<T: DurableObject> Stub<T> {
     pub(crate) fn new(ns: Arc<NamespaceCore<T>>, id: ObjectId) -> Self {
-        Stub { ns, id }
+        Stub {
+            ns,
+            id,
+            timeout: None,
+        }
+    }
+
+    /// This stub with every call limited to `timeout`, counted from the call until its
+    /// reply (queueing, running and the durability wait). A call past it fails with a
+    /// [`Timeout`](crate::ErrorKind::Timeout) error; if it had started, it still runs to the
+    /// end and commits. A call still queued at its deadline is dropped unrun.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
     }
 
     /// The ID of the object this stub calls.
@@ -50,12 +67,36 @@ impl<T: DurableObject> Stub<T> {
     /// Sends a call and waits for its reply. Used by the generated stub methods.
     #[doc(hidden)]
     pub async fn call(&self, call: Call<T::SharedCall, T::ExclusiveCall>) -> Result<T::Output> {
+        let exclusive = matches!(call, Call::Exclusive(_));
+        let chain = cycle::caller_chain(self.ns.class.name, &self.id, exclusive)?;
         let (reply, rx) = oneshot::channel();
-        self.ns.send(&self.id, Envelope { call, reply })?;
-        match rx.await {
-            Ok(result) => result,
-            // The object dropped the call without answering: the runtime closed under it.
-            Err(_) => Err(Error::closed()),
+        let Some(timeout) = self.timeout else {
+            self.ns.send(
+                &self.id,
+                Envelope::Call {
+                    call,
+                    reply,
+                    deadline: None,
+                    chain,
+                },
+            )?;
+            // A dropped reply means the runtime closed under the call.
+            return rx.await.unwrap_or_else(|_| Err(Error::closed()));
+        };
+        let method = T::method_name(&call);
+        let deadline = Instant::now() + timeout;
+        self.ns.send(
+            &self.id,
+            Envelope::Call {
+                call,
+                reply,
+                deadline: Some(deadline),
+                chain,
+            },
+        )?;
+        match tokio::time::timeout_at(deadline.into(), rx).await {
+            Ok(reply) => reply.unwrap_or_else(|_| Err(Error::closed())),
+            Err(_) => Err(Error::timeout(method, timeout)),
         }
     }
 }
@@ -73,5 +114,14 @@ pub trait ObjectStub: Clone + Send + Sync + 'static {
     /// The ID of the object this stub calls.
     fn id(&self) -> &ObjectId {
         self.stub().id()
+    }
+
+    /// A copy of this stub whose calls time out after `timeout` (see
+    /// [`Stub::with_timeout`]).
+    fn with_timeout(&self, timeout: Duration) -> Self
+    where
+        Self: From<Stub<Self::Object>>,
+    {
+        Self::from(self.stub().clone().with_timeout(timeout))
     }
 }

@@ -8,18 +8,21 @@
 
 mod backend;
 mod fjall;
+pub(crate) mod keys;
 mod memory;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use self::backend::{Backend, Durability, Entry, ScanIter, Write};
 pub use self::fjall::FjallBackend;
+use self::keys::{prefix_successor, Id};
 pub use self::memory::MemoryBackend;
 use crate::error::{Error, Result};
 use crate::id::{ObjectId, ID_BYTES};
@@ -31,20 +34,34 @@ pub const MAX_VALUE_BYTES: usize = 2 * 1024 * 1024;
 /// The most keys one `get_many`, `put_many` or `delete_many` takes, as in Durable Objects.
 pub const MAX_BATCH_KEYS: usize = 128;
 
+/// The longest schedule name, in bytes.
+pub const MAX_SCHEDULE_NAME_BYTES: usize = 256;
+
 /// User key → new value (`None`: deleted).
 pub(crate) type Writes = BTreeMap<String, Option<Vec<u8>>>;
+/// Full backend key → new value, for the runtime's own records (alarms, names).
+pub(crate) type SystemWrites = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
 /// One committed call's writes, waiting for (or past) the commit thread.
 #[derive(Debug)]
 pub(crate) struct Batch {
     pub(crate) writes: Writes,
+    pub(crate) system: SystemWrites,
     /// The object's epoch when the batch was made (see [`ObjectStore`]).
     pub(crate) epoch: u64,
+}
+
+impl Batch {
+    /// Whether the batch sets or clears a schedule (the alarm schedulers must look again).
+    pub(crate) fn touches_schedules(&self) -> bool {
+        self.system.keys().any(|k| k.first() == Some(&keys::DUE))
+    }
 }
 
 #[derive(Debug, Default, Clone)]
 struct CallWrites {
     writes: Writes,
+    system: SystemWrites,
     /// `delete_all` ran in this call: older layers are hidden.
     cleared: bool,
 }
@@ -57,7 +74,8 @@ struct Layers {
 
 /// The storage state of one object, shared by its [`Storage`] handle and the commit thread.
 pub(crate) struct ObjectStore {
-    prefix: [u8; ID_BYTES],
+    id: Id,
+    prefix: Vec<u8>,
     backend: Arc<dyn Backend>,
     layers: Mutex<Layers>,
     /// Epochs number the lives of the object's in-memory view. When a batch fails to reach
@@ -72,7 +90,8 @@ pub(crate) struct ObjectStore {
 impl ObjectStore {
     pub(crate) fn new(id: &ObjectId, backend: Arc<dyn Backend>) -> ObjectStore {
         ObjectStore {
-            prefix: *id.as_bytes(),
+            id: *id.as_bytes(),
+            prefix: keys::data_prefix(id.as_bytes()),
             backend,
             layers: Mutex::new(Layers::default()),
             epoch: AtomicU64::new(1),
@@ -87,7 +106,7 @@ impl ObjectStore {
     }
 
     pub(crate) fn full_key(&self, key: &str) -> Vec<u8> {
-        let mut full = Vec::with_capacity(ID_BYTES + key.len());
+        let mut full = Vec::with_capacity(self.prefix.len() + key.len());
         full.extend_from_slice(&self.prefix);
         full.extend_from_slice(key.as_bytes());
         full
@@ -98,7 +117,7 @@ impl ObjectStore {
     pub(crate) fn take_call_writes(&self) -> Result<Option<Batch>> {
         let mut layers = self.layers();
         let call = std::mem::take(&mut layers.call);
-        if !call.cleared && call.writes.is_empty() {
+        if !call.cleared && call.writes.is_empty() && call.system.is_empty() {
             return Ok(None);
         }
         let mut writes = call.writes;
@@ -110,6 +129,7 @@ impl ObjectStore {
         }
         Ok(Some(Batch {
             writes,
+            system: call.system,
             epoch: self.epoch(),
         }))
     }
@@ -214,6 +234,129 @@ impl ObjectStore {
         }))
     }
 
+    /// The newest bytes of a system key: running call, then in flight, then backend.
+    fn read_system(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        {
+            let layers = self.layers();
+            if let Some(value) = layers.call.system.get(key) {
+                return Ok(value.clone());
+            }
+            for (_, batch) in layers.in_flight.iter().rev() {
+                if let Some(value) = batch.system.get(key) {
+                    return Ok(value.clone());
+                }
+            }
+        }
+        self.backend.get(key)
+    }
+
+    fn write_system(&self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        self.layers().call.system.insert(key, value);
+    }
+
+    /// The name this object was first reached by, if any was recorded.
+    pub(crate) fn stored_name(&self) -> Result<Option<String>> {
+        match self.read_system(&keys::name_key(&self.id))? {
+            Some(bytes) => String::from_utf8(bytes)
+                .map(Some)
+                .map_err(|e| Error::storage(format!("stored object name is not UTF-8: {e}"))),
+            None => Ok(None),
+        }
+    }
+
+    /// Records the object's name with the running call's writes.
+    pub(crate) fn record_name(&self, name: &str) {
+        self.write_system(keys::name_key(&self.id), Some(name.as_bytes().to_vec()));
+    }
+
+    pub(crate) fn schedule(&self, name: &str) -> Result<Option<u64>> {
+        match self.read_system(&keys::alarm_key(&self.id, name))? {
+            Some(bytes) => {
+                let array: [u8; 8] = bytes.as_slice().try_into().map_err(|_| {
+                    Error::storage(format!("stored alarm of schedule {name:?} is malformed"))
+                })?;
+                Ok(Some(u64::from_be_bytes(array)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) fn set_schedule(&self, name: &str, due_ms: Option<u64>) -> Result<()> {
+        if let Some(old) = self.schedule(name)? {
+            self.write_system(keys::due_key(&self.id, old, name), None);
+        }
+        let alarm = keys::alarm_key(&self.id, name);
+        match due_ms {
+            Some(ms) => {
+                self.write_system(alarm, Some(ms.to_be_bytes().to_vec()));
+                self.write_system(keys::due_key(&self.id, ms, name), Some(Vec::new()));
+            }
+            None => self.write_system(alarm, None),
+        }
+        Ok(())
+    }
+
+    /// Whether the running call wrote data (not only runtime records).
+    pub(crate) fn has_data_writes(&self) -> bool {
+        let layers = self.layers();
+        layers.call.cleared || !layers.call.writes.is_empty()
+    }
+
+    /// Deletes everything of this object in the running call: data, schedules, name.
+    pub(crate) fn erase_all(&self) -> Result<()> {
+        for name in self.schedules()?.into_keys() {
+            self.set_schedule(&name, None)?;
+        }
+        self.write_system(keys::name_key(&self.id), None);
+        let mut layers = self.layers();
+        layers.call.writes.clear();
+        layers.call.cleared = true;
+        Ok(())
+    }
+
+    /// Every schedule of this object, by name.
+    fn schedules(&self) -> Result<BTreeMap<String, u64>> {
+        let prefix = keys::alarm_prefix(&self.id);
+        let mut found: BTreeMap<String, Option<u64>> = BTreeMap::new();
+        let upper = prefix_successor(&prefix);
+        let end = upper.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+        let decode_entry = |key: &[u8], value: Option<&[u8]>| -> Result<(String, Option<u64>)> {
+            let name = String::from_utf8(key[prefix.len()..].to_vec())
+                .map_err(|e| Error::storage(format!("stored schedule name is not UTF-8: {e}")))?;
+            let ms = match value {
+                Some(v) => Some(u64::from_be_bytes(v.try_into().map_err(|_| {
+                    Error::storage(format!("stored alarm of schedule {name:?} is malformed"))
+                })?)),
+                None => None,
+            };
+            Ok((name, ms))
+        };
+        for entry in self.backend.scan(Bound::Included(&prefix), end, false)? {
+            let (key, value) = entry?;
+            let (name, ms) = decode_entry(&key, Some(&value))?;
+            found.insert(name, ms);
+        }
+        let layers = self.layers();
+        let layered = layers
+            .in_flight
+            .iter()
+            .map(|(_, b)| &b.system)
+            .chain(std::iter::once(&layers.call.system));
+        for system in layered {
+            for (key, value) in system.range(prefix.clone()..) {
+                if !key.starts_with(&prefix) {
+                    break;
+                }
+                let (name, ms) = decode_entry(key, value.as_deref())?;
+                found.insert(name, ms);
+            }
+        }
+        Ok(found
+            .into_iter()
+            .filter_map(|(name, ms)| ms.map(|ms| (name, ms)))
+            .collect())
+    }
+
     /// The newest bytes of `key`: running call, then in flight, then backend.
     fn read(&self, key: &str) -> Result<Option<Vec<u8>>> {
         {
@@ -241,18 +384,6 @@ fn as_slice_bound(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
         Bound::Excluded(v) => Bound::Excluded(v.as_slice()),
         Bound::Unbounded => Bound::Unbounded,
     }
-}
-
-/// The smallest byte string greater than every string starting with `prefix`.
-fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut s = prefix.to_vec();
-    while let Some(last) = s.pop() {
-        if last < u8::MAX {
-            s.push(last + 1);
-            return Some(s);
-        }
-    }
-    None
 }
 
 fn check_key(key: &str) -> Result<()> {
@@ -567,11 +698,11 @@ impl Storage {
 
     /// Deletes every key of this object.
     pub fn delete_all(&mut self) -> Result<()> {
+        // Alarms and schedules are not data: they survive `delete_all`, as in Durable
+        // Objects; delete them with `delete_alarm` / `delete_schedule`.
         let mut layers = self.store.layers();
-        layers.call = CallWrites {
-            writes: Writes::new(),
-            cleared: true,
-        };
+        layers.call.writes.clear();
+        layers.call.cleared = true;
         Ok(())
     }
 
@@ -613,6 +744,134 @@ impl Storage {
         }
         result
     }
+}
+
+/// Alarms: one per object, as in Durable Objects, plus any number of named schedules.
+///
+/// When an alarm or schedule comes due, the runtime runs the class's
+/// `pub async fn alarm(&mut self, info: AlarmInfo) -> Result<()>` handler (activating the
+/// object if needed, also after a restart), at least once; a failed run is retried with
+/// exponential backoff. Setting a schedule replaces its previous time; writes to schedules
+/// commit with the call's other writes.
+impl Storage {
+    /// Sets the object's alarm to fire at `at` (millisecond precision), replacing any
+    /// earlier time. A time in the past fires at once.
+    ///
+    /// ```
+    /// # use durable_runtime::{durable_object, AlarmInfo, Context, Result};
+    /// # use std::time::{Duration, SystemTime};
+    /// # #[durable_object] pub struct Reminder { ctx: Context }
+    /// # #[durable_object] impl Reminder {
+    /// #   pub fn new(ctx: Context) -> Self { Reminder { ctx } }
+    /// pub async fn remind_in(&mut self, secs: u64) -> Result<()> {
+    ///     let at = SystemTime::now() + Duration::from_secs(secs);
+    ///     self.ctx.storage_mut().set_alarm(at)
+    /// }
+    ///
+    /// pub async fn alarm(&mut self, info: AlarmInfo) -> Result<()> {
+    ///     let fired: u64 = self.ctx.storage().get("fired")?.unwrap_or(0);
+    ///     self.ctx.storage_mut().put("fired", &(fired + 1))
+    /// }
+    /// # }
+    /// ```
+    pub fn set_alarm(&mut self, at: SystemTime) -> Result<()> {
+        self.store.set_schedule("", Some(to_ms(at)))
+    }
+
+    /// When the object's alarm will fire, if one is set.
+    pub fn get_alarm(&self) -> Result<Option<SystemTime>> {
+        Ok(self.store.schedule("")?.map(from_ms))
+    }
+
+    /// Cancels the object's alarm (no error if none is set).
+    pub fn delete_alarm(&mut self) -> Result<()> {
+        self.store.set_schedule("", None)
+    }
+
+    /// Sets the named schedule `name` to fire at `at`; the `alarm` handler then sees
+    /// `info.schedule == Some(name)`. Names are 1 to 256 bytes.
+    pub fn set_schedule(&mut self, name: &str, at: SystemTime) -> Result<()> {
+        check_schedule_name(name)?;
+        self.store.set_schedule(name, Some(to_ms(at)))
+    }
+
+    /// When the named schedule will fire, if it is set.
+    pub fn get_schedule(&self, name: &str) -> Result<Option<SystemTime>> {
+        check_schedule_name(name)?;
+        Ok(self.store.schedule(name)?.map(from_ms))
+    }
+
+    /// Cancels the named schedule (no error if it is not set).
+    pub fn delete_schedule(&mut self, name: &str) -> Result<()> {
+        check_schedule_name(name)?;
+        self.store.set_schedule(name, None)
+    }
+
+    /// Every named schedule of this object and when it fires, by name (not the alarm).
+    pub fn schedules(&self) -> Result<Vec<(String, SystemTime)>> {
+        Ok(self
+            .store
+            .schedules()?
+            .into_iter()
+            .filter(|(name, _)| !name.is_empty())
+            .map(|(name, ms)| (name, from_ms(ms)))
+            .collect())
+    }
+}
+
+fn check_schedule_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > MAX_SCHEDULE_NAME_BYTES {
+        return Err(Error::invalid_argument(format!(
+            "a schedule name is 1 to {MAX_SCHEDULE_NAME_BYTES} bytes, got {}",
+            name.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch (times before it count as 0).
+pub(crate) fn to_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Now, in milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    to_ms(SystemTime::now())
+}
+
+pub(crate) fn from_ms(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+/// The IDs (with class tag `tag`) of the objects that have stored data, each once, in order.
+pub(crate) fn stored_object_ids(backend: &dyn Backend, tag: &[u8; 8]) -> Result<Vec<Id>> {
+    let class = keys::class_data_prefix(tag);
+    let class_end = prefix_successor(&class);
+    let mut ids = Vec::new();
+    let mut from = class.clone();
+    loop {
+        let end = class_end
+            .as_deref()
+            .map_or(Bound::Unbounded, Bound::Excluded);
+        let Some(entry) = backend.scan(Bound::Included(&from), end, false)?.next() else {
+            break;
+        };
+        let (key, _) = entry?;
+        let Some(id) = key
+            .get(1..1 + ID_BYTES)
+            .and_then(|s| <Id>::try_from(s).ok())
+        else {
+            break;
+        };
+        ids.push(id);
+        // Skip the rest of this object's keys.
+        match prefix_successor(&keys::data_prefix(&id)) {
+            Some(next) => from = next,
+            None => break,
+        }
+    }
+    Ok(ids)
 }
 
 fn as_str_bound(b: &Bound<String>) -> Bound<&str> {
@@ -715,13 +974,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn prefix_successor_carries_over_ff() {
-        assert_eq!(prefix_successor(b"ab"), Some(b"ac".to_vec()));
-        assert_eq!(prefix_successor(b"a\xff"), Some(b"b".to_vec()));
-        assert_eq!(prefix_successor(b"\xff\xff"), None);
-    }
 
     #[test]
     fn start_with_start_after_is_an_error() {

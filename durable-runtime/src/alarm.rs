@@ -1,0 +1,182 @@
+//! The alarm scheduler: one task per class fires that class's due schedules.
+//!
+//! Schedules live in storage, in a `DUE` index ordered by due time (see
+//! `storage/keys.rs`), written atomically with the object's other writes. The scheduler
+//! scans the index from its start: every entry due now is fired (sent to its object as an
+//! exclusive step, activating it if needed), and it sleeps until the first entry not yet due,
+//! or until a commit round changes schedules. Because the index is in storage, alarms survive
+//! restarts: a reopened runtime fires overdue alarms as soon as it knows the class.
+//!
+//! Delivery is at least once: the object deletes a schedule in the same commit as its
+//! handler's writes; if the handler fails (error or panic) both are discarded and the
+//! scheduler retries after a backoff that doubles from `alarm_backoff` (2 s by default),
+//! `alarm_retries` times (6 by default), then the object deletes the schedule.
+
+use std::collections::HashMap;
+use std::ops::Bound;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::error::Result;
+use crate::id::ID_BYTES;
+use crate::namespace::NamespaceCore;
+use crate::object::{AlarmInfo, AlarmOutcome, DurableObject};
+use crate::storage::keys::{self, Due};
+use crate::storage::now_ms;
+
+/// At most this many alarm runs of one class in flight at once.
+const MAX_RUNNING: usize = 1024;
+
+type Key = ([u8; ID_BYTES], String);
+
+enum Busy {
+    /// Sent to the object; waiting for the outcome.
+    Running,
+    /// Failed `count` times; the next try is due at `at_ms`.
+    Retry { at_ms: u64, count: u32 },
+    /// The object found it no longer due, but the index still shows it (its deletion is on
+    /// its way to storage): skip it until schedules change.
+    NotDue,
+}
+
+pub(crate) async fn run_scheduler<T: DurableObject>(ns: Arc<NamespaceCore<T>>) {
+    let mut changes = ns.runtime.gate.watch_schedules();
+    let mut closing = ns.runtime.watch_closing();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Key, u32, Result<AlarmOutcome>)>();
+    let mut busy: HashMap<Key, Busy> = HashMap::new();
+    let prefix = keys::due_class_prefix(&ns.class.tag);
+    let end = keys::prefix_successor(&prefix);
+    loop {
+        if ns.runtime.is_closed() {
+            return;
+        }
+        let now = now_ms();
+        let mut fire: Vec<(Key, u32)> = Vec::new();
+        let mut wake_ms: Option<u64> = None;
+        let running = busy.values().filter(|b| matches!(b, Busy::Running)).count();
+        for (key, state) in &busy {
+            if let Busy::Retry { at_ms, count } = state {
+                if *at_ms <= now {
+                    fire.push((key.clone(), *count));
+                } else {
+                    wake_ms = Some(wake_ms.map_or(*at_ms, |w| w.min(*at_ms)));
+                }
+            }
+        }
+        match due_entries(
+            &ns,
+            &prefix,
+            end.as_deref(),
+            now,
+            &busy,
+            running + fire.len(),
+        ) {
+            Ok((due, next)) => {
+                fire.extend(due.into_iter().map(|d| ((d.id, d.schedule), 0)));
+                if let Some(next) = next {
+                    wake_ms = Some(wake_ms.map_or(next, |w| w.min(next)));
+                }
+            }
+            Err(e) => {
+                if ns.runtime.is_closed() {
+                    return;
+                }
+                tracing::error!(class = ns.class.name, error = %e, "cannot read the alarm index; retrying in 1 s");
+                wake_ms = Some(now + 1000);
+            }
+        }
+        for (key, count) in fire {
+            busy.insert(key.clone(), Busy::Running);
+            let ns = ns.clone();
+            let done = done_tx.clone();
+            tokio::spawn(async move {
+                let info = AlarmInfo {
+                    retry_count: count,
+                    is_retry: count > 0,
+                    schedule: (!key.1.is_empty()).then(|| key.1.clone()),
+                };
+                let outcome = ns.fire_alarm(key.0, info).await;
+                let _ = done.send((key, count, outcome));
+            });
+        }
+        let sleep = async {
+            match wake_ms {
+                Some(at) => {
+                    tokio::time::sleep(Duration::from_millis(at.saturating_sub(now_ms()))).await
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                busy.retain(|_, b| !matches!(b, Busy::NotDue));
+            }
+            _ = closing.changed() => return,
+            Some((key, count, outcome)) = done_rx.recv() => {
+                match outcome {
+                    Ok(AlarmOutcome::Ran) | Ok(AlarmOutcome::GaveUp) => {
+                        busy.remove(&key);
+                    }
+                    Ok(AlarmOutcome::NotDue) => {
+                        busy.insert(key, Busy::NotDue);
+                    }
+                    Err(e) => {
+                        if ns.runtime.is_closed() {
+                            return;
+                        }
+                        let backoff = ns.runtime.config.alarm_backoff.saturating_mul(1 << count.min(20));
+                        let at_ms = now_ms() + u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX);
+                        tracing::debug!(class = ns.class.name, error = %e, retry_in_ms = %backoff.as_millis(), "alarm run failed");
+                        busy.insert(key, Busy::Retry { at_ms, count: count + 1 });
+                    }
+                }
+            }
+            () = sleep => {}
+        }
+    }
+}
+
+/// The entries of the index due at `now` and not busy (at most enough to reach
+/// [`MAX_RUNNING`]), and the due time of the first entry not yet due.
+fn due_entries<T: DurableObject>(
+    ns: &NamespaceCore<T>,
+    prefix: &[u8],
+    end: Option<&[u8]>,
+    now: u64,
+    busy: &HashMap<Key, Busy>,
+    running: usize,
+) -> Result<(Vec<Due>, Option<u64>)> {
+    let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
+    let mut due = Vec::new();
+    for entry in ns
+        .runtime
+        .backend
+        .scan(Bound::Included(prefix), upper, false)?
+    {
+        let (key, _) = entry?;
+        let Some(entry) = keys::parse_due(&key) else {
+            tracing::warn!(
+                class = ns.class.name,
+                "skipping a malformed alarm index key"
+            );
+            continue;
+        };
+        if entry.due_ms > now {
+            return Ok((due, Some(entry.due_ms)));
+        }
+        if busy.contains_key(&(entry.id, entry.schedule.clone())) {
+            continue;
+        }
+        if running + due.len() >= MAX_RUNNING {
+            // Come back when some finish (their outcomes wake the scheduler).
+            return Ok((due, None));
+        }
+        due.push(entry);
+    }
+    Ok((due, None))
+}

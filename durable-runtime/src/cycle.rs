@@ -1,0 +1,86 @@
+//! Call cycles: A calls B, which calls A while A is in an exclusive call. A waits for B, B
+//! waits for A: a deadlock. Each call runs with its chain of callers in a task-local; a stub
+//! refuses a call to an object already in the chain (unless both calls are shared, which can
+//! run side by side) with a [`Cycle`](crate::ErrorKind::Cycle) error naming the cycle.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+
+tokio::task_local! {
+    static CURRENT: Frame;
+}
+
+/// The call running in this task: its object and the chain that called it.
+#[derive(Clone)]
+pub(crate) struct Frame {
+    pub(crate) class: &'static str,
+    pub(crate) id: ObjectId,
+    pub(crate) exclusive: bool,
+    pub(crate) parent: Option<Arc<Link>>,
+}
+
+/// One caller in a chain, innermost first.
+pub(crate) struct Link {
+    class: &'static str,
+    id: ObjectId,
+    exclusive: bool,
+    parent: Option<Arc<Link>>,
+}
+
+impl Frame {
+    fn to_link(&self) -> Arc<Link> {
+        Arc::new(Link {
+            class: self.class,
+            id: self.id.clone(),
+            exclusive: self.exclusive,
+            parent: self.parent.clone(),
+        })
+    }
+}
+
+fn describe(class: &str, id: &ObjectId) -> String {
+    match id.name() {
+        Some(name) => format!("{class} {name:?}"),
+        None => format!("{class} {}", &id.to_string()[..16]),
+    }
+}
+
+/// The chain of the call running in this task (if this task runs an object's call), checked
+/// against a new call to `class`/`id`: `Err` if that call would close a cycle.
+pub(crate) fn caller_chain(
+    class: &'static str,
+    id: &ObjectId,
+    exclusive: bool,
+) -> Result<Option<Arc<Link>>> {
+    let Ok(chain) = CURRENT.try_with(Frame::to_link) else {
+        return Ok(None);
+    };
+    let mut path = vec![describe(class, id)];
+    let mut link = Some(&chain);
+    while let Some(l) = link {
+        path.push(describe(l.class, &l.id));
+        if l.class == class && l.id == *id && (l.exclusive || exclusive) {
+            path.reverse();
+            let busy = if l.exclusive {
+                "an exclusive"
+            } else {
+                "a shared"
+            };
+            return Err(Error::cycle(format!(
+                "{} ({} is in {busy} call waiting on this chain, so it cannot take this call until that call returns)",
+                path.join(" -> "),
+                describe(class, id)
+            )));
+        }
+        link = l.parent.as_ref();
+    }
+    Ok(Some(chain))
+}
+
+/// Runs `fut` as the call described by `frame`.
+pub(crate) fn scope<F: Future>(frame: Frame, fut: F) -> impl Future<Output = F::Output> {
+    CURRENT.scope(frame, fut)
+}
