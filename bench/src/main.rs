@@ -57,6 +57,63 @@ impl Counter {
     }
 }
 
+/// The smallest object: its context only.
+#[durable_object]
+pub struct Idle {
+    ctx: Context,
+}
+
+#[durable_object]
+impl Idle {
+    pub fn new(ctx: Context) -> Self {
+        Idle { ctx }
+    }
+
+    pub async fn touch(&self) -> Result<bool> {
+        Ok(self.ctx.id().name().is_some())
+    }
+}
+
+/// Resident memory of this process, in bytes.
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// Bytes of resident memory per active idle object (activated, then left alone), beyond
+/// the user's struct (here: a `Context`).
+async fn memory_per_active_object(objects: usize) -> f64 {
+    let rt = Runtime::in_memory();
+    let ns = rt.namespace::<Idle>();
+    // Warm up allocator pools and the runtime before measuring.
+    for i in 0..1000 {
+        ns.get_by_name(&format!("warm{i}")).touch().await.unwrap();
+    }
+    let before = rss_bytes();
+    let mut tasks = Vec::new();
+    for w in 0..64usize {
+        let ns = ns.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut i = w;
+            while i < objects {
+                ns.get_by_name(&format!("o{i}")).touch().await.unwrap();
+                i += 64;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let after = rss_bytes();
+    assert_eq!(ns.live_objects(), objects + 1000);
+    (after.saturating_sub(before)) as f64 / objects as f64
+}
+
 struct Args {
     quick: bool,
     rounds: usize,
@@ -237,6 +294,14 @@ async fn main() {
         return;
     }
     let quick = argv.iter().any(|a| a == "--quick");
+    if argv.iter().any(|a| a == "--memory-only") {
+        let objects = if quick { 100_000 } else { 1_000_000 };
+        let per_object = tokio::spawn(memory_per_active_object(objects))
+            .await
+            .unwrap();
+        println!("memory per active idle object: {per_object:.0} bytes RSS over {objects} objects (the user's struct: {} bytes)", std::mem::size_of::<Idle>());
+        return;
+    }
     if argv.iter().any(|a| a == "--open-only") {
         let total = match argv.iter().position(|a| a == "--writes") {
             Some(i) => argv[i + 1].parse().expect("--writes N"),
@@ -299,6 +364,16 @@ async fn main() {
             false,
         );
     }
+
+    let objects = if args.quick { 100_000 } else { 1_000_000 };
+    let per_object = tokio::spawn(memory_per_active_object(objects))
+        .await
+        .unwrap();
+    let user = std::mem::size_of::<Idle>();
+    println!(
+        "memory per active idle object: {per_object:.0} bytes RSS over {objects} objects \
+         (the user's struct: {user} bytes)"
+    );
 
     let total = if args.quick { 200_000 } else { 1_000_000 };
     let (clean, crashed) = open_time(total).await;
