@@ -1,56 +1,87 @@
-//! From the model to code. Every path is absolute (`::durable_runtime::..`, `::core::..`), so
-//! the code works under `#![no_implicit_prelude]`; internal names start with `__`.
+//! From the model to code; nothing is checked here. Every path is absolute (`#krate::..`, the
+//! runtime's path as found in the user's Cargo.toml, and `::core::..`), so the code works under
+//! `#![no_implicit_prelude]` and with a renamed dependency; internal names start with `__`.
+//!
+//! Checks that need the type system are generated at the user's tokens with
+//! `quote_spanned!`, so their errors land on the user's line:
+//! - the class is `Send + Sync`: on the struct's name (struct attribute), or on `impl Counter`
+//!   when the struct has no attribute;
+//! - every argument and result type is `Serialize + DeserializeOwned`: on the type;
+//! - every call's and hook's future is `Send`: on the method's name.
+//!
+//! The `DurableObject` impl assumes `for<'__durable> Counter: Send + Sync`. The supertrait
+//! bound is then proven by the checks above rather than by the impl header, which would report
+//! a second error for the same mistake in generated code.
 
-use proc_macro2::TokenStream;
-use quote::{format_ident, quote, quote_spanned};
+use proc_macro2::{Delimiter, Spacing, TokenStream, TokenTree};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
+use syn::{GenericArgument, Ident, PathArguments, Type};
 
-use crate::model::{Access, Class, Method, Object};
+use crate::model::{Access, Class, HookKind, Method, Object};
 
-/// The struct side: the declared options, and the `Send + Sync` check on the user's struct.
+/// The struct side: the declared options and the `Send + Sync` check on the user's struct.
 pub fn class(class: &Class) -> TokenStream {
-    let ident = &class.ident;
+    let Class { krate, ident, .. } = class;
     let name = match &class.name {
-        Some(lit) => quote!(#lit),
-        None => {
-            let s = ident.to_string();
-            quote!(#s)
+        Some(lit) => lit.to_token_stream(),
+        None => ident.unraw().to_string().into_token_stream(),
+    };
+    let renamed_from = class
+        .renamed_from
+        .iter()
+        .map(|lit| quote!(options.renamed_from = ::core::option::Option::Some(#lit);));
+    let max_queue = class
+        .max_queue
+        .iter()
+        .map(|lit| quote!(options.max_queue = #lit;));
+    let check = quote_spanned! {ident.span()=>
+        #[allow(dead_code)]
+        fn __durable_object_must_be_send_and_sync(
+            object: #ident,
+        ) -> impl ::core::marker::Send + ::core::marker::Sync {
+            object
         }
-    };
-    let renamed_from = match &class.renamed_from {
-        Some(lit) => quote!(::core::option::Option::Some(#lit)),
-        None => quote!(::core::option::Option::None),
-    };
-    let max_queue = match &class.max_queue {
-        Some(lit) => quote!(#lit),
-        None => quote!(::durable_runtime::ClassOptions::DEFAULT_MAX_QUEUE),
-    };
-    let assert = quote_spanned! {ident.span()=>
-        const _: fn() = || {
-            ::durable_runtime::__private::assert_object::<#ident>();
-        };
     };
     quote! {
-        impl ::durable_runtime::__private::DeclaredClass for #ident {
-            const OPTIONS: ::durable_runtime::ClassOptions = ::durable_runtime::ClassOptions {
-                name: #name,
-                renamed_from: #renamed_from,
-                max_queue: #max_queue,
+        #[allow(dead_code)]
+        impl #ident {
+            #[doc(hidden)]
+            pub const __DURABLE_CLASS: ::core::option::Option<#krate::ClassOptions> = {
+                #[allow(unused_mut)]
+                let mut options = #krate::ClassOptions::named(#name);
+                #(#renamed_from)*
+                #(#max_queue)*
+                ::core::option::Option::Some(options)
             };
+
+            /// Checked on the struct instead (below).
+            #[doc(hidden)]
+            pub fn __durable_object_must_be_send_and_sync() {}
         }
-        #assert
+
+        const _: () = {
+            #check
+        };
     }
 }
 
-/// The impl side: call enums, the typed stub, and the `DurableObject` impl.
+/// The impl side: call enums, the typed stub, the checks, and the `DurableObject` impl.
 pub fn object(object: &Object) -> TokenStream {
-    let ident = &object.ident;
-    let vis = &object.vis;
-    let class_name = ident.to_string();
-    let stub = format_ident!("{}Stub", ident);
-    let shared_enum = format_ident!("__{}SharedCall", ident);
-    let exclusive_enum = format_ident!("__{}ExclusiveCall", ident);
-    let output_enum = format_ident!("__{}Output", ident);
+    let Object {
+        krate, ident, vis, ..
+    } = object;
+    let class_name = ident.unraw().to_string();
+    let stub = format_ident!("{}Stub", ident.unraw());
+    let shared_enum = format_ident!("__{}SharedCall", ident.unraw());
+    let exclusive_enum = format_ident!("__{}ExclusiveCall", ident.unraw());
+    let output_enum = format_ident!("__{}Output", ident.unraw());
+    let enums = Enums {
+        shared: &shared_enum,
+        exclusive: &exclusive_enum,
+        output: &output_enum,
+    };
 
     let of = |access: Access| object.methods.iter().filter(move |m| m.access == access);
     let variants = |access: Access| {
@@ -70,7 +101,7 @@ pub fn object(object: &Object) -> TokenStream {
         quote!(#name(#ty))
     });
 
-    let names = |access: Access, enum_ident: &syn::Ident| {
+    let names = |access: Access, enum_ident: &Ident| {
         let arms = of(access).map(|m| {
             let (name, wire) = (&m.ident, &m.wire_name);
             quote!(#enum_ident::#name { .. } => #wire,)
@@ -80,13 +111,17 @@ pub fn object(object: &Object) -> TokenStream {
     let shared_names = names(Access::Shared, &shared_enum);
     let exclusive_names = names(Access::Exclusive, &exclusive_enum);
 
-    let dispatch = |access: Access, enum_ident: &syn::Ident| {
+    let dispatch = |access: Access, enum_ident: &Ident| {
         let arms = of(access).map(|m| {
             let name = &m.ident;
             let args: Vec<_> = m.args.iter().map(|a| &a.ident).collect();
+            let call = send_future(
+                name,
+                &m.output.to_token_stream(),
+                quote!(#ident::#name(self #(, #args)*)),
+            );
             quote! {
-                #enum_ident::#name { #(#args,)* } =>
-                    #output_enum::#name(#ident::#name(self, #(#args),*).await),
+                #enum_ident::#name { #(#args,)* } => #output_enum::#name(#call),
             }
         });
         quote!(match call { #(#arms)* })
@@ -94,41 +129,115 @@ pub fn object(object: &Object) -> TokenStream {
     let dispatch_shared = dispatch(Access::Shared, &shared_enum);
     let dispatch_exclusive = dispatch(Access::Exclusive, &exclusive_enum);
 
-    let stub_methods = object
-        .methods
-        .iter()
-        .map(|m| stub_method(m, &shared_enum, &exclusive_enum, &output_enum));
-    let asserts = object.methods.iter().flat_map(|m| {
+    let stub_methods = object.methods.iter().map(|m| stub_method(krate, m, &enums));
+    let wire_checks = object.methods.iter().flat_map(|m| wire_checks(krate, m));
+    let object_check = quote_spanned! {ident.span()=>
+        #ident::__durable_object_must_be_send_and_sync();
+    };
+    let activate = match &object.new {
+        Some(new) => {
+            let ctx = Ident::new("ctx", new.ctx_span);
+            quote_spanned!(new.output_span=> #ident::new(#ctx))
+        }
+        // Reported already: the build fails, and this keeps the rest type-checking.
+        None => quote! {
+            let _ = ctx;
+            ::core::unreachable!()
+        },
+    };
+    let hooks = object.hooks.iter().map(|hook| {
+        let name = &hook.ident;
+        match hook.kind {
+            HookKind::Alarm => {
+                let info = Ident::new("info", hook.arg_span.unwrap_or_else(|| name.span()));
+                let call = send_future(
+                    name,
+                    &quote!(#krate::Result<()>),
+                    quote!(#ident::#name(self, #info)),
+                );
+                quote! {
+                    fn dispatch_alarm(
+                        &mut self,
+                        info: #krate::AlarmInfo,
+                    ) -> impl ::core::future::Future<
+                        Output = ::core::option::Option<#krate::Result<()>>,
+                    > + ::core::marker::Send + '_ {
+                        async move { ::core::option::Option::Some(#call) }
+                    }
+                }
+            }
+            HookKind::Activate => {
+                let call = send_future(
+                    name,
+                    &quote!(#krate::Result<()>),
+                    quote!(#ident::#name(self)),
+                );
+                quote! {
+                    fn dispatch_activate(
+                        &mut self,
+                    ) -> impl ::core::future::Future<Output = #krate::Result<()>>
+                           + ::core::marker::Send + '_ {
+                        async move { #call }
+                    }
+                }
+            }
+            HookKind::Evict => {
+                let call = send_future(name, &quote!(()), quote!(#ident::#name(self)));
+                quote! {
+                    fn dispatch_evict(
+                        &mut self,
+                    ) -> impl ::core::future::Future<Output = ()> + ::core::marker::Send + '_ {
+                        async move { #call }
+                    }
+                }
+            }
+        }
+    });
+    let schema = object.methods.iter().map(|m| {
+        let (name, wire) = (m.ident.unraw().to_string(), &m.wire_name);
+        let access = match m.access {
+            Access::Shared => quote!(#krate::Access::Shared),
+            Access::Exclusive => quote!(#krate::Access::Exclusive),
+        };
         let args = m.args.iter().map(|a| {
-            let ty = &a.ty;
-            quote_spanned! {ty.span()=> ::durable_runtime::__private::assert_wire::<#ty>(); }
+            let (name, ty) = (a.ident.unraw().to_string(), type_string(&a.ty));
+            quote!((#name, #ty))
         });
-        let out = &m.output;
-        let ret =
-            quote_spanned! {out.span()=> ::durable_runtime::__private::assert_wire::<#out>(); };
-        args.chain(::core::iter::once(ret))
+        let output = type_string(&m.output);
+        quote! {
+            #krate::MethodSchema {
+                name: #name,
+                wire_name: #wire,
+                id: #krate::MethodSchema::method_id(CLASS, #wire),
+                access: #access,
+                args: &[#(#args),*],
+                output: #output,
+            }
+        }
     });
     let stub_doc = format!(
-        "The typed stub of [`{ident}`]: each method sends a call to one `{ident}` object and \
-         waits for its reply. Cheap to clone; get one from `Namespace<{ident}>::get`."
+        "The typed stub of [`{class_name}`]: each method sends a call to one `{class_name}` \
+         object and waits for its reply. Cheap to clone; get one from \
+         `Namespace<{class_name}>::get`."
     );
+    let enum_attrs = quote! {
+        #[doc(hidden)]
+        #[allow(non_camel_case_types, private_interfaces, dead_code)]
+    };
 
     quote! {
-        #[doc(hidden)]
-        #[allow(non_camel_case_types, private_interfaces, dead_code)]
+        #enum_attrs
         #vis enum #shared_enum { #(#shared_variants,)* }
 
-        #[doc(hidden)]
-        #[allow(non_camel_case_types, private_interfaces, dead_code)]
+        #enum_attrs
         #vis enum #exclusive_enum { #(#exclusive_variants,)* }
 
-        #[doc(hidden)]
-        #[allow(non_camel_case_types, private_interfaces, dead_code)]
+        #enum_attrs
         #vis enum #output_enum { #(#output_variants,)* }
 
         #[doc = #stub_doc]
         #vis struct #stub {
-            __stub: ::durable_runtime::Stub<#ident>,
+            __stub: #krate::Stub<#ident>,
         }
 
         impl ::core::clone::Clone for #stub {
@@ -143,50 +252,57 @@ pub fn object(object: &Object) -> TokenStream {
             }
         }
 
-        impl ::core::convert::From<::durable_runtime::Stub<#ident>> for #stub {
-            fn from(stub: ::durable_runtime::Stub<#ident>) -> Self {
+        impl ::core::convert::From<#krate::Stub<#ident>> for #stub {
+            fn from(stub: #krate::Stub<#ident>) -> Self {
                 #stub { __stub: stub }
             }
         }
 
-        impl ::durable_runtime::ObjectStub for #stub {
+        impl #krate::ObjectStub for #stub {
             type Object = #ident;
-            fn stub(&self) -> &::durable_runtime::Stub<#ident> {
+            fn stub(&self) -> &#krate::Stub<#ident> {
                 &self.__stub
             }
         }
 
-        #[allow(clippy::needless_lifetimes)]
+        #[allow(clippy::needless_lifetimes, deprecated)]
         impl #stub {
             #(#stub_methods)*
         }
 
         const _: fn() = || {
-            #(#asserts)*
+            #[allow(unused_imports)]
+            use #krate::__private::{UndeclaredClass as _, WireFallback as _, WireSerialize as _};
+            #object_check
+            #(#wire_checks)*
         };
 
-        impl ::durable_runtime::DurableObject for #ident {
+        #[allow(deprecated)]
+        impl #krate::DurableObject for #ident
+        where
+            for<'__durable> #ident: ::core::marker::Send + ::core::marker::Sync,
+        {
             type SharedCall = #shared_enum;
             type ExclusiveCall = #exclusive_enum;
             type Output = #output_enum;
             type Stub = #stub;
 
-            fn class_options() -> ::durable_runtime::ClassOptions {
+            fn class_options() -> #krate::ClassOptions {
                 #[allow(unused_imports)]
-                use ::durable_runtime::__private::{ViaDeclared as _, ViaDefault as _};
-                (&&::durable_runtime::__private::Probe::<#ident>::new()).class_options(#class_name)
+                use #krate::__private::UndeclaredClass as _;
+                #krate::__private::class_options(#ident::__DURABLE_CLASS, #class_name)
             }
 
-            fn activate(ctx: ::durable_runtime::Context) -> Self {
-                #ident::new(ctx)
+            fn activate(ctx: #krate::Context) -> Self {
+                #activate
             }
 
             fn method_name(
-                call: &::durable_runtime::__private::Call<#shared_enum, #exclusive_enum>,
+                call: &#krate::__private::Call<#shared_enum, #exclusive_enum>,
             ) -> &'static str {
                 match call {
-                    ::durable_runtime::__private::Call::Shared(call) => #shared_names,
-                    ::durable_runtime::__private::Call::Exclusive(call) => #exclusive_names,
+                    #krate::__private::Call::Shared(call) => #shared_names,
+                    #krate::__private::Call::Exclusive(call) => #exclusive_names,
                 }
             }
 
@@ -203,16 +319,78 @@ pub fn object(object: &Object) -> TokenStream {
             ) -> impl ::core::future::Future<Output = #output_enum> + ::core::marker::Send + '_ {
                 async move { #dispatch_exclusive }
             }
+
+            #(#hooks)*
+
+            fn schema() -> &'static [#krate::MethodSchema] {
+                #[allow(unused_imports)]
+                use #krate::__private::UndeclaredClass as _;
+                const CLASS: &str =
+                    #krate::__private::class_options(#ident::__DURABLE_CLASS, #class_name).name;
+                const SCHEMA: &[#krate::MethodSchema] = &[#(#schema),*];
+                SCHEMA
+            }
         }
     }
 }
 
-fn stub_method(
-    m: &Method,
-    shared_enum: &syn::Ident,
-    exclusive_enum: &syn::Ident,
-    output_enum: &syn::Ident,
-) -> TokenStream {
+struct Enums<'a> {
+    shared: &'a Ident,
+    exclusive: &'a Ident,
+    output: &'a Ident,
+}
+
+/// Awaits `call` (a call of the user's method `name`) through a `dyn Future + Send`, spanned
+/// at the method's name: a future that is not `Send` is reported there, on the user's line.
+fn send_future(name: &Ident, output: &TokenStream, call: TokenStream) -> TokenStream {
+    quote_spanned! {name.span()=>
+        {
+            let __future: ::core::pin::Pin<
+                &mut (dyn ::core::future::Future<Output = #output> + ::core::marker::Send),
+            > = ::core::pin::pin!(#call);
+            __future.await
+        }
+    }
+}
+
+/// `Serialize + DeserializeOwned` checks at each argument and result type. For `Result<T>`
+/// and `Result<T, E>`, `T` and `E` are checked each at its own tokens.
+fn wire_checks(krate: &syn::Path, m: &Method) -> Vec<TokenStream> {
+    let mut types: Vec<&Type> = m.args.iter().map(|a| &a.ty).collect();
+    if m.has_output {
+        match result_args(&m.output) {
+            Some(args) if m.returns_result => types.extend(args),
+            _ => types.push(&m.output),
+        }
+    }
+    types
+        .into_iter()
+        .map(|ty| {
+            quote_spanned! {ty.span()=>
+                (&&#krate::__private::WireProbe::<#ty>::new()).assert_wire();
+            }
+        })
+        .collect()
+}
+
+/// The type arguments of `Result<T>` or `Result<T, E>`.
+fn result_args(ty: &Type) -> Option<Vec<&Type>> {
+    let Type::Path(p) = ty else { return None };
+    let PathArguments::AngleBracketed(args) = &p.path.segments.last()?.arguments else {
+        return None;
+    };
+    let types: Vec<&Type> = args
+        .args
+        .iter()
+        .filter_map(|a| match a {
+            GenericArgument::Type(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    (types.len() == args.args.len() && (1..=2).contains(&types.len())).then_some(types)
+}
+
+fn stub_method(krate: &syn::Path, m: &Method, enums: &Enums) -> TokenStream {
     let name = &m.ident;
     let docs = &m.docs;
     let params = m.args.iter().map(|a| {
@@ -220,12 +398,15 @@ fn stub_method(
         quote!(#i: #t)
     });
     let args = m.args.iter().map(|a| &a.ident);
+    let Enums {
+        shared,
+        exclusive,
+        output,
+    } = enums;
     let call = match m.access {
-        Access::Shared => {
-            quote!(::durable_runtime::__private::Call::Shared(#shared_enum::#name { #(#args,)* }))
-        }
+        Access::Shared => quote!(#krate::__private::Call::Shared(#shared::#name { #(#args,)* })),
         Access::Exclusive => {
-            quote!(::durable_runtime::__private::Call::Exclusive(#exclusive_enum::#name { #(#args,)* }))
+            quote!(#krate::__private::Call::Exclusive(#exclusive::#name { #(#args,)* }))
         }
     };
     let out = &m.output;
@@ -233,24 +414,75 @@ fn stub_method(
         (quote!(#out), quote!(value))
     } else {
         (
-            quote!(::durable_runtime::Result<#out>),
+            quote!(#krate::Result<#out>),
             quote!(::core::result::Result::Ok(value)),
         )
     };
     quote! {
         #(#docs)*
-        #[allow(unreachable_patterns)]
         pub async fn #name(&self, #(#params),*) -> #ret {
             match self.__stub.call(#call).await {
-                ::core::result::Result::Ok(#output_enum::#name(value)) => #ok,
-                ::core::result::Result::Ok(_) => {
-                    <#ret as ::durable_runtime::__private::FromRuntimeError>::from_runtime_error(
-                        ::durable_runtime::Error::internal("a reply of another method"),
-                    )
+                ::core::result::Result::Ok(#output::#name(value)) => #ok,
+                reply => <#ret as #krate::__private::FromRuntimeError>::from_runtime_error(
+                    #krate::__private::reply_error(reply),
+                ),
+            }
+        }
+    }
+}
+
+/// A type as a compact string for the schema: `Result<Vec<(u8, String)>>`, `&'static str`.
+pub fn type_string(ty: &Type) -> String {
+    let mut out = String::new();
+    write_tokens(ty.to_token_stream(), &mut out);
+    out
+}
+
+fn write_tokens(tokens: TokenStream, out: &mut String) {
+    // Whether the last token ends a word, so that a following word needs a space.
+    let mut word = false;
+    let mut iter = tokens.into_iter().peekable();
+    while let Some(tt) = iter.next() {
+        match tt {
+            TokenTree::Ident(_) | TokenTree::Literal(_) => {
+                if word {
+                    out.push(' ');
                 }
-                ::core::result::Result::Err(err) => {
-                    <#ret as ::durable_runtime::__private::FromRuntimeError>::from_runtime_error(err)
+                out.push_str(&tt.to_string());
+                word = true;
+            }
+            TokenTree::Punct(p) => {
+                word = false;
+                match p.as_char() {
+                    ',' | ';' => {
+                        out.push(p.as_char());
+                        out.push(' ');
+                    }
+                    '+' | '=' => {
+                        out.push(' ');
+                        out.push(p.as_char());
+                        out.push(' ');
+                    }
+                    '-' if p.spacing() == Spacing::Joint
+                        && matches!(iter.peek(), Some(TokenTree::Punct(n)) if n.as_char() == '>') =>
+                    {
+                        iter.next();
+                        out.push_str(" -> ");
+                    }
+                    c => out.push(c),
                 }
+            }
+            TokenTree::Group(g) => {
+                let (open, close) = match g.delimiter() {
+                    Delimiter::Parenthesis => ("(", ")"),
+                    Delimiter::Bracket => ("[", "]"),
+                    Delimiter::Brace => ("{", "}"),
+                    Delimiter::None => ("", ""),
+                };
+                out.push_str(open);
+                write_tokens(g.stream(), out);
+                out.push_str(close);
+                word = g.delimiter() == Delimiter::None;
             }
         }
     }

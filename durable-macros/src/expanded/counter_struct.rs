@@ -1,0 +1,20 @@
+#[allow(dead_code)]
+impl Counter {
+    #[doc(hidden)]
+    pub const __DURABLE_CLASS: ::core::option::Option<::durable_runtime::ClassOptions> = {
+        #[allow(unused_mut)]
+        let mut options = ::durable_runtime::ClassOptions::named("Counter");
+        ::core::option::Option::Some(options)
+    };
+    /// Checked on the struct instead (below).
+    #[doc(hidden)]
+    pub fn __durable_object_must_be_send_and_sync() {}
+}
+const _: () = {
+    #[allow(dead_code)]
+    fn __durable_object_must_be_send_and_sync(
+        object: Counter,
+    ) -> impl ::core::marker::Send + ::core::marker::Sync {
+        object
+    }
+};
