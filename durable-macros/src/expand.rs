@@ -37,12 +37,11 @@ pub fn class(class: &Class) -> TokenStream {
         .iter()
         .map(|lit| quote!(options.max_queue = #lit;));
     let check = quote_spanned! {ident.span()=>
-        #[allow(dead_code)]
-        fn __durable_object_must_be_send_and_sync(
-            object: #ident,
-        ) -> impl ::core::marker::Send + ::core::marker::Sync {
-            object
+        fn a_durable_object_must_be_send_and_sync<
+            T: ::core::marker::Send + ::core::marker::Sync,
+        >() {
         }
+        a_durable_object_must_be_send_and_sync::<#ident>();
     };
     quote! {
         #[allow(dead_code)]
@@ -61,7 +60,7 @@ pub fn class(class: &Class) -> TokenStream {
             pub fn __durable_object_must_be_send_and_sync() {}
         }
 
-        const _: () = {
+        const _: fn() = || {
             #check
         };
     }
@@ -220,6 +219,13 @@ pub fn object(object: &Object) -> TokenStream {
          object and waits for its reply. Cheap to clone; get one from \
          `Namespace<{class_name}>::get`."
     );
+    // The stub needs `Counter: DurableObject`, which holds only if `Counter` is `Send + Sync`:
+    // as for the `DurableObject` impl, the stub's items assume it, so that a class that is not
+    // gets one error (on the user's struct), not one per item that names the stub.
+    let stub_bound = quote! {
+        where
+            for<'__durable> #ident: #krate::DurableObject,
+    };
     let enum_attrs = quote! {
         #[doc(hidden)]
         #[allow(non_camel_case_types, private_interfaces, dead_code)]
@@ -236,29 +242,31 @@ pub fn object(object: &Object) -> TokenStream {
         #vis enum #output_enum { #(#output_variants,)* }
 
         #[doc = #stub_doc]
-        #vis struct #stub {
+        #vis struct #stub
+        #stub_bound
+        {
             __stub: #krate::Stub<#ident>,
         }
 
-        impl ::core::clone::Clone for #stub {
+        impl ::core::clone::Clone for #stub #stub_bound {
             fn clone(&self) -> Self {
                 #stub { __stub: ::core::clone::Clone::clone(&self.__stub) }
             }
         }
 
-        impl ::core::fmt::Debug for #stub {
+        impl ::core::fmt::Debug for #stub #stub_bound {
             fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
                 ::core::fmt::Debug::fmt(&self.__stub, f)
             }
         }
 
-        impl ::core::convert::From<#krate::Stub<#ident>> for #stub {
+        impl ::core::convert::From<#krate::Stub<#ident>> for #stub #stub_bound {
             fn from(stub: #krate::Stub<#ident>) -> Self {
                 #stub { __stub: stub }
             }
         }
 
-        impl #krate::ObjectStub for #stub {
+        impl #krate::ObjectStub for #stub #stub_bound {
             type Object = #ident;
             fn stub(&self) -> &#krate::Stub<#ident> {
                 &self.__stub
@@ -266,7 +274,7 @@ pub fn object(object: &Object) -> TokenStream {
         }
 
         #[allow(clippy::needless_lifetimes, deprecated)]
-        impl #stub {
+        impl #stub #stub_bound {
             #(#stub_methods)*
         }
 

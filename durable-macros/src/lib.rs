@@ -104,7 +104,9 @@ fn expand(
         parse::Target::Struct(item) => {
             let class = parse::class(attr, &item, krate, &mut errors);
             item.to_tokens(&mut out);
-            out.extend(expand::class(&class));
+            if let Some(class) = class {
+                out.extend(expand::class(&class));
+            }
         }
         parse::Target::Impl(mut item) => {
             let object = parse::object(attr, &mut item, krate, &mut errors);

@@ -122,8 +122,14 @@ pub fn target(item: TokenStream, errors: &mut Errors) -> Target {
 }
 
 /// Parses `#[durable_object(name = "..", renamed_from = "..", max_queue = N, crate = "..")]`
-/// on the struct. Options in error are left out (defaults apply) after their error.
-pub fn class(attr: TokenStream, item: &ItemStruct, krate: Path, errors: &mut Errors) -> Class {
+/// on the struct. Options in error are left out (defaults apply) after their error. `None`
+/// when nothing can be generated (a generic struct).
+pub fn class(
+    attr: TokenStream,
+    item: &ItemStruct,
+    krate: Path,
+    errors: &mut Errors,
+) -> Option<Class> {
     let mut class = Class {
         krate,
         ident: item.ident.clone(),
@@ -186,7 +192,7 @@ pub fn class(attr: TokenStream, item: &ItemStruct, krate: Path, errors: &mut Err
     if let Err(e) = syn::parse::Parser::parse2(parser, attr) {
         errors.push_error(e);
     }
-    class
+    item.generics.params.is_empty().then_some(class)
 }
 
 fn non_empty(lit: LitStr, what: &str) -> syn::Result<LitStr> {

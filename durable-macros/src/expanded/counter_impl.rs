@@ -15,34 +15,52 @@ pub enum __CounterOutput {
     increment(Result<i64>),
 }
 ///The typed stub of [`Counter`]: each method sends a call to one `Counter` object and waits for its reply. Cheap to clone; get one from `Namespace<Counter>::get`.
-pub struct CounterStub {
+pub struct CounterStub
+where
+    for<'__durable> Counter: ::durable_runtime::DurableObject,
+{
     __stub: ::durable_runtime::Stub<Counter>,
 }
-impl ::core::clone::Clone for CounterStub {
+impl ::core::clone::Clone for CounterStub
+where
+    for<'__durable> Counter: ::durable_runtime::DurableObject,
+{
     fn clone(&self) -> Self {
         CounterStub {
             __stub: ::core::clone::Clone::clone(&self.__stub),
         }
     }
 }
-impl ::core::fmt::Debug for CounterStub {
+impl ::core::fmt::Debug for CounterStub
+where
+    for<'__durable> Counter: ::durable_runtime::DurableObject,
+{
     fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
         ::core::fmt::Debug::fmt(&self.__stub, f)
     }
 }
-impl ::core::convert::From<::durable_runtime::Stub<Counter>> for CounterStub {
+impl ::core::convert::From<::durable_runtime::Stub<Counter>> for CounterStub
+where
+    for<'__durable> Counter: ::durable_runtime::DurableObject,
+{
     fn from(stub: ::durable_runtime::Stub<Counter>) -> Self {
         CounterStub { __stub: stub }
     }
 }
-impl ::durable_runtime::ObjectStub for CounterStub {
+impl ::durable_runtime::ObjectStub for CounterStub
+where
+    for<'__durable> Counter: ::durable_runtime::DurableObject,
+{
     type Object = Counter;
     fn stub(&self) -> &::durable_runtime::Stub<Counter> {
         &self.__stub
     }
 }
 #[allow(clippy::needless_lifetimes, deprecated)]
-impl CounterStub {
+impl CounterStub
+where
+    for<'__durable> Counter: ::durable_runtime::DurableObject,
+{
     pub async fn get_counter_value(&self) -> Result<i64> {
         match self
             .__stub

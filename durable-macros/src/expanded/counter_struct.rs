@@ -10,11 +10,9 @@ impl Counter {
     #[doc(hidden)]
     pub fn __durable_object_must_be_send_and_sync() {}
 }
-const _: () = {
-    #[allow(dead_code)]
-    fn __durable_object_must_be_send_and_sync(
-        object: Counter,
-    ) -> impl ::core::marker::Send + ::core::marker::Sync {
-        object
-    }
+const _: fn() = || {
+    fn a_durable_object_must_be_send_and_sync<
+        T: ::core::marker::Send + ::core::marker::Sync,
+    >() {}
+    a_durable_object_must_be_send_and_sync::<Counter>();
 };

@@ -12,13 +12,11 @@ impl Room {
     #[doc(hidden)]
     pub fn __durable_object_must_be_send_and_sync() {}
 }
-const _: () = {
-    #[allow(dead_code)]
-    fn __durable_object_must_be_send_and_sync(
-        object: Room,
-    ) -> impl ::core::marker::Send + ::core::marker::Sync {
-        object
-    }
+const _: fn() = || {
+    fn a_durable_object_must_be_send_and_sync<
+        T: ::core::marker::Send + ::core::marker::Sync,
+    >() {}
+    a_durable_object_must_be_send_and_sync::<Room>();
 };
 
 #[doc(hidden)]
@@ -37,34 +35,52 @@ pub enum __RoomOutput {
     clear(()),
 }
 ///The typed stub of [`Room`]: each method sends a call to one `Room` object and waits for its reply. Cheap to clone; get one from `Namespace<Room>::get`.
-pub struct RoomStub {
+pub struct RoomStub
+where
+    for<'__durable> Room: ::durable_runtime::DurableObject,
+{
     __stub: ::durable_runtime::Stub<Room>,
 }
-impl ::core::clone::Clone for RoomStub {
+impl ::core::clone::Clone for RoomStub
+where
+    for<'__durable> Room: ::durable_runtime::DurableObject,
+{
     fn clone(&self) -> Self {
         RoomStub {
             __stub: ::core::clone::Clone::clone(&self.__stub),
         }
     }
 }
-impl ::core::fmt::Debug for RoomStub {
+impl ::core::fmt::Debug for RoomStub
+where
+    for<'__durable> Room: ::durable_runtime::DurableObject,
+{
     fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
         ::core::fmt::Debug::fmt(&self.__stub, f)
     }
 }
-impl ::core::convert::From<::durable_runtime::Stub<Room>> for RoomStub {
+impl ::core::convert::From<::durable_runtime::Stub<Room>> for RoomStub
+where
+    for<'__durable> Room: ::durable_runtime::DurableObject,
+{
     fn from(stub: ::durable_runtime::Stub<Room>) -> Self {
         RoomStub { __stub: stub }
     }
 }
-impl ::durable_runtime::ObjectStub for RoomStub {
+impl ::durable_runtime::ObjectStub for RoomStub
+where
+    for<'__durable> Room: ::durable_runtime::DurableObject,
+{
     type Object = Room;
     fn stub(&self) -> &::durable_runtime::Stub<Room> {
         &self.__stub
     }
 }
 #[allow(clippy::needless_lifetimes, deprecated)]
-impl RoomStub {
+impl RoomStub
+where
+    for<'__durable> Room: ::durable_runtime::DurableObject,
+{
     /// Posts a message.
     pub async fn post_message(
         &self,

@@ -3,6 +3,9 @@
 
 use rt::{durable_object, Context, Result};
 
+/// The runtime, re-exported as a framework built on it would (see the `crate_override` UI case).
+pub use rt;
+
 /// A greeter whose calls count themselves.
 #[durable_object(name = "Greeter")]
 pub struct Greeter {

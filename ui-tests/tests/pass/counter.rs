@@ -32,7 +32,11 @@ impl Counter {
     }
 
     pub async fn maybe(&self, keys: Vec<String>) -> Option<Vec<String>> {
-        if keys.is_empty() { None } else { Some(keys) }
+        if keys.is_empty() {
+            None
+        } else {
+            Some(keys)
+        }
     }
 
     // A private helper stays a plain method.

@@ -1,0 +1,19 @@
+use durable_runtime::{durable_object, Context, Result};
+
+#[durable_object]
+pub struct Counter {
+    ctx: Context,
+}
+
+#[durable_object]
+impl Counter {
+    pub fn new(ctx: Context) -> Self {
+        Counter { ctx }
+    }
+
+    pub async fn show(&self, value: impl std::fmt::Display) -> Result<String> {
+        Ok(value.to_string())
+    }
+}
+
+fn main() {}

@@ -1,0 +1,19 @@
+use durable_runtime::{durable_object, Context};
+
+#[durable_object]
+pub struct Counter {
+    ctx: Context,
+}
+
+#[durable_object]
+impl Counter {
+    pub fn new(ctx: Context) -> Self {
+        Counter { ctx }
+    }
+
+    pub async fn numbers(&self) -> impl Iterator<Item = i64> {
+        0..3
+    }
+}
+
+fn main() {}

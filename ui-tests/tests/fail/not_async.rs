@@ -1,0 +1,19 @@
+use durable_runtime::{durable_object, Context, Result};
+
+#[durable_object]
+pub struct Counter {
+    ctx: Context,
+}
+
+#[durable_object]
+impl Counter {
+    pub fn new(ctx: Context) -> Self {
+        Counter { ctx }
+    }
+
+    pub fn get(&self) -> Result<i64> {
+        Ok(0)
+    }
+}
+
+fn main() {}

@@ -1,0 +1,14 @@
+use durable_runtime::{durable_object, Context};
+
+pub struct Counter {
+    ctx: Context,
+}
+
+#[durable_object]
+impl Default for Counter {
+    fn default() -> Self {
+        unimplemented!()
+    }
+}
+
+fn main() {}
