@@ -178,7 +178,8 @@ async fn an_alarm_set_before_a_restart_fires_after_reopen_without_a_call() {
             .set_in(150)
             .await
             .unwrap();
-        rt.shutdown().await.unwrap();
+        // Dropped, not shut down: dropping the last handle closes the runtime too.
+        drop(rt);
     }
     // Down while the alarm comes due.
     tokio::time::sleep(Duration::from_millis(300)).await;
