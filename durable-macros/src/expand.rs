@@ -285,7 +285,7 @@ pub fn object(object: &Object) -> TokenStream {
             #(#wire_checks)*
         };
 
-        #[allow(deprecated)]
+        #[allow(deprecated, clippy::type_complexity)]
         impl #krate::DurableObject for #ident
         where
             for<'__durable> #ident: ::core::marker::Send + ::core::marker::Sync,

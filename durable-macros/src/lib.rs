@@ -17,7 +17,7 @@
 //! }
 //! ```
 //!
-//! expands to (the struct, then the class's options and the `Send + Sync` check):
+//! adds, after the struct, the class's options and the `Send + Sync` check on it:
 //!
 //! ```rust,ignore
 #![doc = include_str!("expanded/counter_struct.rs")]
@@ -124,12 +124,13 @@ fn expand(
 /// `::durable_runtime`, or the name the user's Cargo.toml gives the `durable-runtime`
 /// package (`dur = { package = "durable-runtime", .. }` gives `::dur`).
 fn runtime_path() -> syn::Path {
-    match proc_macro_crate::crate_name("durable-runtime") {
-        Ok(proc_macro_crate::FoundCrate::Name(name)) => {
-            let ident = syn::Ident::new(&name, proc_macro2::Span::call_site());
-            syn::parse_quote!(::#ident)
-        }
+    let renamed = match proc_macro_crate::crate_name("durable-runtime") {
+        Ok(proc_macro_crate::FoundCrate::Name(name)) => syn::parse_str::<syn::Ident>(&name).ok(),
         // `Itself`: the runtime's own doctests and examples, which see it as an extern crate.
-        Ok(proc_macro_crate::FoundCrate::Itself) | Err(_) => syn::parse_quote!(::durable_runtime),
+        Ok(proc_macro_crate::FoundCrate::Itself) | Err(_) => None,
+    };
+    match renamed {
+        Some(ident) => syn::parse_quote!(::#ident),
+        None => syn::parse_quote!(::durable_runtime),
     }
 }

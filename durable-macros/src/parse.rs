@@ -324,7 +324,7 @@ pub fn object(
         let ImplItem::Fn(f) = impl_item else { continue };
         let rename = take_method_options(&mut f.attrs, errors);
         let name = f.sig.ident.unraw().to_string();
-        if seen_idents.iter().any(|i| *i == f.sig.ident) {
+        if seen_idents.contains(&f.sig.ident) {
             // rustc reports the duplicate definition itself.
             continue;
         }
@@ -864,7 +864,9 @@ fn replace_self(mut ty: Type, class: &Ident) -> Type {
             if path.leading_colon.is_none() {
                 if let Some(first) = path.segments.first_mut() {
                     if first.ident == "Self" {
-                        first.ident = Ident::new(&self.0.to_string(), first.ident.span());
+                        let mut class = self.0.clone();
+                        class.set_span(first.ident.span());
+                        first.ident = class;
                     }
                 }
             }

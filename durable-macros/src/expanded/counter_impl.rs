@@ -112,7 +112,7 @@ const _: fn() = || {
     (&&::durable_runtime::__private::WireProbe::<i64>::new()).assert_wire();
     (&&::durable_runtime::__private::WireProbe::<i64>::new()).assert_wire();
 };
-#[allow(deprecated)]
+#[allow(deprecated, clippy::type_complexity)]
 impl ::durable_runtime::DurableObject for Counter
 where
     for<'__durable> Counter: ::core::marker::Send + ::core::marker::Sync,

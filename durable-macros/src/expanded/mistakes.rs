@@ -99,7 +99,7 @@ const _: fn() = || {
     Counter::__durable_object_must_be_send_and_sync();
     (&&::durable_runtime::__private::WireProbe::<i64>::new()).assert_wire();
 };
-#[allow(deprecated)]
+#[allow(deprecated, clippy::type_complexity)]
 impl ::durable_runtime::DurableObject for Counter
 where
     for<'__durable> Counter: ::core::marker::Send + ::core::marker::Sync,

@@ -140,7 +140,7 @@ const _: fn() = || {
     (&&::durable_runtime::__private::WireProbe::<u64>::new()).assert_wire();
     (&&::durable_runtime::__private::WireProbe::<RoomError>::new()).assert_wire();
 };
-#[allow(deprecated)]
+#[allow(deprecated, clippy::type_complexity)]
 impl ::durable_runtime::DurableObject for Room
 where
     for<'__durable> Room: ::core::marker::Send + ::core::marker::Sync,

@@ -35,7 +35,9 @@ fn main() {
     let rt = ::durable_runtime::Runtime::in_memory();
     let body = async {
         let stub = rt.namespace::<Quiet>().get_by_name("q");
-        stub.set(::std::format!("hi")).await.unwrap();
+        stub.set(::std::string::ToString::to_string("hi"))
+            .await
+            .unwrap();
         ::std::assert_eq!(
             stub.get().await.unwrap().as_deref(),
             ::std::option::Option::Some("hi")
