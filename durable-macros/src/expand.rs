@@ -128,7 +128,10 @@ pub fn object(object: &Object) -> TokenStream {
     let dispatch_shared = dispatch(Access::Shared, &shared_enum);
     let dispatch_exclusive = dispatch(Access::Exclusive, &exclusive_enum);
 
-    let stub_methods = object.methods.iter().map(|m| stub_method(krate, m, &enums));
+    let stub_methods = object
+        .methods
+        .iter()
+        .map(|m| stub_method(krate, ident, m, &enums));
     let wire_checks = object.methods.iter().flat_map(|m| wire_checks(krate, m));
     let object_check = quote_spanned! {ident.span()=>
         #ident::__durable_object_must_be_send_and_sync();
@@ -398,9 +401,13 @@ fn result_args(ty: &Type) -> Option<Vec<&Type>> {
     (types.len() == args.args.len() && (1..=2).contains(&types.len())).then_some(types)
 }
 
-fn stub_method(krate: &syn::Path, m: &Method, enums: &Enums) -> TokenStream {
+fn stub_method(krate: &syn::Path, class: &Ident, m: &Method, enums: &Enums) -> TokenStream {
     let name = &m.ident;
     let docs = &m.docs;
+    let default_doc = (!docs.iter().any(|a| a.path().is_ident("doc"))).then(|| {
+        let doc = format!("Calls `{}::{}` on the object.", class.unraw(), name.unraw());
+        quote!(#[doc = #doc])
+    });
     let params = m.args.iter().map(|a| {
         let (i, t) = (&a.ident, &a.ty);
         quote!(#i: #t)
@@ -428,6 +435,7 @@ fn stub_method(krate: &syn::Path, m: &Method, enums: &Enums) -> TokenStream {
     };
     quote! {
         #(#docs)*
+        #default_doc
         pub async fn #name(&self, #(#params),*) -> #ret {
             match self.__stub.call(#call).await {
                 ::core::result::Result::Ok(#output::#name(value)) => #ok,

@@ -61,6 +61,7 @@ impl CounterStub
 where
     for<'__durable> Counter: ::durable_runtime::DurableObject,
 {
+    ///Calls `Counter::get_counter_value` on the object.
     pub async fn get_counter_value(&self) -> Result<i64> {
         match self
             .__stub
@@ -81,6 +82,7 @@ where
             }
         }
     }
+    ///Calls `Counter::increment` on the object.
     pub async fn increment(&self, amount: i64) -> Result<i64> {
         match self
             .__stub

@@ -72,6 +72,7 @@ impl CounterStub
 where
     for<'__durable> Counter: ::durable_runtime::DurableObject,
 {
+    ///Calls `Counter::get` on the object.
     pub async fn get(&self) -> Result<i64> {
         match self
             .__stub

@@ -108,6 +108,7 @@ where
             }
         }
     }
+    ///Calls `Room::clear` on the object.
     pub async fn clear(&self) -> ::durable_runtime::Result<()> {
         match self
             .__stub
