@@ -433,15 +433,20 @@ fn stub_method(krate: &syn::Path, class: &Ident, m: &Method, enums: &Enums) -> T
             quote!(::core::result::Result::Ok(value)),
         )
     };
+    // At the result type: an error type without `From<durable_runtime::Error>` is reported
+    // on the user's signature.
+    let from_error = quote_spanned! {out.span()=>
+        <#ret as #krate::__private::FromRuntimeError>::from_runtime_error(
+            #krate::__private::reply_error(reply),
+        )
+    };
     quote! {
         #(#docs)*
         #default_doc
         pub async fn #name(&self, #(#params),*) -> #ret {
             match self.__stub.call(#call).await {
                 ::core::result::Result::Ok(#output::#name(value)) => #ok,
-                reply => <#ret as #krate::__private::FromRuntimeError>::from_runtime_error(
-                    #krate::__private::reply_error(reply),
-                ),
+                reply => #from_error,
             }
         }
     }
