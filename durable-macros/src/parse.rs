@@ -679,15 +679,17 @@ fn method(
              put the #[cfg] inside the method's body",
         );
     }
-    let mut placeholder = false;
+    let mut rustc_reports = false;
     let mut args = Vec::new();
     for (i, input) in sig.inputs.iter().enumerate() {
         let FnArg::Typed(pat) = input else { continue };
-        placeholder |= check_wire_type(&pat.ty, "an argument", errors);
+        rustc_reports |= check_wire_type(&pat.ty, "an argument", errors);
         let ident = match &*pat.pat {
             Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => p.ident.clone(),
             _ => Ident::new(&format!("__arg{i}"), pat.pat.span()),
         };
+        // Two arguments of one name are rustc's error (E0415); the method is left out.
+        rustc_reports |= args.iter().any(|a: &Arg| a.ident == ident);
         args.push(Arg {
             ident,
             ty: replace_self((*pat.ty).clone(), class),
@@ -696,13 +698,13 @@ fn method(
     let (output, has_output, returns_result) = match &sig.output {
         ReturnType::Default => (syn::parse_quote!(()), false, false),
         ReturnType::Type(_, ty) => {
-            placeholder |= check_wire_type(ty, "a return", errors);
+            rustc_reports |= check_wire_type(ty, "a return", errors);
             (replace_self((**ty).clone(), class), true, is_result(ty))
         }
     };
     // A `_` is rustc's error (E0121, on the user's line); the method is left out so it causes
-    // no second one.
-    if errors.len() > before || placeholder {
+    // no second one. So is an argument name given twice.
+    if errors.len() > before || rustc_reports {
         return None;
     }
     let docs = f
