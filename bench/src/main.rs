@@ -294,6 +294,29 @@ async fn main() {
         return;
     }
     let quick = argv.iter().any(|a| a == "--quick");
+    if argv.iter().any(|a| a == "--calls-only") {
+        let n = 1_000_000;
+        let raw = tokio::spawn(raw_round_trip_ns(n)).await.unwrap();
+        let shared = tokio::spawn(call_ns(n, false)).await.unwrap();
+        let exclusive = tokio::spawn(call_ns(n, true)).await.unwrap();
+        line(
+            "local shared call, 1 caller",
+            shared,
+            "tokio mpsc+oneshot",
+            raw,
+            "ns/call",
+            true,
+        );
+        line(
+            "local exclusive call, 1 caller",
+            exclusive,
+            "tokio mpsc+oneshot",
+            raw,
+            "ns/call",
+            true,
+        );
+        return;
+    }
     if argv.iter().any(|a| a == "--memory-only") {
         let objects = if quick { 100_000 } else { 1_000_000 };
         let per_object = tokio::spawn(memory_per_active_object(objects))

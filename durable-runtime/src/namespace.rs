@@ -68,7 +68,7 @@ pub(crate) struct NamespaceCore<T: DurableObject> {
     pub(crate) runtime: Arc<RuntimeShared>,
     shards: Box<[RwLock<Shard<T>>]>,
     next_token: AtomicU64,
-    scheduler_started: AtomicBool,
+    tasks_started: AtomicBool,
 }
 
 impl<T: DurableObject> NamespaceCore<T> {
@@ -93,7 +93,7 @@ impl<T: DurableObject> NamespaceCore<T> {
                 })
                 .collect(),
             next_token: AtomicU64::new(1),
-            scheduler_started: AtomicBool::new(false),
+            tasks_started: AtomicBool::new(false),
         })
     }
 
@@ -106,18 +106,32 @@ impl<T: DurableObject> NamespaceCore<T> {
         self.shard(id).write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts the class's alarm scheduler once a tokio runtime is at hand.
-    pub(crate) fn ensure_scheduler(self: &Arc<Self>) {
-        if self.scheduler_started.load(Ordering::Acquire) {
+    /// Starts the class's alarm scheduler and idle sweeper once a tokio runtime is at hand.
+    pub(crate) fn ensure_tasks(self: &Arc<Self>) {
+        if self.tasks_started.load(Ordering::Acquire) {
             return;
         }
         let Ok(handle) = self.runtime.tokio_handle() else {
             return;
         };
-        if self.scheduler_started.swap(true, Ordering::AcqRel) {
+        if self.tasks_started.swap(true, Ordering::AcqRel) {
             return;
         }
         handle.spawn(crate::alarm::run_scheduler(self.clone()));
+        handle.spawn(run_sweeper(self.clone()));
+    }
+
+    /// Asks every live object idle since the last sweep to leave.
+    fn sweep(&self) {
+        for shard in self.shards.iter() {
+            let shard = shard.read().unwrap_or_else(|p| p.into_inner());
+            for mailbox in shard.live.values() {
+                if let Some(seen) = mailbox.store.idle_since_last_sweep() {
+                    // A full queue is anything but idle; a closed one is leaving anyway.
+                    let _ = mailbox.tx.try_send(Envelope::Idle { seen });
+                }
+            }
+        }
     }
 
     /// Delivers an envelope to the object, activating it if it has no live actor.
@@ -143,7 +157,7 @@ impl<T: DurableObject> NamespaceCore<T> {
                 None => envelope,
             }
         };
-        self.ensure_scheduler();
+        self.ensure_tasks();
         let mut shard = self.write_shard(key);
         if self.runtime.is_closed() {
             return Err(Error::closed());
@@ -269,6 +283,23 @@ impl<T: DurableObject> NamespaceCore<T> {
     }
 }
 
+/// Every idle timeout, asks the objects idle since the previous sweep to leave memory: an
+/// object goes one to two idle timeouts after its last call. One task per class, instead of a
+/// timer per object, keeps the call path free of timer work.
+async fn run_sweeper<T: DurableObject>(ns: Arc<NamespaceCore<T>>) {
+    let mut closing = ns.runtime.watch_closing();
+    let period = ns.runtime.config.idle_timeout;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(period) => ns.sweep(),
+            _ = closing.changed() => return,
+        }
+        if ns.runtime.is_closed() {
+            return;
+        }
+    }
+}
+
 /// The objects of one class `T`: makes IDs and stubs.
 ///
 /// ```
@@ -318,7 +349,7 @@ impl<T: DurableObject> std::fmt::Debug for Namespace<T> {
 
 impl<T: DurableObject> Namespace<T> {
     pub(crate) fn from_core(core: Arc<NamespaceCore<T>>) -> Self {
-        core.ensure_scheduler();
+        core.ensure_tasks();
         Namespace { core }
     }
 

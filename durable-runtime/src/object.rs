@@ -7,9 +7,11 @@
 //!   batch and the next call starts at once; its reply leaves when the batch is durable;
 //! - a panic discards the call's writes and drops the object; the next call activates a
 //!   fresh instance from storage. The caller gets an [`ErrorKind::Panicked`] error;
-//! - an object with no call for the idle timeout runs its `on_evict` hook, waits until its
-//!   writes are durable, leaves its namespace's map and exits: an evicted object costs no
-//!   memory. A new actor for the same ID waits until the old one has finished;
+//! - an object with no call for an idle timeout (as seen by its namespace's sweeper, which
+//!   looks every idle timeout, so eviction comes one to two timeouts after the last call)
+//!   runs its `on_evict` hook, waits until its writes are durable, leaves its namespace's
+//!   map and exits: an evicted object costs no memory. A new actor for the same ID waits
+//!   until the old one has finished;
 //! - alarms arrive as exclusive steps that delete the fired schedule, run the `alarm`
 //!   handler, and commit both atomically (a failed handler's writes, the deletion included,
 //!   are discarded, so the schedule stays for the retry).
@@ -168,6 +170,9 @@ pub(crate) enum Envelope<T: DurableObject> {
     },
     /// Delete all of the object's data, schedules and name.
     Erase { reply: oneshot::Sender<Result<()>> },
+    /// From the idle sweeper: no envelope arrived since the object's activity was `seen`,
+    /// a whole idle timeout ago.
+    Idle { seen: u64 },
 }
 
 /// How an alarm run ended, for the scheduler.
@@ -204,8 +209,6 @@ pub(crate) struct Actor<T: DurableObject> {
     unrecorded_name: bool,
     /// Closed (dropped) by the previous actor of this ID once its writes are durable.
     settle: Option<watch::Receiver<()>>,
-    /// Envelopes received since the idle timer last fired.
-    busy: bool,
 }
 
 impl<T: DurableObject> Actor<T> {
@@ -223,7 +226,6 @@ impl<T: DurableObject> Actor<T> {
             last_seq: 0,
             unrecorded_name: false,
             settle,
-            busy: true,
         }
     }
 
@@ -232,34 +234,23 @@ impl<T: DurableObject> Actor<T> {
             // Resolves (with an error) when the previous actor drops its sender.
             let _ = settle.changed().await;
         }
-        let idle_timeout = self.ns.runtime.config.idle_timeout;
-        let idle = tokio::time::sleep(idle_timeout);
-        tokio::pin!(idle);
         let mut next: Option<Envelope<T>> = None;
         loop {
             let envelope = match next.take() {
                 Some(e) => e,
-                None => {
-                    let received = tokio::select! {
-                        biased;
-                        received = rx.recv() => received,
-                        () = &mut idle => {
-                            if !std::mem::replace(&mut self.busy, false)
-                                && self.try_evict(&mut rx).await
-                            {
-                                return;
-                            }
-                            idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
-                            continue;
-                        }
-                    };
-                    match received {
-                        Some(e) => e,
-                        None => break,
-                    }
-                }
+                None => match rx.recv().await {
+                    Some(e) => e,
+                    None => break,
+                },
             };
-            self.busy = true;
+            if let Envelope::Idle { seen } = envelope {
+                // The sweeper saw no activity for a whole idle timeout; anything since?
+                if self.store.activity() == seen && self.try_evict(&mut rx).await {
+                    return;
+                }
+                continue;
+            }
+            self.store.touch();
             next = self.handle(envelope, &mut rx).await;
         }
         self.ns.actor_exited();
@@ -310,6 +301,8 @@ impl<T: DurableObject> Actor<T> {
                 }
                 None
             }
+            // Handled by the run loop.
+            Envelope::Idle { .. } => None,
             Envelope::Erase { reply } => {
                 let result = self.erase().await;
                 match result {
@@ -514,6 +507,7 @@ impl<T: DurableObject> Actor<T> {
                                 let _ = reply.send(Err(Error::timeout(method, std::time::Duration::ZERO)));
                             }
                             Call::Shared(call) => {
+                                self.store.touch();
                                 self.ns.runtime.metrics.calls.inc();
                                 running.push(start(call, method, reply, chain));
                             }
@@ -544,7 +538,7 @@ impl<T: DurableObject> Actor<T> {
         waiting
     }
 
-    /// The idle timer fired with no envelope since the last time: leave the namespace, run
+    /// The sweeper found the object idle: leave the namespace, run
     /// `on_evict`, wait until every write is durable, exit. `false` (stay) if a call arrived.
     async fn try_evict(&mut self, rx: &mut mpsc::Receiver<Envelope<T>>) -> bool {
         let Some(settling) = self.ns.retire(&self.id, &self.store, rx) else {

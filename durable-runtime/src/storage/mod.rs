@@ -85,6 +85,10 @@ pub(crate) struct ObjectStore {
     epoch: AtomicU64,
     /// The newest failed epoch (0: none).
     failed_epoch: AtomicU64,
+    /// Envelopes the object's actor has taken, for the idle sweeper.
+    activity: AtomicU64,
+    /// `activity` when the sweeper last looked.
+    swept: AtomicU64,
 }
 
 impl ObjectStore {
@@ -96,6 +100,8 @@ impl ObjectStore {
             layers: Mutex::new(Layers::default()),
             epoch: AtomicU64::new(1),
             failed_epoch: AtomicU64::new(0),
+            activity: AtomicU64::new(0),
+            swept: AtomicU64::new(0),
         }
     }
 
@@ -157,6 +163,21 @@ impl ObjectStore {
         while layers.in_flight.front().is_some_and(|(s, _)| *s <= seq) {
             layers.in_flight.pop_front();
         }
+    }
+
+    /// The actor took an envelope.
+    pub(crate) fn touch(&self) {
+        self.activity.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn activity(&self) -> u64 {
+        self.activity.load(Ordering::Relaxed)
+    }
+
+    /// For the sweeper: `Some(activity)` if nothing happened since its last look.
+    pub(crate) fn idle_since_last_sweep(&self) -> Option<u64> {
+        let now = self.activity();
+        (self.swept.swap(now, Ordering::Relaxed) == now).then_some(now)
     }
 
     /// The current epoch: the one the running call's writes and reply belong to.
