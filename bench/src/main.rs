@@ -1,4 +1,5 @@
-//! `cargo run --release -p durable-bench -- [--quick]`
+//! `cargo run --release -p durable-bench -- [--quick]` (`--load`: 1,000,000 calls, 10,000
+//! objects, 256 callers; elapsed time and peak RSS)
 //!
 //! Every figure is measured next to a baseline in the same run and printed as
 //! `NAME: ours X UNIT, BASELINE Y UNIT, ratio R` (ratio > 1: we are better).
@@ -337,6 +338,10 @@ async fn main() {
         );
         return;
     }
+    if argv.iter().any(|a| a == "--load") {
+        load(1_000_000, 10_000, 256).await;
+        return;
+    }
     let args = Args {
         quick,
         rounds: if quick { 1 } else { 5 },
@@ -401,4 +406,64 @@ async fn main() {
     let total = if args.quick { 200_000 } else { 1_000_000 };
     let (clean, crashed) = open_time(total).await;
     println!("open after {total} writes: clean shutdown {clean:.3} s, after kill {crashed:.3} s");
+}
+
+/// Peak resident memory of this process (`VmHWM`), in bytes.
+fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// `--load`: `calls` acknowledged (fsync'ed) increments spread over `objects` objects from
+/// `callers` concurrent callers; prints the elapsed time and the peak RSS (`VmHWM`), and the
+/// peak after the first half, so that growth between the halves is visible.
+async fn load(calls: u64, objects: usize, callers: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::builder().data_dir(dir.path()).open().unwrap();
+    let ns = rt.namespace::<Counter>();
+    let stubs: Arc<Vec<_>> = Arc::new(
+        (0..objects)
+            .map(|i| ns.get_by_name(&format!("c{i}")))
+            .collect(),
+    );
+    let start = Instant::now();
+    let mut half_peak = 0;
+    for half in 0..2u64 {
+        let mut tasks = Vec::new();
+        for c in 0..callers as u64 {
+            let stubs = stubs.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut k = c + half * calls / 2;
+                let end = (half + 1) * calls / 2;
+                while k < end {
+                    stubs[(k as usize) % stubs.len()]
+                        .increment(1)
+                        .await
+                        .unwrap();
+                    k += callers as u64;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        if half == 0 {
+            half_peak = peak_rss_bytes();
+        }
+    }
+    let elapsed = start.elapsed();
+    let peak = peak_rss_bytes();
+    rt.shutdown().await.unwrap();
+    println!(
+        "load: {calls} calls over {objects} objects from {callers} callers in {:.2} s \
+         ({:.0} calls/s); peak RSS {:.1} MiB (after the first half: {:.1} MiB)",
+        elapsed.as_secs_f64(),
+        calls as f64 / elapsed.as_secs_f64(),
+        peak as f64 / 1048576.0,
+        half_peak as f64 / 1048576.0,
+    );
 }

@@ -26,3 +26,5 @@ impl Counter {
         Ok(value)
     }
 }
+
+pub mod torture;
