@@ -27,4 +27,5 @@ impl Counter {
     }
 }
 
+pub mod faults;
 pub mod torture;
