@@ -10,6 +10,12 @@ use std::time::{Duration, Instant};
 use durable_runtime::{durable_object, Context, Result, Runtime};
 use tokio::sync::{mpsc, oneshot};
 
+mod actors;
+mod durable_cmp;
+mod fjall_ceiling;
+mod http;
+mod sqlite;
+
 /// A counter kept in a field: measures the call path alone.
 #[durable_object]
 pub struct Pinger {
@@ -338,6 +344,10 @@ async fn main() {
         );
         return;
     }
+    if argv.iter().any(|a| a == "--http") {
+        http::run(&argv, quick).await;
+        return;
+    }
     if argv.iter().any(|a| a == "--load") {
         load(1_000_000, 10_000, 256).await;
         return;
@@ -349,49 +359,15 @@ async fn main() {
     let n = if args.quick { 200_000 } else { 1_000_000 };
     let dur = Duration::from_secs(if args.quick { 2 } else { 5 });
 
-    let mut raw = Vec::new();
-    let mut shared = Vec::new();
-    let mut exclusive = Vec::new();
-    // Callers run in spawned tasks, as in a server: on a worker thread of the runtime, where
-    // a reply wakes the caller without crossing threads.
-    for _ in 0..args.rounds {
-        raw.push(tokio::spawn(raw_round_trip_ns(n)).await.unwrap());
-        shared.push(tokio::spawn(call_ns(n, false)).await.unwrap());
-        exclusive.push(tokio::spawn(call_ns(n, true)).await.unwrap());
-    }
-    let raw = median(raw);
-    line(
-        "local shared call, 1 caller",
-        median(shared),
-        "tokio mpsc+oneshot",
-        raw,
-        "ns/call",
-        true,
+    // Local calls against tokio, kameo and ractor; then durable increments against the raw
+    // fjall group-commit ceiling and SQLite (bench/src/actors.rs, bench/src/durable_cmp.rs).
+    let call_dur = Duration::from_secs(if args.quick { 1 } else { 2 });
+    actors::run(args.rounds, n, call_dur).await;
+    println!(
+        "disk: one write + fdatasync per write {:.0} /s",
+        fsync_per_write_per_s(dur)
     );
-    line(
-        "local exclusive call, 1 caller",
-        median(exclusive),
-        "tokio mpsc+oneshot",
-        raw,
-        "ns/call",
-        true,
-    );
-
-    let fsync = fsync_per_write_per_s(dur);
-    for (objects, callers) in [(1, 64), (10_000, 256)] {
-        let mut rates = Vec::new();
-        for _ in 0..args.rounds.min(3) {
-            rates.push(durable_increments_per_s(objects, callers, dur).await);
-        }
-        line(
-            &format!("durable increments, {objects} object(s), {callers} callers"),
-            median(rates),
-            "one fdatasync per write",
-            fsync,
-            "acks/s",
-            false,
-        );
-    }
+    durable_cmp::run(args.rounds.min(3), dur).await;
 
     let objects = if args.quick { 100_000 } else { 1_000_000 };
     let per_object = tokio::spawn(memory_per_active_object(objects))

@@ -1,0 +1,294 @@
+//! `--http`: the seed's HTTP counter served by ours (`examples/counter`) and by workerd, both
+//! on 127.0.0.1 with on-disk storage, driven by the same load generator (below: HTTP/1.1
+//! keep-alive connections, one request in flight per connection, latency of every request).
+//! `bench/workerd/run.sh` installs workerd from npm, builds the counter and runs this.
+//!
+//! Flags: `--counter-bin PATH` (the built `counter` example), `--workerd-bin PATH`,
+//! `--workerd-config PATH` (config.capnp, with worker.js beside it); `--quick` for one short
+//! round.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::{line, median};
+
+fn flag(argv: &[String], name: &str) -> PathBuf {
+    let i = argv
+        .iter()
+        .position(|a| a == name)
+        .unwrap_or_else(|| panic!("--http needs {name} PATH (see bench/workerd/run.sh)"));
+    PathBuf::from(&argv[i + 1])
+}
+
+/// A free loopback port (bound, then released).
+fn free_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// A server process, killed when dropped.
+struct Server {
+    name: &'static str,
+    addr: SocketAddr,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn log_file(dir: &Path, name: &str) -> Stdio {
+    std::fs::File::create(dir.join(name)).unwrap().into()
+}
+
+fn start_ours(bin: &Path) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_port();
+    let child = Command::new(bin)
+        .arg("--addr")
+        .arg(addr.to_string())
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "warn")
+        .stdout(log_file(dir.path(), "stdout"))
+        .stderr(log_file(dir.path(), "stderr"))
+        .spawn()
+        .unwrap();
+    Server {
+        name: "ours",
+        addr,
+        child,
+        _dir: dir,
+    }
+}
+
+fn start_workerd(bin: &Path, config: &Path) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let addr = free_port();
+    let child = Command::new(bin)
+        .arg("serve")
+        .arg(config)
+        .arg("--directory-path")
+        .arg(format!("do-storage={}", data.display()))
+        .arg("--socket-addr")
+        .arg(format!("http={addr}"))
+        .stdout(log_file(dir.path(), "stdout"))
+        .stderr(log_file(dir.path(), "stderr"))
+        .spawn()
+        .unwrap();
+    Server {
+        name: "workerd",
+        addr,
+        child,
+        _dir: dir,
+    }
+}
+
+/// One keep-alive connection: sends `GET path`, reads one whole response (Content-Length or
+/// chunked), returns whether the status was 200.
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+impl Conn {
+    async fn open(addr: SocketAddr) -> std::io::Result<Conn> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Conn {
+            stream,
+            buf: Vec::with_capacity(4096),
+        })
+    }
+
+    async fn get(&mut self, path: &str) -> std::io::Result<bool> {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        self.stream.write_all(req.as_bytes()).await?;
+        self.buf.clear();
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(head_end) = find(&self.buf, b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..head_end]).to_ascii_lowercase();
+                let body = &self.buf[head_end + 4..];
+                let complete = if let Some(len) =
+                    head.lines().find_map(|l| l.strip_prefix("content-length:"))
+                {
+                    body.len() >= len.trim().parse::<usize>().unwrap_or(0)
+                } else if head.contains("transfer-encoding: chunked") {
+                    body.starts_with(b"0\r\n\r\n") || find(body, b"\r\n0\r\n\r\n").is_some()
+                } else {
+                    true
+                };
+                if complete {
+                    return Ok(head.starts_with("http/1.1 200"));
+                }
+            }
+            let n = self.stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// Waits until the server answers the counter's route.
+async fn wait_ready(server: &mut Server) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(mut c) = Conn::open(server.addr).await {
+            if let Ok(true) = c.get("/increment?name=ready").await {
+                return;
+            }
+        }
+        if let Ok(Some(status)) = server.child.try_wait() {
+            panic!("{} exited at start-up: {status}", server.name);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} did not start on {}",
+            server.name,
+            server.addr
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+struct Load {
+    req_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+/// `conns` connections, each sending requests back to back for `dur`; `names` = 1: all on
+/// object `A`; otherwise each connection walks over `names` objects.
+async fn drive(addr: SocketAddr, conns: usize, names: usize, dur: Duration) -> Load {
+    let deadline = Instant::now() + dur;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..conns {
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0u64;
+            let mut conn = Conn::open(addr).await.unwrap();
+            let mut k = c;
+            while Instant::now() < deadline {
+                let path = if names == 1 {
+                    "/increment?name=A".to_owned()
+                } else {
+                    format!("/increment?name=n{}", k % names)
+                };
+                k += conns;
+                let t = Instant::now();
+                match conn.get(&path).await {
+                    Ok(true) => lat.push(t.elapsed().as_micros() as u32),
+                    Ok(false) => errors += 1,
+                    Err(_) => {
+                        errors += 1;
+                        conn = Conn::open(addr).await.unwrap();
+                    }
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.unwrap();
+        lat.extend(l);
+        errors += e;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    lat.sort_unstable();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .map_or(f64::NAN, |&us| us as f64 / 1000.0)
+    };
+    Load {
+        req_per_s: lat.len() as f64 / elapsed,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        errors,
+    }
+}
+
+/// (connections, objects)
+const CASES: [(usize, usize); 4] = [(1, 1), (16, 1), (64, 1), (64, 10_000)];
+
+pub async fn run(argv: &[String], quick: bool) {
+    let counter = flag(argv, "--counter-bin");
+    let workerd = flag(argv, "--workerd-bin");
+    let config = std::fs::canonicalize(flag(argv, "--workerd-config")).unwrap();
+    let rounds = if quick { 1 } else { 3 };
+    let dur = Duration::from_secs(if quick { 3 } else { 10 });
+    let mut servers = [start_ours(&counter), start_workerd(&workerd, &config)];
+    for s in &mut servers {
+        wait_ready(s).await;
+    }
+    // [case][server] -> per-round figures
+    let mut results: Vec<[Vec<Load>; 2]> = CASES.iter().map(|_| Default::default()).collect();
+    for _ in 0..rounds {
+        for (i, &(conns, names)) in CASES.iter().enumerate() {
+            for (s, server) in servers.iter().enumerate() {
+                // A short warm-up (connections, object activation), not counted.
+                drive(server.addr, conns, names, Duration::from_millis(300)).await;
+                results[i][s].push(drive(server.addr, conns, names, dur).await);
+            }
+        }
+    }
+    for (i, &(conns, names)) in CASES.iter().enumerate() {
+        let name = format!(
+            "HTTP counter /increment, {names} object{}, {conns} connection{}",
+            if names == 1 { "" } else { "s" },
+            if conns == 1 { "" } else { "s" },
+        );
+        let m = |s: usize, f: fn(&Load) -> f64| median(results[i][s].iter().map(f).collect());
+        let errors: Vec<u64> = (0..2)
+            .map(|s| results[i][s].iter().map(|l| l.errors).sum())
+            .collect();
+        line(
+            &name,
+            m(0, |l| l.req_per_s),
+            "workerd",
+            m(1, |l| l.req_per_s),
+            "req/s",
+            false,
+        );
+        line(
+            &format!("{name}, p50"),
+            m(0, |l| l.p50_ms),
+            "workerd",
+            m(1, |l| l.p50_ms),
+            "ms",
+            true,
+        );
+        line(
+            &format!("{name}, p99"),
+            m(0, |l| l.p99_ms),
+            "workerd",
+            m(1, |l| l.p99_ms),
+            "ms",
+            true,
+        );
+        if errors.iter().any(|&e| e > 0) {
+            println!("{name}: errors: ours {}, workerd {}", errors[0], errors[1]);
+        }
+    }
+}
