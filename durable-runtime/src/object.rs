@@ -21,6 +21,7 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -468,66 +469,87 @@ impl<T: DurableObject> Actor<T> {
         chain: Option<Arc<Link>>,
         rx: &mut mpsc::Receiver<Envelope<T>>,
     ) -> Option<Envelope<T>> {
-        let Some(instance) = self.instance.as_ref() else {
-            let _ = reply.send(Err(Error::internal("shared call on an inactive object")));
-            return None;
-        };
-        let (class, id) = (self.ns.class.name, &self.id);
-        let start = |call: T::SharedCall, method: &'static str, reply, chain| {
-            let frame = Frame {
-                class,
-                id: id.clone(),
-                exclusive: false,
-                parent: chain,
+        let (panicked, waiting) = {
+            let Some(instance) = self.instance.as_ref() else {
+                let _ = reply.send(Err(Error::internal("shared call on an inactive object")));
+                return None;
             };
-            let span = tracing::debug_span!("call", class, id = %id, method);
-            AssertUnwindSafe(cycle::scope(frame, instance.dispatch_shared(call)))
-                .catch_unwind()
-                .instrument(span)
-                .map(move |outcome| (outcome, method, reply))
-        };
-        // Shared calls running at once are bounded like the queue, so slow shared calls
-        // cannot admit unbounded work: past the bound, calls wait in the (bounded) queue.
-        let max_running = self.ns.options.max_queue;
-        let mut running = FuturesUnordered::new();
-        running.push(start(call, method, reply, chain));
-        let mut waiting: Option<Envelope<T>> = None;
-        let mut panicked = Vec::new();
-        let mut finished = Vec::new();
-        let mut open = true;
-        while !running.is_empty() {
-            tokio::select! {
-                biased;
-                Some(done) = running.next() => finished.push(done),
-                received = rx.recv(), if waiting.is_none() && open && running.len() < max_running => match received {
-                    Some(Envelope::Call { call, reply, deadline, chain }) => {
-                        let method = T::method_name(&call);
-                        match call {
-                            _ if deadline.is_some_and(|d| Instant::now() >= d) => {
-                                let _ = reply.send(Err(Error::timeout(method, std::time::Duration::ZERO)));
-                            }
-                            Call::Shared(call) => {
-                                self.store.touch();
-                                self.ns.runtime.metrics.calls.inc();
-                                running.push(start(call, method, reply, chain));
-                            }
-                            call @ Call::Exclusive(_) => {
-                                waiting = Some(Envelope::Call { call, reply, deadline, chain });
-                            }
-                        }
-                    }
-                    Some(other) => waiting = Some(other),
-                    None => open = false,
-                },
-            }
-            for (outcome, method, reply) in finished.drain(..) {
+            let (class, id) = (self.ns.class.name, &self.id);
+            let start = |call: T::SharedCall, method: &'static str, reply, chain| {
+                let frame = Frame {
+                    class,
+                    id: id.clone(),
+                    exclusive: false,
+                    parent: chain,
+                };
+                let span = tracing::debug_span!("call", class, id = %id, method);
+                AssertUnwindSafe(cycle::scope(frame, instance.dispatch_shared(call)))
+                    .catch_unwind()
+                    .instrument(span)
+                    .map(move |outcome| (outcome, method, reply))
+            };
+            let mut panicked = Vec::new();
+            // Fast path: most shared calls finish without waiting (storage reads are
+            // synchronous), so poll the first one before setting up concurrent execution.
+            let mut first = std::pin::pin!(start(call, method, reply, chain));
+            let first_poll = std::future::poll_fn(|cx| Poll::Ready(first.as_mut().poll(cx))).await;
+            if let Poll::Ready((outcome, method, reply)) = first_poll {
                 match outcome {
                     Ok(output) => self.reply(reply, Ok(output)),
                     Err(payload) => panicked.push((method, reply, payload)),
                 }
+                (panicked, None)
+            } else {
+                // The first call waits: run it, and the shared calls arriving meanwhile,
+                // together. Shared calls running at once are bounded like the queue, so slow
+                // shared calls cannot admit unbounded work: past the bound, calls wait in the
+                // (bounded) queue.
+                let max_running = self.ns.options.max_queue;
+                let mut first_running = true;
+                let mut running = FuturesUnordered::new();
+                let mut waiting: Option<Envelope<T>> = None;
+                let mut finished = Vec::new();
+                let mut open = true;
+                while first_running || !running.is_empty() {
+                    let count = running.len() + usize::from(first_running);
+                    tokio::select! {
+                        biased;
+                        done = &mut first, if first_running => {
+                            first_running = false;
+                            finished.push(done);
+                        }
+                        Some(done) = running.next() => finished.push(done),
+                        received = rx.recv(), if waiting.is_none() && open && count < max_running => match received {
+                            Some(Envelope::Call { call, reply, deadline, chain }) => {
+                                let method = T::method_name(&call);
+                                match call {
+                                    _ if deadline.is_some_and(|d| Instant::now() >= d) => {
+                                        let _ = reply.send(Err(Error::timeout(method, std::time::Duration::ZERO)));
+                                    }
+                                    Call::Shared(call) => {
+                                        self.store.touch();
+                                        self.ns.runtime.metrics.calls.inc();
+                                        running.push(start(call, method, reply, chain));
+                                    }
+                                    call @ Call::Exclusive(_) => {
+                                        waiting = Some(Envelope::Call { call, reply, deadline, chain });
+                                    }
+                                }
+                            }
+                            Some(other) => waiting = Some(other),
+                            None => open = false,
+                        },
+                    }
+                    for (outcome, method, reply) in finished.drain(..) {
+                        match outcome {
+                            Ok(output) => self.reply(reply, Ok(output)),
+                            Err(payload) => panicked.push((method, reply, payload)),
+                        }
+                    }
+                }
+                (panicked, waiting)
             }
-        }
-        drop(running);
+        };
         if !panicked.is_empty() {
             self.instance = None;
             for (method, reply, payload) in panicked {
