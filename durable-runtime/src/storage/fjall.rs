@@ -50,14 +50,15 @@ fn storage_error(path: &Path, what: &str, err: fjall::Error) -> Error {
 
 impl FjallBackend {
     /// Opens (or creates) the database in `path`.
+    ///
+    /// A new database is created under a temporary name beside `path` and renamed into
+    /// place once complete, so a crash while creating it never leaves a half-made
+    /// directory at `path` (fjall refuses to open one).
     pub fn open(path: impl AsRef<Path>) -> Result<FjallBackend> {
         let path = path.as_ref().to_path_buf();
-        std::fs::create_dir_all(&path).map_err(|e| {
-            Error::storage(format!(
-                "cannot create data directory {}: {e}",
-                path.display()
-            ))
-        })?;
+        if is_missing_or_empty(&path)? {
+            create(&path)?;
+        }
         let db = Database::builder(&path)
             .manual_journal_persist(true)
             .max_journaling_size(MAX_JOURNAL_BYTES)
@@ -101,6 +102,59 @@ impl FjallBackend {
         let what = what.to_owned();
         move |e| storage_error(&self.path, &what, e)
     }
+}
+
+fn io_error(path: &Path, what: &str, e: std::io::Error) -> Error {
+    Error::storage(format!("cannot {what} {}: {e}", path.display()))
+}
+
+fn is_missing_or_empty(path: &Path) -> Result<bool> {
+    match std::fs::read_dir(path) {
+        Ok(mut entries) => Ok(entries.next().is_none()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(io_error(path, "read data directory", e)),
+    }
+}
+
+/// Creates a database at `path` atomically: built in `<path>.creating` (whatever a crash
+/// left there was never opened by a runtime, so it is discarded), then renamed into place.
+fn create(path: &Path) -> Result<()> {
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| Error::storage(format!("{} is not a directory path", path.display())))?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(|e| io_error(&parent, "create", e))?;
+    let mut staging_name = file_name.to_os_string();
+    staging_name.push(".creating");
+    let staging = parent.join(staging_name);
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(|e| io_error(&staging, "remove", e))?;
+    }
+    {
+        let db = Database::builder(&staging)
+            .manual_journal_persist(true)
+            .max_journaling_size(MAX_JOURNAL_BYTES)
+            .open()
+            .map_err(|e| storage_error(&staging, "cannot create a database in", e))?;
+        db.keyspace(KEYSPACE, || {
+            KeyspaceCreateOptions::default().manual_journal_persist(true)
+        })
+        .map_err(|e| storage_error(&staging, "cannot create keyspace in", e))?;
+        db.persist(PersistMode::SyncAll)
+            .map_err(|e| storage_error(&staging, "sync failed in", e))?;
+    }
+    // An empty directory at `path` (e.g. made by the user) is replaced by the rename.
+    if path.exists() {
+        std::fs::remove_dir(path).map_err(|e| io_error(path, "replace empty directory", e))?;
+    }
+    std::fs::rename(&staging, path).map_err(|e| io_error(path, "move the new database to", e))?;
+    // Make the rename itself durable.
+    std::fs::File::open(&parent)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|e| io_error(&parent, "sync", e))
 }
 
 impl Backend for FjallBackend {
