@@ -187,6 +187,12 @@ async fn run(options: Options) -> Result<(), String> {
 
     let app = counter_app(rt.namespace::<Counter>());
     let (started, shutdown_started) = oneshot::channel();
+    // Small responses on keep-alive connections: send them at once (no Nagle delay).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal(started));
     // Connections still open GRACE after the signal (a client that never finishes its
     // request) are dropped, so that a shutdown always ends.
