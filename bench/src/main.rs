@@ -349,7 +349,11 @@ async fn main() {
         return;
     }
     if argv.iter().any(|a| a == "--load") {
-        load(1_000_000, 10_000, 256).await;
+        let calls = match argv.iter().position(|a| a == "--calls") {
+            Some(i) => argv[i + 1].parse().expect("--calls N"),
+            None => 1_000_000,
+        };
+        load(calls, 10_000, 256).await;
         return;
     }
     let args = Args {
