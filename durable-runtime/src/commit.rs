@@ -106,16 +106,14 @@ impl OutputGate {
         queue.last_seq += 1;
         let seq = queue.last_seq;
         store.push_in_flight(seq, batch.clone());
-        let was_idle = queue.items.is_empty();
-        queue.items.push(Item::Batch {
-            seq,
-            store: store.clone(),
-            batch,
-        });
-        drop(queue);
-        if was_idle {
-            self.shared.wake.notify_one();
-        }
+        self.enqueue(
+            queue,
+            Item::Batch {
+                seq,
+                store: store.clone(),
+                batch,
+            },
+        );
         Ok(seq)
     }
 
@@ -135,19 +133,27 @@ impl OutputGate {
             reply(check_epoch(store, epoch));
             return;
         }
-        let mut queue = self.queue();
+        let queue = self.queue();
         if queue.closing {
             drop(queue);
             reply(Err(Error::closed()));
             return;
         }
+        self.enqueue(
+            queue,
+            Item::Reply {
+                store: store.clone(),
+                epoch,
+                seq,
+                reply: Box::new(reply),
+            },
+        );
+    }
+
+    /// Queues an item for the commit thread, waking it if the queue was empty.
+    fn enqueue(&self, mut queue: MutexGuard<'_, Queue>, item: Item) {
         let was_idle = queue.items.is_empty();
-        queue.items.push(Item::Reply {
-            store: store.clone(),
-            epoch,
-            seq,
-            reply: Box::new(reply),
-        });
+        queue.items.push(item);
         drop(queue);
         if was_idle {
             self.shared.wake.notify_one();

@@ -148,13 +148,9 @@ impl<T: DurableObject> NamespaceCore<T> {
         let key = id.as_bytes();
         let envelope = {
             let shard = self.shard(key).read().unwrap_or_else(|p| p.into_inner());
-            match shard.live.get(key) {
-                Some(mailbox) => match self.offer(&mailbox.tx, envelope) {
-                    Ok(()) => return Ok(()),
-                    Err(Some(envelope)) => envelope,
-                    Err(None) => return Err(Error::overloaded()),
-                },
-                None => envelope,
+            match self.deliver(&shard.live, key, envelope)? {
+                Some(envelope) => envelope,
+                None => return Ok(()),
             }
         };
         self.ensure_tasks();
@@ -162,13 +158,8 @@ impl<T: DurableObject> NamespaceCore<T> {
         if self.runtime.is_closed() {
             return Err(Error::closed());
         }
-        let envelope = match shard.live.get(key) {
-            Some(mailbox) => match self.offer(&mailbox.tx, envelope) {
-                Ok(()) => return Ok(()),
-                Err(Some(envelope)) => envelope,
-                Err(None) => return Err(Error::overloaded()),
-            },
-            None => envelope,
+        let Some(envelope) = self.deliver(&shard.live, key, envelope)? else {
+            return Ok(());
         };
         let handle = self.runtime.tokio_handle()?;
         let (tx, rx) = mpsc::channel(self.options.max_queue);
@@ -184,19 +175,24 @@ impl<T: DurableObject> NamespaceCore<T> {
         Ok(())
     }
 
-    /// `Ok` if queued; `Err(Some(envelope))` if the actor is gone; `Err(None)` if full.
-    fn offer(
+    /// Queues the envelope for the live actor of `key`: `Ok(None)` if queued, `Ok(Some(..))`
+    /// (the envelope back) if there is no live actor, an overloaded error if its queue is full.
+    fn deliver(
         &self,
-        tx: &mpsc::Sender<Envelope<T>>,
+        live: &IdMap<Mailbox<T>>,
+        key: &[u8; ID_BYTES],
         envelope: Envelope<T>,
-    ) -> std::result::Result<(), Option<Envelope<T>>> {
-        match tx.try_send(envelope) {
-            Ok(()) => Ok(()),
+    ) -> Result<Option<Envelope<T>>> {
+        let Some(mailbox) = live.get(key) else {
+            return Ok(Some(envelope));
+        };
+        match mailbox.tx.try_send(envelope) {
+            Ok(()) => Ok(None),
             Err(TrySendError::Full(_)) => {
                 self.runtime.metrics.overloads.inc();
-                Err(None)
+                Err(Error::overloaded())
             }
-            Err(TrySendError::Closed(envelope)) => Err(Some(envelope)),
+            Err(TrySendError::Closed(envelope)) => Ok(Some(envelope)),
         }
     }
 
