@@ -302,10 +302,32 @@ async fn main() {
     }
     let quick = argv.iter().any(|a| a == "--quick");
     if argv.iter().any(|a| a == "--calls-only") {
-        let n = 1_000_000;
-        let raw = tokio::spawn(raw_round_trip_ns(n)).await.unwrap();
-        let shared = tokio::spawn(call_ns(n, false)).await.unwrap();
-        let exclusive = tokio::spawn(call_ns(n, true)).await.unwrap();
+        // `--n N` and `--only raw|shared|exclusive` let a profiler (callgrind) count the
+        // instructions of one kind of call: run two N and subtract.
+        let n = match argv.iter().position(|a| a == "--n") {
+            Some(i) => argv[i + 1].parse().expect("--n N"),
+            None => 1_000_000,
+        };
+        let only = argv
+            .iter()
+            .position(|a| a == "--only")
+            .map(|i| argv[i + 1].as_str());
+        let run = |kind: &str| only.is_none_or(|o| o == kind);
+        let raw = if run("raw") {
+            tokio::spawn(raw_round_trip_ns(n)).await.unwrap()
+        } else {
+            f64::NAN
+        };
+        let shared = if run("shared") {
+            tokio::spawn(call_ns(n, false)).await.unwrap()
+        } else {
+            f64::NAN
+        };
+        let exclusive = if run("exclusive") {
+            tokio::spawn(call_ns(n, true)).await.unwrap()
+        } else {
+            f64::NAN
+        };
         line(
             "local shared call, 1 caller",
             shared,

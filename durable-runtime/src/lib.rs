@@ -50,6 +50,7 @@ mod context;
 mod cycle;
 mod error;
 mod id;
+mod mailbox;
 mod namespace;
 mod object;
 mod runtime;

@@ -5,11 +5,11 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockWriteGuard};
 
-use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 use crate::error::{Error, Result};
 use crate::id::{ClassTag, ObjectId, ID_BYTES};
+use crate::mailbox::{Mailbox, SendError};
 use crate::object::{Actor, AlarmInfo, AlarmOutcome, ClassOptions, DurableObject, Envelope};
 use crate::runtime::RuntimeShared;
 use crate::storage::{stored_object_ids, ObjectStore};
@@ -17,7 +17,9 @@ use crate::stub::Stub;
 
 const SHARDS: usize = 32;
 
-/// IDs are SHA-256 digests or random bytes: their bytes are already a good hash.
+/// IDs are SHA-256 digests or random bytes: their bytes are already a good hash. The map
+/// hashes `[u8; 32]` keys, which `Hash` feeds as a length and then the bytes: the hash is
+/// eight bytes of the ID's body.
 #[derive(Default)]
 struct IdHasher(u64);
 
@@ -27,19 +29,33 @@ impl Hasher for IdHasher {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
+        // Bytes 9..32 are the hash or random body (0..8: the class tag, 8: the kind). Byte 9
+        // picks the shard, so it would be the same for every key of a shard's map: skip it.
+        match bytes.get(10..18) {
+            Some(body) => {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(body);
+                self.0 = u64::from_le_bytes(word);
+            }
+            // The length prefix, or anything else: mixed in.
+            None => {
+                for &b in bytes {
+                    self.0 = self.0.rotate_left(8) ^ u64::from(b);
+                }
+            }
         }
+    }
+
+    fn write_usize(&mut self, _len: usize) {
+        // The length prefix of a 32-byte key: always the same, no information.
     }
 }
 
 type IdMap<V> = HashMap<[u8; ID_BYTES], V, BuildHasherDefault<IdHasher>>;
 
 /// A live object: the way in, and its storage state (to tell actors apart).
-struct Mailbox<T: DurableObject> {
-    tx: mpsc::Sender<Envelope<T>>,
+struct Live<T: DurableObject> {
+    mailbox: Arc<Mailbox<Envelope<T>>>,
     store: Arc<ObjectStore>,
 }
 
@@ -51,7 +67,7 @@ struct Settling {
 }
 
 struct Shard<T: DurableObject> {
-    live: IdMap<Mailbox<T>>,
+    live: IdMap<Live<T>>,
     settling: IdMap<Settling>,
 }
 
@@ -125,10 +141,12 @@ impl<T: DurableObject> NamespaceCore<T> {
     fn sweep(&self) {
         for shard in self.shards.iter() {
             let shard = shard.read().unwrap_or_else(|p| p.into_inner());
-            for mailbox in shard.live.values() {
-                if let Some(seen) = mailbox.store.idle_since_last_sweep() {
+            for live in shard.live.values() {
+                if let Some(seen) = live.store.idle_since_last_sweep() {
                     // A full queue is anything but idle; a closed one is leaving anyway.
-                    let _ = mailbox.tx.try_send(Envelope::Idle { seen });
+                    let _ = live
+                        .mailbox
+                        .try_send(Envelope::Idle { seen }, self.options.max_queue);
                 }
             }
         }
@@ -162,16 +180,13 @@ impl<T: DurableObject> NamespaceCore<T> {
             return Ok(());
         };
         let handle = self.runtime.tokio_handle()?;
-        let (tx, rx) = mpsc::channel(self.options.max_queue);
-        if tx.try_send(envelope).is_err() {
-            return Err(Error::internal("a new mailbox refused its first call"));
-        }
+        let mailbox = Arc::new(Mailbox::with_first(envelope));
         let settle = shard.settling.get(key).map(|s| s.done.clone());
         let store = Arc::new(ObjectStore::new(id, self.runtime.backend.clone()));
-        let actor = Actor::new(self.clone(), id.clone(), store.clone(), settle);
+        let actor = Box::new(Actor::new(self.clone(), id.clone(), store.clone(), settle));
         self.runtime.actor_started();
-        handle.spawn(actor.run(rx));
-        shard.live.insert(*key, Mailbox { tx, store });
+        handle.spawn(actor.run(mailbox.clone()));
+        shard.live.insert(*key, Live { mailbox, store });
         Ok(())
     }
 
@@ -179,35 +194,34 @@ impl<T: DurableObject> NamespaceCore<T> {
     /// (the envelope back) if there is no live actor, an overloaded error if its queue is full.
     fn deliver(
         &self,
-        live: &IdMap<Mailbox<T>>,
+        live: &IdMap<Live<T>>,
         key: &[u8; ID_BYTES],
         envelope: Envelope<T>,
     ) -> Result<Option<Envelope<T>>> {
-        let Some(mailbox) = live.get(key) else {
+        let Some(live) = live.get(key) else {
             return Ok(Some(envelope));
         };
-        match mailbox.tx.try_send(envelope) {
+        match live.mailbox.try_send(envelope, self.options.max_queue) {
             Ok(()) => Ok(None),
-            Err(TrySendError::Full(_)) => {
+            Err(SendError::Full(_)) => {
                 self.runtime.metrics.overloads.inc();
                 Err(Error::overloaded())
             }
-            Err(TrySendError::Closed(envelope)) => Ok(Some(envelope)),
+            Err(SendError::Closed(envelope)) => Ok(Some(envelope)),
         }
     }
 
-    /// An idle actor asks to leave: granted (and the mailbox removed) only if nothing is
-    /// queued for it. Senders queue under the shard's read lock, so under its write lock
-    /// the queue cannot grow.
+    /// An idle actor asks to leave: granted (its mailbox closed and removed) only if
+    /// nothing is queued for it.
     pub(crate) fn retire(
         &self,
         id: &ObjectId,
         store: &Arc<ObjectStore>,
-        rx: &mpsc::Receiver<Envelope<T>>,
+        mailbox: &Mailbox<Envelope<T>>,
     ) -> Option<Retired> {
         let key = id.as_bytes();
         let mut shard = self.write_shard(key);
-        if !rx.is_empty() {
+        if !mailbox.close_if_empty() {
             return None;
         }
         if shard
@@ -243,14 +257,13 @@ impl<T: DurableObject> NamespaceCore<T> {
         drop(retired.done);
     }
 
-    /// Drops every mailbox: actors finish the calls already queued, then exit.
+    /// Closes every mailbox: actors finish the calls already queued, then exit.
     pub(crate) fn close_mailboxes(&self) {
         for shard in self.shards.iter() {
-            shard
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .live
-                .clear();
+            let mut shard = shard.write().unwrap_or_else(|p| p.into_inner());
+            for (_, live) in shard.live.drain() {
+                live.mailbox.close();
+            }
         }
     }
 

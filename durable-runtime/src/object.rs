@@ -22,17 +22,19 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use futures_util::future::Either;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::FutureExt;
-use tokio::sync::{mpsc, oneshot, watch};
-use tracing::Instrument;
+use tokio::sync::{oneshot, watch};
+use tracing::{Instrument, Span};
 
 use crate::context::Context;
 use crate::cycle::{self, Frame, Link};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
+use crate::mailbox::Mailbox;
 use crate::namespace::NamespaceCore;
 use crate::storage::{now_ms, ObjectStore};
 use crate::stub::Stub;
@@ -187,6 +189,37 @@ pub(crate) enum AlarmOutcome {
     GaveUp,
 }
 
+/// The rest of an envelope's handling, boxed (see `Actor::step`).
+type StepFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = Step<T>> + Send + 'a>>;
+
+/// How an envelope's handling ended.
+enum Step<T: DurableObject> {
+    Done,
+    /// Shared calls ran until this envelope, which had to wait for them, arrived.
+    Then(Envelope<T>),
+    /// The object was evicted: the actor ends.
+    Exit,
+}
+
+/// Futures run in a tracing span when it is enabled, and bare otherwise (entering and
+/// leaving a disabled span on every poll and at drop is not free).
+trait Traced: Future + Sized {
+    fn traced(self, span: Span) -> Either<tracing::instrument::Instrumented<Self>, Self> {
+        if span.is_disabled() {
+            Either::Right(self)
+        } else {
+            Either::Left(self.instrument(span))
+        }
+    }
+}
+
+impl<F: Future> Traced for F {}
+
+/// A call whose caller stopped waiting: past its deadline.
+fn expired(deadline: Option<Instant>) -> bool {
+    deadline.is_some_and(|d| Instant::now() >= d)
+}
+
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
@@ -230,64 +263,131 @@ impl<T: DurableObject> Actor<T> {
         }
     }
 
-    pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<Envelope<T>>) {
+    /// The actor's task. The actor is boxed so that the task's future holds a pointer, not
+    /// a copy of it (or two: futures keep their arguments and the locals made from them).
+    pub(crate) async fn run(mut self: Box<Self>, mailbox: Arc<Mailbox<Envelope<T>>>) {
         if let Some(mut settle) = self.settle.take() {
-            // Resolves (with an error) when the previous actor drops its sender.
-            let _ = settle.changed().await;
+            // Resolves (with an error) when the previous actor drops its sender. Boxed, like
+            // every rare or large step below: the task's own future stays small, because a
+            // live object spends most of its life waiting for its next envelope.
+            Box::pin(async move {
+                let _ = settle.changed().await;
+            })
+            .await;
         }
         let mut next: Option<Envelope<T>> = None;
         loop {
             let envelope = match next.take() {
                 Some(e) => e,
-                None => match rx.recv().await {
+                None => match mailbox.recv().await {
                     Some(e) => e,
                     None => break,
                 },
             };
-            if let Envelope::Idle { seen } = envelope {
-                // The sweeper saw no activity for a whole idle timeout; anything since?
-                if self.store.activity() == seen && self.try_evict(&mut rx).await {
-                    return;
-                }
+            let Some(step) = self.step(envelope, &mailbox) else {
                 continue;
+            };
+            match step.await {
+                Step::Done => {}
+                Step::Then(envelope) => next = Some(envelope),
+                Step::Exit => return,
             }
-            self.store.touch();
-            next = self.handle(envelope, &mut rx).await;
         }
         self.ns.actor_exited();
     }
 
-    async fn handle(
-        &mut self,
+    /// Starts handling an envelope: what needs no waiting is done here, the rest is returned
+    /// as a boxed future. Boxed, so that the task's own future stays small: a live object
+    /// spends most of its life waiting for its next envelope, and should not carry room for
+    /// the largest call it might run.
+    fn step<'a>(
+        &'a mut self,
         envelope: Envelope<T>,
-        rx: &mut mpsc::Receiver<Envelope<T>>,
-    ) -> Option<Envelope<T>> {
+        mailbox: &'a Mailbox<Envelope<T>>,
+    ) -> Option<StepFuture<'a, T>> {
         match envelope {
+            Envelope::Idle { seen } => {
+                // The sweeper saw no activity for a whole idle timeout; anything since?
+                (self.store.activity() == seen).then(|| -> StepFuture<'a, T> {
+                    Box::pin(async move {
+                        if self.try_evict(mailbox).await {
+                            Step::Exit
+                        } else {
+                            Step::Done
+                        }
+                    })
+                })
+            }
             Envelope::Call {
                 call,
                 reply,
                 deadline,
                 chain,
             } => {
+                self.store.touch();
                 let method = T::method_name(&call);
-                if deadline.is_some_and(|d| Instant::now() >= d) {
+                if expired(deadline) {
                     // The caller has given up: do not run work nobody waits for.
-                    let _ = reply.send(Err(Error::timeout(method, std::time::Duration::ZERO)));
+                    let _ = reply.send(Err(Error::timeout(method, Duration::ZERO)));
                     return None;
                 }
-                if let Err(e) = self.ensure_active(method).await {
-                    let _ = reply.send(Err(e));
-                    return None;
+                if self.needs_activation() {
+                    return Some(Box::pin(async move {
+                        if let Err(e) = self.ensure_active(method).await {
+                            let _ = reply.send(Err(e));
+                            return Step::Done;
+                        }
+                        self.run_call(call, method, reply, chain, mailbox).await
+                    }));
                 }
-                self.ns.runtime.metrics.calls.inc();
-                match call {
+                Some(match call {
                     Call::Exclusive(call) => {
-                        self.run_exclusive(call, method, reply, chain).await;
-                        None
+                        self.ns.runtime.metrics.calls.inc();
+                        Box::pin(async move {
+                            self.run_exclusive(call, method, reply, chain).await;
+                            Step::Done
+                        })
                     }
-                    Call::Shared(call) => self.run_shared(call, method, reply, chain, rx).await,
+                    call => Box::pin(self.run_call(call, method, reply, chain, mailbox)),
+                })
+            }
+            other => {
+                self.store.touch();
+                Some(Box::pin(async move {
+                    self.handle_other(other).await;
+                    Step::Done
+                }))
+            }
+        }
+    }
+
+    /// Runs a call on the active instance.
+    async fn run_call(
+        &mut self,
+        call: Call<T::SharedCall, T::ExclusiveCall>,
+        method: &'static str,
+        reply: oneshot::Sender<Result<T::Output>>,
+        chain: Option<Arc<Link>>,
+        mailbox: &Mailbox<Envelope<T>>,
+    ) -> Step<T> {
+        self.ns.runtime.metrics.calls.inc();
+        match call {
+            Call::Exclusive(call) => {
+                self.run_exclusive(call, method, reply, chain).await;
+                Step::Done
+            }
+            Call::Shared(call) => {
+                match self.run_shared(call, method, reply, chain, mailbox).await {
+                    Some(envelope) => Step::Then(envelope),
+                    None => Step::Done,
                 }
             }
+        }
+    }
+
+    /// Alarms and erasure.
+    async fn handle_other(&mut self, envelope: Envelope<T>) {
+        match envelope {
             Envelope::Alarm { info, reply } => {
                 let outcome = self.run_alarm(info).await;
                 match outcome {
@@ -300,10 +400,7 @@ impl<T: DurableObject> Actor<T> {
                         let _ = reply.send(other);
                     }
                 }
-                None
             }
-            // Handled by the run loop.
-            Envelope::Idle { .. } => None,
             Envelope::Erase { reply } => {
                 let result = self.erase().await;
                 match result {
@@ -314,8 +411,9 @@ impl<T: DurableObject> Actor<T> {
                         let _ = reply.send(Err(e));
                     }
                 }
-                None
             }
+            // Handled by the run loop.
+            Envelope::Call { .. } | Envelope::Idle { .. } => {}
         }
     }
 
@@ -332,6 +430,12 @@ impl<T: DurableObject> Actor<T> {
         let message = panic_message(payload);
         tracing::error!(class = self.ns.class.name, id = %self.id, method, %message, "durable object panicked; resetting it");
         Error::panicked(self.ns.class.name, &self.id.to_string(), method, message)
+    }
+
+    /// The instance must be (re)built before the next call: first call, after a panic,
+    /// after a failed commit.
+    fn needs_activation(&self) -> bool {
+        self.instance.is_none() || self.store.has_failed()
     }
 
     /// Activates the instance if needed (first call, after a panic, after a failed commit):
@@ -382,16 +486,17 @@ impl<T: DurableObject> Actor<T> {
 
     /// Submits the running call's writes; returns the sequence number replies must wait for.
     fn commit(&mut self) -> Result<u64> {
-        if self.unrecorded_name {
-            if let Some(name) = self.id.name() {
-                if self.store.has_data_writes() {
-                    self.store.record_name(name);
+        let mut name = if self.unrecorded_name {
+            self.id.name()
+        } else {
+            None
+        };
+        let naming = name.is_some();
+        match self.store.take_call_writes(&mut name) {
+            Ok(Some(batch)) => {
+                if naming && name.is_none() {
                     self.unrecorded_name = false;
                 }
-            }
-        }
-        match self.store.take_call_writes() {
-            Ok(Some(batch)) => {
                 self.last_seq = self.ns.runtime.gate.submit(&self.store, batch)?;
             }
             Ok(None) => {}
@@ -441,7 +546,7 @@ impl<T: DurableObject> Actor<T> {
         };
         let outcome = AssertUnwindSafe(cycle::scope(frame, instance.dispatch_exclusive(call)))
             .catch_unwind()
-            .instrument(span)
+            .traced(span)
             .await;
         match outcome {
             Ok(output) => match self.commit() {
@@ -467,7 +572,7 @@ impl<T: DurableObject> Actor<T> {
         method: &'static str,
         reply: oneshot::Sender<Result<T::Output>>,
         chain: Option<Arc<Link>>,
-        rx: &mut mpsc::Receiver<Envelope<T>>,
+        mailbox: &Mailbox<Envelope<T>>,
     ) -> Option<Envelope<T>> {
         let (panicked, waiting) = {
             let Some(instance) = self.instance.as_ref() else {
@@ -485,7 +590,7 @@ impl<T: DurableObject> Actor<T> {
                 let span = tracing::debug_span!("call", class, id = %id, method);
                 AssertUnwindSafe(cycle::scope(frame, instance.dispatch_shared(call)))
                     .catch_unwind()
-                    .instrument(span)
+                    .traced(span)
                     .map(move |outcome| (outcome, method, reply))
             };
             let mut panicked = Vec::new();
@@ -519,12 +624,12 @@ impl<T: DurableObject> Actor<T> {
                             finished.push(done);
                         }
                         Some(done) = running.next() => finished.push(done),
-                        received = rx.recv(), if waiting.is_none() && open && count < max_running => match received {
+                        received = mailbox.recv(), if waiting.is_none() && open && count < max_running => match received {
                             Some(Envelope::Call { call, reply, deadline, chain }) => {
                                 let method = T::method_name(&call);
                                 match call {
-                                    _ if deadline.is_some_and(|d| Instant::now() >= d) => {
-                                        let _ = reply.send(Err(Error::timeout(method, std::time::Duration::ZERO)));
+                                    _ if expired(deadline) => {
+                                        let _ = reply.send(Err(Error::timeout(method, Duration::ZERO)));
                                     }
                                     Call::Shared(call) => {
                                         self.store.touch();
@@ -562,8 +667,8 @@ impl<T: DurableObject> Actor<T> {
 
     /// The sweeper found the object idle: leave the namespace, run
     /// `on_evict`, wait until every write is durable, exit. `false` (stay) if a call arrived.
-    async fn try_evict(&mut self, rx: &mut mpsc::Receiver<Envelope<T>>) -> bool {
-        let Some(settling) = self.ns.retire(&self.id, &self.store, rx) else {
+    async fn try_evict(&mut self, mailbox: &Mailbox<Envelope<T>>) -> bool {
+        let Some(settling) = self.ns.retire(&self.id, &self.store, mailbox) else {
             return false;
         };
         if let Some(mut instance) = self.instance.take() {
@@ -615,7 +720,7 @@ impl<T: DurableObject> Actor<T> {
         };
         let outcome = AssertUnwindSafe(cycle::scope(frame, instance.dispatch_alarm(info.clone())))
             .catch_unwind()
-            .instrument(span)
+            .traced(span)
             .await;
         let failure = match outcome {
             Ok(Some(Ok(()))) => None,

@@ -119,13 +119,24 @@ impl ObjectStore {
     }
 
     /// Takes the running call's writes as a batch to commit, turning `delete_all` into
-    /// deletes of every key visible now. `None` when the call wrote nothing.
-    pub(crate) fn take_call_writes(&self) -> Result<Option<Batch>> {
+    /// deletes of every key visible now. `None` when the call wrote nothing. With `name`,
+    /// the object's name is recorded too if the call wrote data (an object's name is stored
+    /// with its first data); `*name` is then set to `None`.
+    pub(crate) fn take_call_writes(&self, name: &mut Option<&str>) -> Result<Option<Batch>> {
         let mut layers = self.layers();
-        let call = std::mem::take(&mut layers.call);
-        if !call.cleared && call.writes.is_empty() && call.system.is_empty() {
+        let data = layers.call.cleared || !layers.call.writes.is_empty();
+        if !data && layers.call.system.is_empty() {
             return Ok(None);
         }
+        if data {
+            if let Some(name) = name.take() {
+                layers
+                    .call
+                    .system
+                    .insert(keys::name_key(&self.id), Some(name.as_bytes().to_vec()));
+            }
+        }
+        let call = std::mem::take(&mut layers.call);
         let mut writes = call.writes;
         if call.cleared {
             let visible = self.visible_below_call(&layers, Bound::Unbounded, Bound::Unbounded)?;
@@ -285,11 +296,6 @@ impl ObjectStore {
         }
     }
 
-    /// Records the object's name with the running call's writes.
-    pub(crate) fn record_name(&self, name: &str) {
-        self.write_system(keys::name_key(&self.id), Some(name.as_bytes().to_vec()));
-    }
-
     pub(crate) fn schedule(&self, name: &str) -> Result<Option<u64>> {
         match self.read_system(&keys::alarm_key(&self.id, name))? {
             Some(bytes) => {
@@ -318,11 +324,6 @@ impl ObjectStore {
     }
 
     /// Whether the running call wrote data (not only runtime records).
-    pub(crate) fn has_data_writes(&self) -> bool {
-        let layers = self.layers();
-        layers.call.cleared || !layers.call.writes.is_empty()
-    }
-
     /// Deletes everything of this object in the running call: data, schedules, name.
     pub(crate) fn erase_all(&self) -> Result<()> {
         for name in self.schedules()?.into_keys() {
