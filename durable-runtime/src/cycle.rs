@@ -4,14 +4,17 @@
 //! run side by side) with a [`Cycle`](crate::ErrorKind::Cycle) error naming the cycle.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 
-tokio::task_local! {
-    static CURRENT: Frame;
-}
+// The frame of the call being polled on this thread. Set only while a call's future is
+// polled (see [`Scoped`]), so it follows the call wherever its task runs: a task-local, at
+// the cost of setting one pointer per poll.
+scoped_tls::scoped_thread_local!(static CURRENT: Frame);
 
 /// The call running in this task: its object and the chain that called it.
 #[derive(Clone)]
@@ -55,9 +58,10 @@ pub(crate) fn caller_chain(
     id: &ObjectId,
     exclusive: bool,
 ) -> Result<Option<Arc<Link>>> {
-    let Ok(chain) = CURRENT.try_with(Frame::to_link) else {
+    if !CURRENT.is_set() {
         return Ok(None);
-    };
+    }
+    let chain = CURRENT.with(Frame::to_link);
     let mut path = vec![describe(class, id)];
     let mut link = Some(&chain);
     while let Some(l) = link {
@@ -80,7 +84,26 @@ pub(crate) fn caller_chain(
     Ok(Some(chain))
 }
 
+pin_project_lite::pin_project! {
+    /// A call's future, polled with its frame as the current one.
+    pub(crate) struct Scoped<F> {
+        frame: Frame,
+        #[pin]
+        fut: F,
+    }
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let fut = this.fut;
+        CURRENT.set(this.frame, || fut.poll(cx))
+    }
+}
+
 /// Runs `fut` as the call described by `frame`.
-pub(crate) fn scope<F: Future>(frame: Frame, fut: F) -> impl Future<Output = F::Output> {
-    CURRENT.scope(frame, fut)
+pub(crate) fn scope<F: Future>(frame: Frame, fut: F) -> Scoped<F> {
+    Scoped { frame, fut }
 }

@@ -94,7 +94,9 @@ impl<T: DurableObject> Stub<T> {
                 chain,
             },
         )?;
-        match tokio::time::timeout_at(deadline.into(), rx).await {
+        // Boxed: the timer is large, and would make every call's future (which callers
+        // embed in theirs) as large as it.
+        match Box::pin(tokio::time::timeout_at(deadline.into(), rx)).await {
             Ok(reply) => reply.unwrap_or_else(|_| Err(Error::closed())),
             Err(_) => Err(Error::timeout(method, timeout)),
         }

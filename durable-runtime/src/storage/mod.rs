@@ -178,7 +178,9 @@ impl ObjectStore {
 
     /// The actor took an envelope.
     pub(crate) fn touch(&self) {
-        self.activity.fetch_add(1, Ordering::Relaxed);
+        // Only the object's actor writes it: no read-modify-write needed.
+        let seen = self.activity.load(Ordering::Relaxed);
+        self.activity.store(seen.wrapping_add(1), Ordering::Relaxed);
     }
 
     pub(crate) fn activity(&self) -> u64 {
