@@ -75,7 +75,6 @@ struct Layers {
 /// The storage state of one object, shared by its [`Storage`] handle and the commit thread.
 pub(crate) struct ObjectStore {
     id: Id,
-    prefix: Vec<u8>,
     backend: Arc<dyn Backend>,
     layers: Mutex<Layers>,
     /// Epochs number the lives of the object's in-memory view. When a batch fails to reach
@@ -95,7 +94,6 @@ impl ObjectStore {
     pub(crate) fn new(id: &ObjectId, backend: Arc<dyn Backend>) -> ObjectStore {
         ObjectStore {
             id: *id.as_bytes(),
-            prefix: keys::data_prefix(id.as_bytes()),
             backend,
             layers: Mutex::new(Layers::default()),
             epoch: AtomicU64::new(1),
@@ -112,8 +110,9 @@ impl ObjectStore {
     }
 
     pub(crate) fn full_key(&self, key: &str) -> Vec<u8> {
-        let mut full = Vec::with_capacity(self.prefix.len() + key.len());
-        full.extend_from_slice(&self.prefix);
+        let mut full = Vec::with_capacity(1 + self.id.len() + key.len());
+        full.push(keys::DATA);
+        full.extend_from_slice(&self.id);
         full.extend_from_slice(key.as_bytes());
         full
     }
@@ -245,12 +244,12 @@ impl ObjectStore {
         let lower = match start {
             Bound::Included(k) => Bound::Included(self.full_key(k)),
             Bound::Excluded(k) => Bound::Excluded(self.full_key(k)),
-            Bound::Unbounded => Bound::Included(self.prefix.to_vec()),
+            Bound::Unbounded => Bound::Included(keys::data_prefix(&self.id)),
         };
         let upper = match end {
             Bound::Included(k) => Bound::Included(self.full_key(k)),
             Bound::Excluded(k) => Bound::Excluded(self.full_key(k)),
-            Bound::Unbounded => match prefix_successor(&self.prefix) {
+            Bound::Unbounded => match prefix_successor(&keys::data_prefix(&self.id)) {
                 Some(s) => Bound::Excluded(s),
                 None => Bound::Unbounded,
             },
@@ -258,7 +257,7 @@ impl ObjectStore {
         let iter = self
             .backend
             .scan(as_slice_bound(&lower), as_slice_bound(&upper), reverse)?;
-        let prefix_len = self.prefix.len();
+        let prefix_len = 1 + self.id.len();
         Ok(iter.map(move |entry| {
             let (key, value) = entry?;
             let user = key.get(prefix_len..).unwrap_or_default();
