@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use durable_runtime::{Durability, Runtime};
 use fjall::{Database, KeyspaceCreateOptions};
 
-use crate::{line, Counter};
+use crate::{line, median, Counter};
 
 /// Open times, in seconds, and the bytes of fjall journal the directory held at each open.
 pub struct OpenTimes {
@@ -103,29 +103,74 @@ pub async fn writes(total: u64) -> OpenTimes {
     times
 }
 
-/// `objects` distinct objects with one counter value each, then the two opens, then the raw
-/// fjall floor on the same keys. Returns the open times and the floor in seconds.
-pub async fn objects(objects: u64) -> (OpenTimes, f64) {
+/// `objects` distinct objects with one counter value each, filled once; then `rounds` opens
+/// of a fresh copy of the crashed directory, one clean shutdown, `rounds` opens of the
+/// cleanly closed directory, and `rounds` opens of raw fjall on the same keys. Returns the
+/// median open times and the median raw fjall floor, in seconds.
+pub async fn objects(objects: u64, rounds: usize) -> (OpenTimes, f64) {
     let dir = tempfile::tempdir().unwrap();
     let fill = run_filler("--fill-objects-and-abort", dir.path(), objects);
-    // Every object's value survived (the filler wrote 1 to each); the first and the last
-    // object are read back, and increment 0 leaves the data as it was.
-    let times = crash_then_clean(dir.path(), async |rt: &Runtime, _| {
+    // The filler wrote 1 to every object; the first and the last are read back each time
+    // (increment 0 leaves the data as it was).
+    let check = async |rt: &Runtime| {
         let ns = rt.namespace::<Counter>();
         for name in ["o0".to_string(), format!("o{}", objects - 1)] {
             assert_eq!(ns.get_by_name(&name).increment(0).await.unwrap(), 1);
         }
-    })
-    .await;
-    let floor = raw_fjall_open(dir.path());
+    };
+    let mut crashed = Vec::new();
+    let mut crashed_journal = 0;
+    for _ in 0..rounds {
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(dir.path(), copy.path());
+        let (rt, secs, journal) = timed_open(copy.path());
+        check(&rt).await;
+        rt.shutdown().await.unwrap();
+        crashed.push(secs);
+        crashed_journal = journal;
+    }
+    // Recover the original once, close it cleanly, then reopen it.
+    let (rt, _, _) = timed_open(dir.path());
+    rt.shutdown().await.unwrap();
+    let mut clean = Vec::new();
+    let mut clean_journal = 0;
+    for _ in 0..rounds {
+        let (rt, secs, journal) = timed_open(dir.path());
+        check(&rt).await;
+        rt.shutdown().await.unwrap();
+        clean.push(secs);
+        clean_journal = journal;
+    }
+    let floor = raw_fjall_open(dir.path(), rounds);
     println!(
-        "open, {objects} objects: fill {fill:.1} s; fjall journal at open: {:.1} MiB after \
-         the crash, {:.1} MiB after the clean shutdown",
-        times.crashed_journal as f64 / 1048576.0,
-        times.clean_journal as f64 / 1048576.0,
+        "open, {objects} objects: fill {fill:.1} s; fjall journal files at open: {:.1} MiB \
+         after the crash (fjall preallocates 64 MiB), {:.1} MiB after the clean shutdown; \
+         medians of {rounds}",
+        crashed_journal as f64 / 1048576.0,
+        clean_journal as f64 / 1048576.0,
     );
     keep(dir);
+    let times = OpenTimes {
+        crashed: median(crashed),
+        crashed_journal,
+        clean: median(clean),
+        clean_journal,
+    };
     (times, floor)
+}
+
+/// Copies a directory tree (a closed or crashed data directory).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
 }
 
 fn keep(dir: tempfile::TempDir) {
@@ -135,8 +180,9 @@ fn keep(dir: tempfile::TempDir) {
 }
 
 /// Copies every key of the runtime's directory into a fresh fjall database by bulk
-/// ingestion (tables only, no journal), closes it, and times opening it and its keyspace.
-fn raw_fjall_open(runtime_dir: &Path) -> f64 {
+/// ingestion (tables only, no journal), closes it, and times opening it and its keyspace
+/// (median of `rounds`).
+fn raw_fjall_open(runtime_dir: &Path, rounds: usize) -> f64 {
     let copy = tempfile::tempdir().unwrap();
     {
         let src = Database::builder(runtime_dir).open().unwrap();
@@ -155,14 +201,17 @@ fn raw_fjall_open(runtime_dir: &Path) -> f64 {
         ingestion.finish().unwrap();
         dst.persist(fjall::PersistMode::SyncAll).unwrap();
     }
-    let start = Instant::now();
-    let db = Database::builder(copy.path()).open().unwrap();
-    let ks = db
-        .keyspace("objects", KeyspaceCreateOptions::default)
-        .unwrap();
-    let elapsed = start.elapsed().as_secs_f64();
-    drop((ks, db));
-    elapsed
+    let mut times = Vec::new();
+    for _ in 0..rounds {
+        let start = Instant::now();
+        let db = Database::builder(copy.path()).open().unwrap();
+        let ks = db
+            .keyspace("objects", KeyspaceCreateOptions::default)
+            .unwrap();
+        times.push(start.elapsed().as_secs_f64());
+        drop((ks, db));
+    }
+    median(times)
 }
 
 /// Prints the `--objects` lines.
@@ -183,8 +232,12 @@ pub fn print_objects(objects: u64, times: &OpenTimes, floor: f64) {
 
 pub fn print_writes(total: u64, times: &OpenTimes) {
     println!(
-        "open after {total} writes: clean shutdown {:.3} s, after kill {:.3} s",
-        times.clean, times.crashed
+        "open after {total} writes: clean shutdown {:.3} s (journal files {:.1} MiB), after \
+         kill {:.3} s (journal files {:.1} MiB)",
+        times.clean,
+        times.clean_journal as f64 / 1048576.0,
+        times.crashed,
+        times.crashed_journal as f64 / 1048576.0,
     );
 }
 
