@@ -93,6 +93,7 @@ async fn crash_then_clean(dir: &Path, check: impl AsyncFn(&Runtime, bool)) -> Op
 pub async fn writes(total: u64) -> OpenTimes {
     let dir = tempfile::tempdir().unwrap();
     run_filler("--fill-and-abort", dir.path(), total);
+    sync_tree(dir.path());
     let times = crash_then_clean(dir.path(), async |rt: &Runtime, again: bool| {
         let stub = rt.namespace::<Counter>().get_by_name("o0");
         let expected = if again { 2 } else { 1 };
@@ -110,6 +111,7 @@ pub async fn writes(total: u64) -> OpenTimes {
 pub async fn objects(objects: u64, rounds: usize) -> (OpenTimes, f64) {
     let dir = tempfile::tempdir().unwrap();
     let fill = run_filler("--fill-objects-and-abort", dir.path(), objects);
+    sync_tree(dir.path());
     // The filler wrote 1 to every object; the first and the last are read back each time
     // (increment 0 leaves the data as it was).
     let check = async |rt: &Runtime| {
@@ -144,8 +146,8 @@ pub async fn objects(objects: u64, rounds: usize) -> (OpenTimes, f64) {
     let floor = raw_fjall_open(dir.path(), rounds);
     println!(
         "open, {objects} objects: fill {fill:.1} s; fjall journal files at open: {:.1} MiB \
-         after the crash (fjall preallocates 64 MiB), {:.1} MiB after the clean shutdown; \
-         medians of {rounds}",
+         after the crash (a new journal file is preallocated to 64 MiB), {:.1} MiB after the \
+         clean shutdown; medians of {rounds}",
         crashed_journal as f64 / 1048576.0,
         clean_journal as f64 / 1048576.0,
     );
@@ -159,7 +161,7 @@ pub async fn objects(objects: u64, rounds: usize) -> (OpenTimes, f64) {
     (times, floor)
 }
 
-/// Copies a directory tree (a closed or crashed data directory).
+/// Copies a directory tree (a closed or crashed data directory), then syncs the copy.
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
@@ -171,6 +173,25 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), &target).unwrap();
         }
     }
+    sync_tree(to);
+}
+
+/// fsyncs every file and directory under `dir`, so that an open timed next does not pay
+/// for writing out pages a copy (or the buffered filler) left dirty: with the runtime's
+/// default durability, what a crash leaves is already on disk.
+fn sync_tree(dir: &Path) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            sync_tree(&entry.path());
+        } else {
+            std::fs::File::open(entry.path())
+                .unwrap()
+                .sync_all()
+                .unwrap();
+        }
+    }
+    std::fs::File::open(dir).unwrap().sync_all().unwrap();
 }
 
 fn keep(dir: tempfile::TempDir) {
