@@ -23,7 +23,7 @@
 //! replay. After a crash, open reads what the journals hold: the active journal, up to
 //! about 64 MB plus what arrived before the next flush, and a sealed journal whose memtable
 //! was not flushed yet; no fjall setting lowers that 64 MB. Of those entries it re-inserts
-//! the ones that were still in memtables, which costs about 3× skipping a flushed one: hence
+//! the ones that were still in memtables, which costs about 4× skipping a flushed one: hence
 //! memtables of 16 MiB (`MEMTABLE_BYTES`) instead of fjall's 64 MiB.
 
 use std::ops::Bound;
@@ -39,7 +39,7 @@ use crate::error::{Error, Result};
 const KEYSPACE: &str = "objects";
 const MAX_JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
 /// fjall's memtable size (its default: 64 MiB). After a crash, open re-inserts every entry
-/// the memtables held (about 5 µs each on a loaded 2-core machine, against 1.6 µs to skip a
+/// the memtables held (about 6 µs each on a loaded 2-core machine, against 1.6 µs to skip a
 /// flushed one); 16 MiB cut a 200,000-object crash open from 2.6 s to 0.8 s at no measured
 /// cost to durable increments (BENCHMARKS.md). fjall stores it with the keyspace when it is
 /// created: a directory created before keeps the size it was created with.
