@@ -1,5 +1,6 @@
 //! `cargo run --release -p durable-bench -- [--quick]` (`--load`: 1,000,000 calls, 10,000
-//! objects, 256 callers; elapsed time and peak RSS)
+//! objects, 256 callers; elapsed time and peak RSS; `--open-only [--objects N | --writes N]`:
+//! open time only, see `open.rs`)
 //!
 //! Every figure is measured next to a baseline in the same run and printed as
 //! `NAME: ours X UNIT, BASELINE Y UNIT, ratio R` (ratio > 1: we are better).
@@ -14,6 +15,7 @@ mod actors;
 mod durable_cmp;
 mod fjall_ceiling;
 mod http;
+mod open;
 mod sqlite;
 
 /// A counter kept in a field: measures the call path alone.
@@ -120,6 +122,11 @@ async fn memory_per_active_object(objects: usize) -> f64 {
     assert_eq!(ns.live_objects(), objects + 1000);
     (after.saturating_sub(before)) as f64 / objects as f64
 }
+
+/// Objects whose data the open-time measurement reopens (the target: under 1 s), and in
+/// `--quick` runs (filling 1,000,000 objects takes over a minute).
+const OPEN_OBJECTS: u64 = 1_000_000;
+const OPEN_OBJECTS_QUICK: u64 = 200_000;
 
 struct Args {
     quick: bool,
@@ -234,70 +241,10 @@ fn fsync_per_write_per_s(dur: Duration) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Writes `total` keys over 10,000 objects, then measures reopening the directory, after a
-/// clean shutdown and after the writer was killed (`abort`, journal not flushed).
-async fn open_time(total: u64) -> (f64, f64) {
-    let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
-    // Fill in a child that aborts at the end: the crash case.
-    let status = std::process::Command::new(&exe)
-        .args([
-            "--fill-and-abort",
-            dir.path().to_str().unwrap(),
-            &total.to_string(),
-        ])
-        .status()
-        .unwrap();
-    assert!(!status.success(), "the filler should have aborted");
-    let start = Instant::now();
-    let rt = Runtime::builder().data_dir(dir.path()).open().unwrap();
-    let crashed_open = start.elapsed().as_secs_f64();
-    let stub = rt.namespace::<Counter>().get_by_name("o0");
-    stub.increment(1).await.unwrap();
-    rt.shutdown().await.unwrap();
-    let start = Instant::now();
-    let rt = Runtime::builder().data_dir(dir.path()).open().unwrap();
-    let clean_open = start.elapsed().as_secs_f64();
-    drop(rt);
-    if let Ok(keep) = std::env::var("DURABLE_BENCH_KEEP") {
-        std::fs::rename(dir.path(), keep).unwrap();
-    }
-    (clean_open, crashed_open)
-}
-
-async fn fill_and_abort(dir: &str, total: u64) {
-    let rt = Runtime::builder().data_dir(dir).open().unwrap();
-    let ns = rt.namespace::<Counter>();
-    let objects = 10_000u64;
-    let per_object = total / objects;
-    let mut tasks = Vec::new();
-    for worker in 0..64u64 {
-        let ns = ns.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut o = worker;
-            while o < objects {
-                let stub = ns.get_by_name(&format!("o{o}"));
-                let mut i = 0;
-                while i < per_object {
-                    let n = (per_object - i).min(100);
-                    stub.fill(i, n).await.unwrap();
-                    i += n;
-                }
-                o += 64;
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    std::process::abort();
-}
-
 #[tokio::main]
 async fn main() {
     let argv: Vec<String> = std::env::args().collect();
-    if argv.get(1).map(String::as_str) == Some("--fill-and-abort") {
-        fill_and_abort(&argv[2], argv[3].parse().unwrap()).await;
+    if open::child(&argv).await {
         return;
     }
     let quick = argv.iter().any(|a| a == "--quick");
@@ -355,15 +302,18 @@ async fn main() {
         return;
     }
     if argv.iter().any(|a| a == "--open-only") {
-        let total = match argv.iter().position(|a| a == "--writes") {
-            Some(i) => argv[i + 1].parse().expect("--writes N"),
-            None if quick => 200_000,
-            None => 1_000_000,
+        if let Some(i) = argv.iter().position(|a| a == "--writes") {
+            let total = argv[i + 1].parse().expect("--writes N");
+            open::print_writes(total, &open::writes(total).await);
+            return;
+        }
+        let objects = match argv.iter().position(|a| a == "--objects") {
+            Some(i) => argv[i + 1].parse().expect("--objects N"),
+            None if quick => OPEN_OBJECTS_QUICK,
+            None => OPEN_OBJECTS,
         };
-        let (clean, crashed) = open_time(total).await;
-        println!(
-            "open after {total} writes: clean shutdown {clean:.3} s, after kill {crashed:.3} s"
-        );
+        let (times, floor) = open::objects(objects, if quick { 1 } else { 3 }).await;
+        open::print_objects(objects, &times, floor);
         return;
     }
     if argv.iter().any(|a| a == "--http") {
@@ -405,9 +355,13 @@ async fn main() {
          (the user's struct: {user} bytes)"
     );
 
-    let total = if args.quick { 200_000 } else { 1_000_000 };
-    let (clean, crashed) = open_time(total).await;
-    println!("open after {total} writes: clean shutdown {clean:.3} s, after kill {crashed:.3} s");
+    let objects = if args.quick {
+        OPEN_OBJECTS_QUICK
+    } else {
+        OPEN_OBJECTS
+    };
+    let (times, floor) = open::objects(objects, args.rounds.min(3)).await;
+    open::print_objects(objects, &times, floor);
 }
 
 /// Peak resident memory of this process (`VmHWM`), in bytes.

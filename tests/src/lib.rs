@@ -29,3 +29,20 @@ impl Counter {
 
 pub mod faults;
 pub mod torture;
+
+/// fjall's journal files (`<number>.jnl`) in a data directory: how many, and their bytes in
+/// total. What a closed directory holds here is what the next open replays.
+pub fn journal_files(dir: &std::path::Path) -> (usize, u64) {
+    let entries =
+        std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()));
+    let mut count = 0;
+    let mut bytes = 0;
+    for entry in entries {
+        let entry = entry.expect("a directory entry");
+        if entry.path().extension().is_some_and(|x| x == "jnl") {
+            count += 1;
+            bytes += entry.metadata().expect("journal metadata").len();
+        }
+    }
+    (count, bytes)
+}

@@ -188,6 +188,13 @@ fn acknowledged_increments_survive_kill_9() {
         let run = Duration::from_millis(100 + rng.next() % 501);
         let acks = write_then_kill(dir.path(), run);
         let recovered = verify(dir.path());
+        // The verifying child shut down cleanly: nothing is left for the next open to replay.
+        let (journals, journal_bytes) = durable_tests::journal_files(dir.path());
+        assert_eq!(
+            (journals, journal_bytes),
+            (1, 0),
+            "cycle {cycle}: after a clean shutdown, one empty journal file"
+        );
         let acked: usize = acks.values().map(Vec::len).sum();
         total_acks += acked;
         let counters: Vec<i64> = OBJECTS
