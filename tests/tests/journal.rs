@@ -11,7 +11,7 @@ use tokio::time::timeout;
 
 /// Turns a hang into a failure.
 const GENEROUS: Duration = Duration::from_secs(20);
-const OBJECTS: i64 = 300;
+const OBJECTS: i64 = 100;
 
 fn open(dir: &Path) -> Runtime {
     Runtime::builder()
