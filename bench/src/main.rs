@@ -15,6 +15,7 @@ mod durable_cmp;
 mod fjall_ceiling;
 mod http;
 mod sqlite;
+mod tput;
 
 /// A counter kept in a field: measures the call path alone.
 #[durable_object]
@@ -186,37 +187,9 @@ async fn call_ns(n: u64, exclusive: bool) -> f64 {
 /// Acknowledged (fsync'ed) increments per second with `callers` concurrent callers spread
 /// over `objects` objects.
 async fn durable_increments_per_s(objects: usize, callers: usize, dur: Duration) -> f64 {
-    let dir = tempfile::tempdir().unwrap();
-    let rt = Runtime::builder().data_dir(dir.path()).open().unwrap();
-    let ns = rt.namespace::<Counter>();
-    let stubs: Arc<Vec<_>> = Arc::new(
-        (0..objects)
-            .map(|i| ns.get_by_name(&format!("c{i}")))
-            .collect(),
-    );
-    let deadline = Instant::now() + dur;
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..callers {
-        let stubs = stubs.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut done = 0u64;
-            let mut k = c;
-            while Instant::now() < deadline {
-                stubs[k % stubs.len()].increment(1).await.unwrap();
-                k += callers;
-                done += 1;
-            }
-            done
-        }));
-    }
-    let mut total = 0;
-    for t in tasks {
-        total += t.await.unwrap();
-    }
-    let rate = total as f64 / start.elapsed().as_secs_f64();
-    rt.shutdown().await.unwrap();
-    rate
+    tput::increments(tput::Store::Fsync, objects, callers, dur)
+        .await
+        .rate
 }
 
 /// One fdatasync'ed write per call, as the seed's counter does on workerd: the naive baseline.
@@ -346,6 +319,10 @@ async fn main() {
     }
     if argv.iter().any(|a| a == "--http") {
         http::run(&argv, quick).await;
+        return;
+    }
+    if argv.iter().any(|a| a == "--tput") {
+        tput::run(&argv).await;
         return;
     }
     if argv.iter().any(|a| a == "--load") {
