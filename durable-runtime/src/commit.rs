@@ -13,7 +13,6 @@
 //! ran (group commit), and no reply leaves before its writes, and every earlier write of its
 //! object, are durable (the output gate).
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -198,9 +197,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The commit thread's buffers, kept from round to round so that a round allocates nothing
+/// of its own in the steady state.
+#[derive(Default)]
+struct Round {
+    /// The items taken from the queue (which gets this vector's old buffer in exchange).
+    items: Vec<Item>,
+    batches: Vec<(u64, Arc<ObjectStore>, Arc<Batch>)>,
+    replies: Vec<(Arc<ObjectStore>, u64, u64, HeldReply)>,
+}
+
 fn commit_loop(shared: &Shared) {
+    let mut round = Round::default();
     loop {
-        let (items, last_seq) = {
+        let last_seq = {
             let mut queue = lock(&shared.queue);
             while queue.items.is_empty() && !queue.closing {
                 queue = shared.wake.wait(queue).unwrap_or_else(|p| p.into_inner());
@@ -208,9 +218,10 @@ fn commit_loop(shared: &Shared) {
             if queue.items.is_empty() {
                 return;
             }
-            (std::mem::take(&mut queue.items), queue.last_seq)
+            std::mem::swap(&mut queue.items, &mut round.items);
+            queue.last_seq
         };
-        commit_round(shared, items, last_seq);
+        commit_round(shared, &mut round, last_seq);
     }
 }
 
@@ -225,10 +236,13 @@ fn check_epoch(store: &ObjectStore, epoch: u64) -> Result<()> {
     }
 }
 
-fn commit_round(shared: &Shared, items: Vec<Item>, last_seq: u64) {
-    let mut batches = Vec::new();
-    let mut replies = Vec::new();
-    for item in items {
+fn commit_round(shared: &Shared, round: &mut Round, last_seq: u64) {
+    let Round {
+        items,
+        batches,
+        replies,
+    } = round;
+    for item in items.drain(..) {
         match item {
             // A batch computed from lost writes must not reach storage.
             Item::Batch { store, batch, .. } if store.epoch_failed(batch.epoch) => {}
@@ -247,11 +261,11 @@ fn commit_round(shared: &Shared, items: Vec<Item>, last_seq: u64) {
     let result = if batches.is_empty() && replies.iter().all(|(_, _, seq, _)| *seq <= durable) {
         Ok(())
     } else {
-        apply_and_sync(shared, &batches)
+        apply_and_sync(shared, batches)
     };
     match &result {
         Ok(()) => {
-            for (seq, store, _) in &batches {
+            for (seq, store, _) in batches.iter() {
                 store.applied(*seq);
             }
             // Every batch numbered up to `last_seq` was queued before this round's items
@@ -266,32 +280,41 @@ fn commit_round(shared: &Shared, items: Vec<Item>, last_seq: u64) {
         }
         Err(e) => {
             tracing::error!(error = %e, batches = batches.len(), "commit failed; resetting the objects whose writes were lost");
-            for (_, store, batch) in &batches {
+            for (_, store, batch) in batches.iter() {
                 store.mark_failed(batch.epoch);
             }
         }
     }
-    for (store, epoch, _, reply) in replies {
+    for (store, epoch, _, reply) in replies.drain(..) {
         reply(result.clone().and_then(|()| check_epoch(&store, epoch)));
     }
+    batches.clear();
 }
 
 fn apply_and_sync(shared: &Shared, batches: &[(u64, Arc<ObjectStore>, Arc<Batch>)]) -> Result<()> {
     if !batches.is_empty() {
-        // Later writes of a key replace earlier ones: one atomic batch, distinct keys.
-        let mut merged: BTreeMap<Vec<u8>, Option<&[u8]>> = BTreeMap::new();
-        for (_, store, batch) in batches {
-            for (key, value) in &batch.writes {
-                merged.insert(store.full_key(key), value.as_deref());
-            }
-            for (key, value) in &batch.system {
-                merged.insert(key.clone(), value.as_deref());
-            }
+        // One atomic batch of distinct keys: later writes of a key replace earlier ones.
+        // The batches hold their full keys, so this copies no key or value. (Only batches
+        // of one object can share keys; sorting also hands the backend its keys in order.)
+        let mut writes: Vec<Write<'_>> =
+            Vec::with_capacity(batches.iter().map(|(_, _, b)| b.len()).sum());
+        for (_, _, batch) in batches.iter() {
+            writes.extend(batch.writes());
         }
-        let writes: Vec<Write<'_>> = merged
-            .iter()
-            .map(|(key, value)| Write { key, value: *value })
-            .collect();
+        // Stable: the writes of one key stay in submission order; keep the last.
+        writes.sort_by(|a, b| a.key.cmp(b.key));
+        let mut kept = 0;
+        for i in 0..writes.len() {
+            if writes
+                .get(i + 1)
+                .is_some_and(|next| next.key == writes[i].key)
+            {
+                continue;
+            }
+            writes[kept] = writes[i];
+            kept += 1;
+        }
+        writes.truncate(kept);
         shared.backend.apply(&writes)?;
     }
     shared.backend.sync(shared.durability)?;

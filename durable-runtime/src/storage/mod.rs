@@ -7,6 +7,7 @@
 //! every earlier write of its object, durable or still flushing.
 
 mod backend;
+mod batch;
 mod fjall;
 pub(crate) mod keys;
 mod memory;
@@ -21,6 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use self::backend::{Backend, Durability, Entry, ScanIter, Write};
+pub(crate) use self::batch::Batch;
 pub use self::fjall::FjallBackend;
 use self::keys::{prefix_successor, Id};
 pub use self::memory::MemoryBackend;
@@ -42,22 +44,6 @@ pub(crate) type Writes = BTreeMap<String, Option<Vec<u8>>>;
 /// Full backend key → new value, for the runtime's own records (alarms, names).
 pub(crate) type SystemWrites = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
-/// One committed call's writes, waiting for (or past) the commit thread.
-#[derive(Debug)]
-pub(crate) struct Batch {
-    pub(crate) writes: Writes,
-    pub(crate) system: SystemWrites,
-    /// The object's epoch when the batch was made (see [`ObjectStore`]).
-    pub(crate) epoch: u64,
-}
-
-impl Batch {
-    /// Whether the batch sets or clears a schedule (the alarm schedulers must look again).
-    pub(crate) fn touches_schedules(&self) -> bool {
-        self.system.keys().any(|k| k.first() == Some(&keys::DUE))
-    }
-}
-
 #[derive(Debug, Default, Clone)]
 struct CallWrites {
     writes: Writes,
@@ -71,6 +57,10 @@ struct Layers {
     call: CallWrites,
     in_flight: VecDeque<(u64, Arc<Batch>)>,
 }
+
+/// The largest applied batch an object keeps in memory as a read cache (see
+/// [`ObjectStore::applied`]): keys and values, in bytes.
+const CACHED_BATCH_BYTES: usize = 1024;
 
 /// The storage state of one object, shared by its [`Storage`] handle and the commit thread.
 pub(crate) struct ObjectStore {
@@ -121,23 +111,29 @@ impl ObjectStore {
     /// Takes the running call's writes as a batch to commit, turning `delete_all` into
     /// deletes of every key visible now. `None` when the call wrote nothing.
     pub(crate) fn take_call_writes(&self) -> Result<Option<Batch>> {
-        let mut layers = self.layers();
-        let call = std::mem::take(&mut layers.call);
-        if !call.cleared && call.writes.is_empty() && call.system.is_empty() {
-            return Ok(None);
-        }
-        let mut writes = call.writes;
-        if call.cleared {
-            let visible = self.visible_below_call(&layers, Bound::Unbounded, Bound::Unbounded)?;
-            for key in visible {
-                writes.entry(key).or_insert(None);
+        let call = {
+            let mut layers = self.layers();
+            let mut call = std::mem::take(&mut layers.call);
+            if !call.cleared && call.writes.is_empty() && call.system.is_empty() {
+                return Ok(None);
             }
-        }
-        Ok(Some(Batch {
-            writes,
-            system: call.system,
-            epoch: self.epoch(),
-        }))
+            if call.cleared {
+                let visible =
+                    self.visible_below_call(&layers, Bound::Unbounded, Bound::Unbounded)?;
+                for key in visible {
+                    call.writes.entry(key).or_insert(None);
+                }
+            }
+            call
+        };
+        Ok(Some(Batch::pack(
+            &self.prefix,
+            call.writes.iter().map(|(k, v)| (k.as_str(), v.as_deref())),
+            call.system
+                .iter()
+                .map(|(k, v)| (k.as_slice(), v.as_deref())),
+            self.epoch(),
+        )))
     }
 
     /// Forgets the running call's writes (the call panicked or failed).
@@ -158,9 +154,23 @@ impl ObjectStore {
     }
 
     /// The commit thread applied every batch up to `seq`: reads can go to the backend.
+    ///
+    /// The newest applied batch stays in memory if it is small ([`CACHED_BATCH_BYTES`]), as
+    /// a read cache: an object mostly reads back what it wrote last, and a backend read costs
+    /// far more than a lookup in a small batch (for fjall, a memtable search over every
+    /// version of every object's keys). Its values are the backend's: only this object writes
+    /// its keys, and a batch leaves the layers oldest first, so a kept batch is never older
+    /// than one that left.
     pub(crate) fn applied(&self, seq: u64) {
         let mut layers = self.layers();
-        while layers.in_flight.front().is_some_and(|(s, _)| *s <= seq) {
+        while let Some((s, batch)) = layers.in_flight.front() {
+            if *s > seq {
+                break;
+            }
+            let newer_applied = layers.in_flight.get(1).is_some_and(|(s, _)| *s <= seq);
+            if !newer_applied && batch.bytes() <= CACHED_BATCH_BYTES {
+                break;
+            }
             layers.in_flight.pop_front();
         }
     }
@@ -213,8 +223,8 @@ impl ObjectStore {
             merged.insert(key, true);
         }
         for (_, batch) in &layers.in_flight {
-            for (key, value) in &batch.writes {
-                merged.insert(key.clone(), value.is_some());
+            for (key, value) in batch.data() {
+                merged.insert(utf8_key(key)?.to_owned(), value.is_some());
             }
         }
         Ok(merged
@@ -263,8 +273,8 @@ impl ObjectStore {
                 return Ok(value.clone());
             }
             for (_, batch) in layers.in_flight.iter().rev() {
-                if let Some(value) = batch.system.get(key) {
-                    return Ok(value.clone());
+                if let Some(value) = batch.get_system(key) {
+                    return Ok(value.map(<[u8]>::to_vec));
                 }
             }
         }
@@ -358,19 +368,18 @@ impl ObjectStore {
             found.insert(name, ms);
         }
         let layers = self.layers();
-        let layered = layers
-            .in_flight
-            .iter()
-            .map(|(_, b)| &b.system)
-            .chain(std::iter::once(&layers.call.system));
-        for system in layered {
-            for (key, value) in system.range(prefix.clone()..) {
-                if !key.starts_with(&prefix) {
-                    break;
-                }
-                let (name, ms) = decode_entry(key, value.as_deref())?;
+        for (_, batch) in &layers.in_flight {
+            for (key, value) in batch.system_with_prefix(&prefix) {
+                let (name, ms) = decode_entry(key, value)?;
                 found.insert(name, ms);
             }
+        }
+        for (key, value) in layers.call.system.range(prefix.clone()..) {
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            let (name, ms) = decode_entry(key, value.as_deref())?;
+            found.insert(name, ms);
         }
         Ok(found
             .into_iter()
@@ -389,14 +398,19 @@ impl ObjectStore {
                 return Ok(None);
             }
             for (_, batch) in layers.in_flight.iter().rev() {
-                if let Some(value) = batch.writes.get(key) {
-                    return Ok(value.clone());
+                if let Some(value) = batch.get(key) {
+                    return Ok(value.map(<[u8]>::to_vec));
                 }
             }
         }
         // Not in memory: in-flight batches leave memory only after the backend has them.
         self.backend.get(&self.full_key(key))
     }
+}
+
+/// A user key read back from a batch (always UTF-8: it was a `&str`).
+fn utf8_key(key: &[u8]) -> Result<&str> {
+    std::str::from_utf8(key).map_err(|e| Error::storage(format!("stored key is not UTF-8: {e}")))
 }
 
 fn as_slice_bound(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
@@ -623,8 +637,11 @@ impl Storage {
             let mut overlay: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
             if !layers.call.cleared {
                 for (_, batch) in &layers.in_flight {
-                    for (k, v) in batch.writes.iter().filter(|(k, _)| in_range(k)) {
-                        overlay.insert(k.clone(), v.clone());
+                    for (k, v) in batch.data() {
+                        let k = utf8_key(k)?;
+                        if in_range(k) {
+                            overlay.insert(k.to_owned(), v.map(<[u8]>::to_vec));
+                        }
                     }
                 }
             }
