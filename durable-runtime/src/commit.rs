@@ -265,8 +265,8 @@ fn commit_round(shared: &Shared, round: &mut Round, last_seq: u64) {
     };
     match &result {
         Ok(()) => {
-            for (seq, store, _) in batches.iter() {
-                store.applied(*seq);
+            for (seq, store, batch) in batches.iter() {
+                store.applied(*seq, batch.bytes());
             }
             // Every batch numbered up to `last_seq` was queued before this round's items
             // were taken, so it was committed (or dropped as lost) by now.

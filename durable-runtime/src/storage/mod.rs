@@ -75,6 +75,9 @@ pub(crate) struct ObjectStore {
     epoch: AtomicU64,
     /// The newest failed epoch (0: none).
     failed_epoch: AtomicU64,
+    /// Every batch of this object up to this sequence number is in the backend (set by the
+    /// commit thread; the in-flight layer drops them lazily, see [`ObjectStore::applied`]).
+    applied_seq: AtomicU64,
     /// Envelopes the object's actor has taken, for the idle sweeper.
     activity: AtomicU64,
     /// `activity` when the sweeper last looked.
@@ -90,6 +93,7 @@ impl ObjectStore {
             layers: Mutex::new(Layers::default()),
             epoch: AtomicU64::new(1),
             failed_epoch: AtomicU64::new(0),
+            applied_seq: AtomicU64::new(0),
             activity: AtomicU64::new(0),
             swept: AtomicU64::new(0),
         }
@@ -113,6 +117,7 @@ impl ObjectStore {
     pub(crate) fn take_call_writes(&self) -> Result<Option<Batch>> {
         let call = {
             let mut layers = self.layers();
+            self.drop_applied(&mut layers);
             let mut call = std::mem::take(&mut layers.call);
             if !call.cleared && call.writes.is_empty() && call.system.is_empty() {
                 return Ok(None);
@@ -153,21 +158,34 @@ impl ObjectStore {
         self.layers().in_flight.push_back((seq, batch));
     }
 
-    /// The commit thread applied every batch up to `seq`: reads can go to the backend.
+    /// The commit thread applied every batch of this object up to `seq`, the last of them
+    /// holding `bytes`: reads can go to the backend.
     ///
-    /// The newest applied batch stays in memory if it is small ([`CACHED_BATCH_BYTES`]), as
-    /// a read cache: an object mostly reads back what it wrote last, and a backend read costs
-    /// far more than a lookup in a small batch (for fjall, a memtable search over every
-    /// version of every object's keys). Its values are the backend's: only this object writes
-    /// its keys, and a batch leaves the layers oldest first, so a kept batch is never older
-    /// than one that left.
-    pub(crate) fn applied(&self, seq: u64) {
-        let mut layers = self.layers();
-        while let Some((s, batch)) = layers.in_flight.front() {
-            if *s > seq {
+    /// Applied batches leave the in-flight layer when the object next reads or commits
+    /// (`read`, [`take_call_writes`](Self::take_call_writes)), on its own thread: the commit
+    /// thread only publishes `seq`, without taking the object's lock or freeing its memory.
+    /// A batch larger than [`CACHED_BATCH_BYTES`] leaves at once, so that an object that
+    /// goes quiet holds at most the small batches it submitted last.
+    pub(crate) fn applied(&self, seq: u64, bytes: usize) {
+        self.applied_seq.fetch_max(seq, Ordering::Release);
+        if bytes > CACHED_BATCH_BYTES {
+            self.drop_applied(&mut self.layers());
+        }
+    }
+
+    /// Drops the applied batches from the in-flight layer, but the newest one if it is small
+    /// ([`CACHED_BATCH_BYTES`]): that one stays as a read cache. An object mostly reads back
+    /// what it wrote last, and a backend read costs far more than a lookup in a small batch
+    /// (for fjall, a memtable search over every version of every object's keys). A kept
+    /// batch holds the backend's values: only this object writes its keys, and batches leave
+    /// the layer oldest first, so a kept batch is never older than one that left.
+    fn drop_applied(&self, layers: &mut Layers) {
+        let applied = self.applied_seq.load(Ordering::Acquire);
+        while let Some((seq, batch)) = layers.in_flight.front() {
+            if *seq > applied {
                 break;
             }
-            let newer_applied = layers.in_flight.get(1).is_some_and(|(s, _)| *s <= seq);
+            let newer_applied = layers.in_flight.get(1).is_some_and(|(s, _)| *s <= applied);
             if !newer_applied && batch.bytes() <= CACHED_BATCH_BYTES {
                 break;
             }
@@ -390,7 +408,8 @@ impl ObjectStore {
     /// The newest bytes of `key`: running call, then in flight, then backend.
     fn read(&self, key: &str) -> Result<Option<Vec<u8>>> {
         {
-            let layers = self.layers();
+            let mut layers = self.layers();
+            self.drop_applied(&mut layers);
             if let Some(value) = layers.call.writes.get(key) {
                 return Ok(value.clone());
             }
