@@ -1,5 +1,6 @@
 //! `cargo run --release -p durable-bench -- [--quick]` (`--load`: 1,000,000 calls, 10,000
-//! objects, 256 callers; elapsed time and peak RSS)
+//! objects, 256 callers; elapsed time and peak RSS; `--durable-only`: the durable increments
+//! against the raw fjall ceiling and SQLite only; `--tput`: see `tput.rs`)
 //!
 //! Every figure is measured next to a baseline in the same run and printed as
 //! `NAME: ours X UNIT, BASELINE Y UNIT, ratio R` (ratio > 1: we are better).
@@ -319,6 +320,15 @@ async fn main() {
     }
     if argv.iter().any(|a| a == "--http") {
         http::run(&argv, quick).await;
+        return;
+    }
+    if argv.iter().any(|a| a == "--durable-only") {
+        let dur = Duration::from_secs(if quick { 2 } else { 5 });
+        println!(
+            "disk: one write + fdatasync per write {:.0} /s",
+            fsync_per_write_per_s(dur)
+        );
+        durable_cmp::run(if quick { 1 } else { 3 }, dur).await;
         return;
     }
     if argv.iter().any(|a| a == "--tput") {
