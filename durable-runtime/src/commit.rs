@@ -95,7 +95,7 @@ impl OutputGate {
     }
 
     /// Queues a committed call's writes; returns their sequence number. The batch is in
-    /// flight in `store` before the commit thread can see it.
+    /// flight in `store` when this returns.
     pub(crate) fn submit(&self, store: &Arc<ObjectStore>, batch: Batch) -> Result<u64> {
         let batch = Arc::new(batch);
         let mut queue = self.queue();
@@ -104,15 +104,18 @@ impl OutputGate {
         }
         queue.last_seq += 1;
         let seq = queue.last_seq;
-        store.push_in_flight(seq, batch.clone());
         self.enqueue(
             queue,
             Item::Batch {
                 seq,
                 store: store.clone(),
-                batch,
+                batch: batch.clone(),
             },
         );
+        // Outside the queue's lock, which every object's calls and the commit thread take.
+        // The commit thread may already have applied the batch: only this object's actor
+        // reads its layers, and it is here; an applied batch leaves the layer later.
+        store.push_in_flight(seq, batch);
         Ok(seq)
     }
 
