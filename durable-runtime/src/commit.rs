@@ -208,6 +208,16 @@ struct Round {
     items: Vec<Item>,
     batches: Vec<(u64, Arc<ObjectStore>, Arc<Batch>)>,
     replies: Vec<(Arc<ObjectStore>, u64, u64, HeldReply)>,
+    /// The round's writes for the backend, and numbered for sorting (empty between rounds).
+    /// A buffer of this size allocated every round made glibc consolidate its fast bins each
+    /// time (the frees of the objects' batches land there): 3% of the commit thread.
+    writes: Scratch,
+}
+
+#[derive(Default)]
+struct Scratch {
+    numbered: Vec<(Write<'static>, usize)>,
+    writes: Vec<Write<'static>>,
 }
 
 fn commit_loop(shared: &Shared) {
@@ -228,6 +238,13 @@ fn commit_loop(shared: &Shared) {
     }
 }
 
+/// An empty vector with the buffer of `v`, for a type of the same layout with a longer
+/// lifetime: collecting in place reuses the buffer (the standard library does for a filter
+/// over `into_iter`; were it not to, this allocates nothing and the next round allocates).
+fn recycle<T, U>(v: Vec<T>) -> Vec<U> {
+    v.into_iter().filter_map(|_| None).collect()
+}
+
 fn check_epoch(store: &ObjectStore, epoch: u64) -> Result<()> {
     if store.epoch_failed(epoch) {
         Err(Error::storage(
@@ -244,6 +261,7 @@ fn commit_round(shared: &Shared, round: &mut Round, last_seq: u64) {
         items,
         batches,
         replies,
+        writes,
     } = round;
     for item in items.drain(..) {
         match item {
@@ -264,7 +282,7 @@ fn commit_round(shared: &Shared, round: &mut Round, last_seq: u64) {
     let result = if batches.is_empty() && replies.iter().all(|(_, _, seq, _)| *seq <= durable) {
         Ok(())
     } else {
-        apply_and_sync(shared, batches)
+        apply_and_sync(shared, batches, writes)
     };
     match &result {
         Ok(()) => {
@@ -294,31 +312,39 @@ fn commit_round(shared: &Shared, round: &mut Round, last_seq: u64) {
     batches.clear();
 }
 
-fn apply_and_sync(shared: &Shared, batches: &[(u64, Arc<ObjectStore>, Arc<Batch>)]) -> Result<()> {
+fn apply_and_sync(
+    shared: &Shared,
+    batches: &[(u64, Arc<ObjectStore>, Arc<Batch>)],
+    scratch: &mut Scratch,
+) -> Result<()> {
     if !batches.is_empty() {
         // One atomic batch of distinct keys: later writes of a key replace earlier ones.
         // The batches hold their full keys, so this copies no key or value. (Only batches
         // of one object can share keys; sorting also hands the backend its keys in order.)
-        let mut writes: Vec<Write<'_>> =
-            Vec::with_capacity(batches.iter().map(|(_, _, b)| b.len()).sum());
+        let mut numbered: Vec<(Write<'_>, usize)> = std::mem::take(&mut scratch.numbered);
+        numbered.reserve(batches.iter().map(|(_, _, b)| b.len()).sum());
         for (_, _, batch) in batches.iter() {
-            writes.extend(batch.writes());
-        }
-        // Stable: the writes of one key stay in submission order; keep the last.
-        writes.sort_by(|a, b| a.key.cmp(b.key));
-        let mut kept = 0;
-        for i in 0..writes.len() {
-            if writes
-                .get(i + 1)
-                .is_some_and(|next| next.key == writes[i].key)
-            {
-                continue;
+            for write in batch.writes() {
+                numbered.push((write, numbered.len()));
             }
-            writes[kept] = writes[i];
-            kept += 1;
         }
-        writes.truncate(kept);
-        shared.backend.apply(&writes)?;
+        // By key, then in submission order (an unstable sort allocates nothing).
+        numbered.sort_unstable_by(|(a, i), (b, j)| a.key.cmp(b.key).then(i.cmp(j)));
+        let mut writes: Vec<Write<'_>> = std::mem::take(&mut scratch.writes);
+        for (i, (write, _)) in numbered.iter().enumerate() {
+            if numbered
+                .get(i + 1)
+                .is_none_or(|(next, _)| next.key != write.key)
+            {
+                writes.push(*write);
+            }
+        }
+        let applied = shared.backend.apply(&writes);
+        numbered.clear();
+        writes.clear();
+        scratch.numbered = recycle(numbered);
+        scratch.writes = recycle(writes);
+        applied?;
     }
     shared.backend.sync(shared.durability)?;
     shared.syncs.fetch_add(1, Ordering::Relaxed);

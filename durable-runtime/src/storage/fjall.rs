@@ -193,7 +193,8 @@ impl Backend for FjallBackend {
 
     fn apply(&self, batch: &[Write<'_>]) -> Result<()> {
         self.with(|open| {
-            let mut fj = open.db.batch().durability(None);
+            let mut fj = fjall::OwnedWriteBatch::with_capacity(open.db.clone(), batch.len())
+                .durability(None);
             for write in batch {
                 match write.value {
                     Some(value) => fj.insert(&open.objects, write.key, value),
