@@ -350,3 +350,72 @@ fn apply_and_sync(
     shared.syncs.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::{ClassTag, ObjectId};
+    use crate::storage::MemoryBackend;
+
+    fn batch(store: &ObjectStore, writes: &[(&str, Option<&[u8]>)]) -> Arc<Batch> {
+        let prefix = store.full_key("");
+        Arc::new(Batch::pack(
+            &prefix,
+            writes.iter().copied(),
+            std::iter::empty(),
+            store.epoch(),
+        ))
+    }
+
+    /// Batches of one object in one round: each key gets the write of the last batch.
+    #[test]
+    fn a_round_keeps_the_last_write_of_each_key() {
+        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        let shared = Shared {
+            queue: Mutex::new(Queue {
+                items: Vec::new(),
+                last_seq: 0,
+                closing: false,
+            }),
+            wake: Condvar::new(),
+            durable_seq: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
+            schedules: tokio::sync::watch::Sender::new(0),
+            backend: backend.clone(),
+            durability: Durability::Fsync,
+        };
+        let class = ClassTag::new("C", "C");
+        let (a, b) = (
+            Arc::new(ObjectStore::new(
+                &ObjectId::from_name(&class, "a"),
+                backend.clone(),
+            )),
+            Arc::new(ObjectStore::new(
+                &ObjectId::from_name(&class, "b"),
+                backend.clone(),
+            )),
+        );
+        let batches = [
+            (&a, batch(&a, &[("k", Some(b"1")), ("x", Some(b"x1"))])),
+            (&b, batch(&b, &[("k", Some(b"b"))])),
+            (&a, batch(&a, &[("k", Some(b"2")), ("y", Some(b"y2"))])),
+            (&a, batch(&a, &[("k", Some(b"3")), ("x", None)])),
+        ];
+        let mut round = Round::default();
+        for (seq, (store, batch)) in batches.iter().enumerate() {
+            round.items.push(Item::Batch {
+                seq: seq as u64 + 1,
+                store: (*store).clone(),
+                batch: batch.clone(),
+            });
+        }
+        commit_round(&shared, &mut round, batches.len() as u64);
+        let get = |store: &ObjectStore, key: &str| backend.get(&store.full_key(key)).unwrap();
+        assert_eq!(get(&a, "k"), Some(b"3".to_vec()));
+        assert_eq!(get(&a, "x"), None);
+        assert_eq!(get(&a, "y"), Some(b"y2".to_vec()));
+        assert_eq!(get(&b, "k"), Some(b"b".to_vec()));
+        assert_eq!(shared.durable_seq.load(Ordering::Acquire), 4);
+        assert_eq!(shared.syncs.load(Ordering::Relaxed), 1);
+    }
+}
