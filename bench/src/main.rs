@@ -1,6 +1,7 @@
 //! `cargo run --release -p durable-bench -- [--quick]` (`--load`: 1,000,000 calls, 10,000
 //! objects, 256 callers; elapsed time and peak RSS; `--open-only [--objects N | --writes N]`:
-//! open time only, see `open.rs`)
+//! open time only, see `open.rs`; `--durable-only`: the durable increments against the raw
+//! fjall ceiling and SQLite only; `--tput`: see `tput.rs`)
 //!
 //! Every figure is measured next to a baseline in the same run and printed as
 //! `NAME: ours X UNIT, BASELINE Y UNIT, ratio R` (ratio > 1: we are better).
@@ -17,6 +18,7 @@ mod fjall_ceiling;
 mod http;
 mod open;
 mod sqlite;
+mod tput;
 
 /// A counter kept in a field: measures the call path alone.
 #[durable_object]
@@ -193,37 +195,9 @@ async fn call_ns(n: u64, exclusive: bool) -> f64 {
 /// Acknowledged (fsync'ed) increments per second with `callers` concurrent callers spread
 /// over `objects` objects.
 async fn durable_increments_per_s(objects: usize, callers: usize, dur: Duration) -> f64 {
-    let dir = tempfile::tempdir().unwrap();
-    let rt = Runtime::builder().data_dir(dir.path()).open().unwrap();
-    let ns = rt.namespace::<Counter>();
-    let stubs: Arc<Vec<_>> = Arc::new(
-        (0..objects)
-            .map(|i| ns.get_by_name(&format!("c{i}")))
-            .collect(),
-    );
-    let deadline = Instant::now() + dur;
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..callers {
-        let stubs = stubs.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut done = 0u64;
-            let mut k = c;
-            while Instant::now() < deadline {
-                stubs[k % stubs.len()].increment(1).await.unwrap();
-                k += callers;
-                done += 1;
-            }
-            done
-        }));
-    }
-    let mut total = 0;
-    for t in tasks {
-        total += t.await.unwrap();
-    }
-    let rate = total as f64 / start.elapsed().as_secs_f64();
-    rt.shutdown().await.unwrap();
-    rate
+    tput::increments(tput::Store::Fsync, objects, callers, dur)
+        .await
+        .rate
 }
 
 /// One fdatasync'ed write per call, as the seed's counter does on workerd: the naive baseline.
@@ -318,6 +292,19 @@ async fn main() {
     }
     if argv.iter().any(|a| a == "--http") {
         http::run(&argv, quick).await;
+        return;
+    }
+    if argv.iter().any(|a| a == "--durable-only") {
+        let dur = Duration::from_secs(if quick { 2 } else { 5 });
+        println!(
+            "disk: one write + fdatasync per write {:.0} /s",
+            fsync_per_write_per_s(dur)
+        );
+        durable_cmp::run(if quick { 1 } else { 3 }, dur).await;
+        return;
+    }
+    if argv.iter().any(|a| a == "--tput") {
+        tput::run(&argv).await;
         return;
     }
     if argv.iter().any(|a| a == "--load") {

@@ -13,7 +13,6 @@
 //! ran (group commit), and no reply leaves before its writes, and every earlier write of its
 //! object, are durable (the output gate).
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -96,7 +95,7 @@ impl OutputGate {
     }
 
     /// Queues a committed call's writes; returns their sequence number. The batch is in
-    /// flight in `store` before the commit thread can see it.
+    /// flight in `store` when this returns.
     pub(crate) fn submit(&self, store: &Arc<ObjectStore>, batch: Batch) -> Result<u64> {
         let batch = Arc::new(batch);
         let mut queue = self.queue();
@@ -105,15 +104,18 @@ impl OutputGate {
         }
         queue.last_seq += 1;
         let seq = queue.last_seq;
-        store.push_in_flight(seq, batch.clone());
         self.enqueue(
             queue,
             Item::Batch {
                 seq,
                 store: store.clone(),
-                batch,
+                batch: batch.clone(),
             },
         );
+        // Outside the queue's lock, which every object's calls and the commit thread take.
+        // The commit thread may already have applied the batch: only this object's actor
+        // reads its layers, and it is here; an applied batch leaves the layer later.
+        store.push_in_flight(seq, batch);
         Ok(seq)
     }
 
@@ -198,9 +200,30 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The commit thread's buffers, kept from round to round so that a round allocates nothing
+/// of its own in the steady state.
+#[derive(Default)]
+struct Round {
+    /// The items taken from the queue (which gets this vector's old buffer in exchange).
+    items: Vec<Item>,
+    batches: Vec<(u64, Arc<ObjectStore>, Arc<Batch>)>,
+    replies: Vec<(Arc<ObjectStore>, u64, u64, HeldReply)>,
+    /// The round's writes for the backend, and numbered for sorting (empty between rounds).
+    /// A buffer of this size allocated every round made glibc consolidate its fast bins each
+    /// time (the frees of the objects' batches land there): 3% of the commit thread.
+    writes: Scratch,
+}
+
+#[derive(Default)]
+struct Scratch {
+    numbered: Vec<(Write<'static>, usize)>,
+    writes: Vec<Write<'static>>,
+}
+
 fn commit_loop(shared: &Shared) {
+    let mut round = Round::default();
     loop {
-        let (items, last_seq) = {
+        let last_seq = {
             let mut queue = lock(&shared.queue);
             while queue.items.is_empty() && !queue.closing {
                 queue = shared.wake.wait(queue).unwrap_or_else(|p| p.into_inner());
@@ -208,10 +231,18 @@ fn commit_loop(shared: &Shared) {
             if queue.items.is_empty() {
                 return;
             }
-            (std::mem::take(&mut queue.items), queue.last_seq)
+            std::mem::swap(&mut queue.items, &mut round.items);
+            queue.last_seq
         };
-        commit_round(shared, items, last_seq);
+        commit_round(shared, &mut round, last_seq);
     }
+}
+
+/// An empty vector with the buffer of `v`, for a type of the same layout with a longer
+/// lifetime: collecting in place reuses the buffer (the standard library does for a filter
+/// over `into_iter`; were it not to, this allocates nothing and the next round allocates).
+fn recycle<T, U>(v: Vec<T>) -> Vec<U> {
+    v.into_iter().filter_map(|_| None).collect()
 }
 
 fn check_epoch(store: &ObjectStore, epoch: u64) -> Result<()> {
@@ -225,10 +256,14 @@ fn check_epoch(store: &ObjectStore, epoch: u64) -> Result<()> {
     }
 }
 
-fn commit_round(shared: &Shared, items: Vec<Item>, last_seq: u64) {
-    let mut batches = Vec::new();
-    let mut replies = Vec::new();
-    for item in items {
+fn commit_round(shared: &Shared, round: &mut Round, last_seq: u64) {
+    let Round {
+        items,
+        batches,
+        replies,
+        writes,
+    } = round;
+    for item in items.drain(..) {
         match item {
             // A batch computed from lost writes must not reach storage.
             Item::Batch { store, batch, .. } if store.epoch_failed(batch.epoch) => {}
@@ -247,12 +282,12 @@ fn commit_round(shared: &Shared, items: Vec<Item>, last_seq: u64) {
     let result = if batches.is_empty() && replies.iter().all(|(_, _, seq, _)| *seq <= durable) {
         Ok(())
     } else {
-        apply_and_sync(shared, &batches)
+        apply_and_sync(shared, batches, writes)
     };
     match &result {
         Ok(()) => {
-            for (seq, store, _) in &batches {
-                store.applied(*seq);
+            for (seq, store, batch) in batches.iter() {
+                store.applied(*seq, batch.bytes());
             }
             // Every batch numbered up to `last_seq` was queued before this round's items
             // were taken, so it was committed (or dropped as lost) by now.
@@ -266,35 +301,121 @@ fn commit_round(shared: &Shared, items: Vec<Item>, last_seq: u64) {
         }
         Err(e) => {
             tracing::error!(error = %e, batches = batches.len(), "commit failed; resetting the objects whose writes were lost");
-            for (_, store, batch) in &batches {
+            for (_, store, batch) in batches.iter() {
                 store.mark_failed(batch.epoch);
             }
         }
     }
-    for (store, epoch, _, reply) in replies {
+    for (store, epoch, _, reply) in replies.drain(..) {
         reply(result.clone().and_then(|()| check_epoch(&store, epoch)));
     }
+    batches.clear();
 }
 
-fn apply_and_sync(shared: &Shared, batches: &[(u64, Arc<ObjectStore>, Arc<Batch>)]) -> Result<()> {
+fn apply_and_sync(
+    shared: &Shared,
+    batches: &[(u64, Arc<ObjectStore>, Arc<Batch>)],
+    scratch: &mut Scratch,
+) -> Result<()> {
     if !batches.is_empty() {
-        // Later writes of a key replace earlier ones: one atomic batch, distinct keys.
-        let mut merged: BTreeMap<Vec<u8>, Option<&[u8]>> = BTreeMap::new();
-        for (_, store, batch) in batches {
-            for (key, value) in &batch.writes {
-                merged.insert(store.full_key(key), value.as_deref());
-            }
-            for (key, value) in &batch.system {
-                merged.insert(key.clone(), value.as_deref());
+        // One atomic batch of distinct keys: later writes of a key replace earlier ones.
+        // The batches hold their full keys, so this copies no key or value. (Only batches
+        // of one object can share keys; sorting also hands the backend its keys in order.)
+        let mut numbered: Vec<(Write<'_>, usize)> = std::mem::take(&mut scratch.numbered);
+        numbered.reserve(batches.iter().map(|(_, _, b)| b.len()).sum());
+        for (_, _, batch) in batches.iter() {
+            for write in batch.writes() {
+                numbered.push((write, numbered.len()));
             }
         }
-        let writes: Vec<Write<'_>> = merged
-            .iter()
-            .map(|(key, value)| Write { key, value: *value })
-            .collect();
-        shared.backend.apply(&writes)?;
+        // By key, then in submission order (an unstable sort allocates nothing).
+        numbered.sort_unstable_by(|(a, i), (b, j)| a.key.cmp(b.key).then(i.cmp(j)));
+        let mut writes: Vec<Write<'_>> = std::mem::take(&mut scratch.writes);
+        for (i, (write, _)) in numbered.iter().enumerate() {
+            if numbered
+                .get(i + 1)
+                .is_none_or(|(next, _)| next.key != write.key)
+            {
+                writes.push(*write);
+            }
+        }
+        let applied = shared.backend.apply(&writes);
+        numbered.clear();
+        writes.clear();
+        scratch.numbered = recycle(numbered);
+        scratch.writes = recycle(writes);
+        applied?;
     }
     shared.backend.sync(shared.durability)?;
     shared.syncs.fetch_add(1, Ordering::Relaxed);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::{ClassTag, ObjectId};
+    use crate::storage::MemoryBackend;
+
+    fn batch(store: &ObjectStore, writes: &[(&str, Option<&[u8]>)]) -> Arc<Batch> {
+        let prefix = store.full_key("");
+        Arc::new(Batch::pack(
+            &prefix,
+            writes.iter().copied(),
+            std::iter::empty(),
+            store.epoch(),
+        ))
+    }
+
+    /// Batches of one object in one round: each key gets the write of the last batch.
+    #[test]
+    fn a_round_keeps_the_last_write_of_each_key() {
+        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        let shared = Shared {
+            queue: Mutex::new(Queue {
+                items: Vec::new(),
+                last_seq: 0,
+                closing: false,
+            }),
+            wake: Condvar::new(),
+            durable_seq: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
+            schedules: tokio::sync::watch::Sender::new(0),
+            backend: backend.clone(),
+            durability: Durability::Fsync,
+        };
+        let class = ClassTag::new("C", "C");
+        let (a, b) = (
+            Arc::new(ObjectStore::new(
+                &ObjectId::from_name(&class, "a"),
+                backend.clone(),
+            )),
+            Arc::new(ObjectStore::new(
+                &ObjectId::from_name(&class, "b"),
+                backend.clone(),
+            )),
+        );
+        let batches = [
+            (&a, batch(&a, &[("k", Some(b"1")), ("x", Some(b"x1"))])),
+            (&b, batch(&b, &[("k", Some(b"b"))])),
+            (&a, batch(&a, &[("k", Some(b"2")), ("y", Some(b"y2"))])),
+            (&a, batch(&a, &[("k", Some(b"3")), ("x", None)])),
+        ];
+        let mut round = Round::default();
+        for (seq, (store, batch)) in batches.iter().enumerate() {
+            round.items.push(Item::Batch {
+                seq: seq as u64 + 1,
+                store: (*store).clone(),
+                batch: batch.clone(),
+            });
+        }
+        commit_round(&shared, &mut round, batches.len() as u64);
+        let get = |store: &ObjectStore, key: &str| backend.get(&store.full_key(key)).unwrap();
+        assert_eq!(get(&a, "k"), Some(b"3".to_vec()));
+        assert_eq!(get(&a, "x"), None);
+        assert_eq!(get(&a, "y"), Some(b"y2".to_vec()));
+        assert_eq!(get(&b, "k"), Some(b"b".to_vec()));
+        assert_eq!(shared.durable_seq.load(Ordering::Acquire), 4);
+        assert_eq!(shared.syncs.load(Ordering::Relaxed), 1);
+    }
 }

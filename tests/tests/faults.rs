@@ -201,6 +201,9 @@ async fn a_read_error_fails_that_call_only() {
     let (a, b) = (ns.get_by_name("a"), ns.get_by_name("b"));
     assert_eq!(within("bump a", a.bump()).await.unwrap(), 1);
     assert_eq!(within("bump b", b.bump()).await.unwrap(), 1);
+    // An object keeps its last small batch in memory as a read cache: write another key so
+    // that `ctr` is read from the backend.
+    within("a.set", a.set("other".into(), 6)).await.unwrap();
 
     // Every read of a's keys fails: get and scan.
     backend.fail_reads_of(ns.id_from_name("a").as_bytes());
@@ -215,6 +218,7 @@ async fn a_read_error_fails_that_call_only() {
     backend.clear();
     assert_eq!(within("a.value", a.value()).await.unwrap(), 1);
     assert_eq!(within("bump a", a.bump()).await.unwrap(), 2);
+    within("a.set", a.set("other".into(), 8)).await.unwrap();
 
     // One failing get, one failing scan, one scan failing midway: each fails one call.
     backend.fail_next(Fault::Get, 1);

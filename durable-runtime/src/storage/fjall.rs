@@ -23,8 +23,13 @@
 //! replay. After a crash, open reads what the journals hold: the active journal, up to
 //! about 64 MB plus what arrived before the next flush, and a sealed journal whose memtable
 //! was not flushed yet; no fjall setting lowers that 64 MB. Of those entries it re-inserts
-//! the ones that were still in memtables, which costs about 4× skipping a flushed one: hence
-//! memtables of 16 MiB (`MEMTABLE_BYTES`) instead of fjall's 64 MiB.
+//! the ones that were still in memtables, which costs about 4× skipping a flushed one.
+//!
+//! Memtables: 8 MiB (`MEMTABLE_BYTES`) instead of fjall's 64 MiB, for two reasons. Objects
+//! rewrite the same few keys, so a memtable is mostly old versions: each write is a
+//! skiplist search over all of them, one cache miss per level, on the commit thread (2/3 of
+//! its time with 64 MiB); a flush keeps only the newest version of each key, so flushing
+//! more often costs little. And a crash open re-inserts less.
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -38,12 +43,11 @@ use crate::error::{Error, Result};
 
 const KEYSPACE: &str = "objects";
 const MAX_JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
-/// fjall's memtable size (its default: 64 MiB). After a crash, open re-inserts every entry
-/// the memtables held (about 6 µs each on a loaded 2-core machine, against 1.6 µs to skip a
-/// flushed one); 16 MiB cut a 200,000-object crash open from 2.6 s to 0.8 s at no measured
-/// cost to durable increments (BENCHMARKS.md). fjall stores it with the keyspace when it is
-/// created: a directory created before keeps the size it was created with.
-const MEMTABLE_BYTES: u64 = 16 * 1024 * 1024;
+/// fjall's memtable size (its default: 64 MiB); see the module documentation. After a crash,
+/// open re-inserts every entry the memtables held (about 6 µs each on a loaded 2-core
+/// machine, against 1.6 µs to skip a flushed one). fjall stores it with the keyspace when it
+/// is created: a directory created before keeps the size it was created with.
+const MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
 /// How long [`Backend::close`] waits for fjall to flush its memtables.
 const FLUSH_PATIENCE: Duration = Duration::from_secs(30);
 
@@ -208,7 +212,8 @@ impl Backend for FjallBackend {
 
     fn apply(&self, batch: &[Write<'_>]) -> Result<()> {
         self.with(|open| {
-            let mut fj = open.db.batch().durability(None);
+            let mut fj = fjall::OwnedWriteBatch::with_capacity(open.db.clone(), batch.len())
+                .durability(None);
             for write in batch {
                 match write.value {
                     Some(value) => fj.insert(&open.objects, write.key, value),

@@ -7,6 +7,7 @@
 //! every earlier write of its object, durable or still flushing.
 
 mod backend;
+mod batch;
 mod fjall;
 pub(crate) mod keys;
 mod memory;
@@ -21,6 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use self::backend::{Backend, Durability, Entry, ScanIter, Write};
+pub(crate) use self::batch::Batch;
 pub use self::fjall::FjallBackend;
 use self::keys::{prefix_successor, Id};
 pub use self::memory::MemoryBackend;
@@ -42,22 +44,6 @@ pub(crate) type Writes = BTreeMap<String, Option<Vec<u8>>>;
 /// Full backend key → new value, for the runtime's own records (alarms, names).
 pub(crate) type SystemWrites = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
-/// One committed call's writes, waiting for (or past) the commit thread.
-#[derive(Debug)]
-pub(crate) struct Batch {
-    pub(crate) writes: Writes,
-    pub(crate) system: SystemWrites,
-    /// The object's epoch when the batch was made (see [`ObjectStore`]).
-    pub(crate) epoch: u64,
-}
-
-impl Batch {
-    /// Whether the batch sets or clears a schedule (the alarm schedulers must look again).
-    pub(crate) fn touches_schedules(&self) -> bool {
-        self.system.keys().any(|k| k.first() == Some(&keys::DUE))
-    }
-}
-
 #[derive(Debug, Default, Clone)]
 struct CallWrites {
     writes: Writes,
@@ -72,6 +58,10 @@ struct Layers {
     in_flight: VecDeque<(u64, Arc<Batch>)>,
 }
 
+/// The largest applied batch an object keeps in memory as a read cache (see
+/// [`ObjectStore::applied`]): keys and values, in bytes.
+const CACHED_BATCH_BYTES: usize = 1024;
+
 /// The storage state of one object, shared by its [`Storage`] handle and the commit thread.
 pub(crate) struct ObjectStore {
     id: Id,
@@ -84,6 +74,9 @@ pub(crate) struct ObjectStore {
     epoch: AtomicU64,
     /// The newest failed epoch (0: none).
     failed_epoch: AtomicU64,
+    /// Every batch of this object up to this sequence number is in the backend (set by the
+    /// commit thread; the in-flight layer drops them lazily, see [`ObjectStore::applied`]).
+    applied_seq: AtomicU64,
     /// Envelopes the object's actor has taken, for the idle sweeper.
     activity: AtomicU64,
     /// `activity` when the sweeper last looked.
@@ -98,6 +91,7 @@ impl ObjectStore {
             layers: Mutex::new(Layers::default()),
             epoch: AtomicU64::new(1),
             failed_epoch: AtomicU64::new(0),
+            applied_seq: AtomicU64::new(0),
             activity: AtomicU64::new(0),
             swept: AtomicU64::new(0),
         }
@@ -122,32 +116,39 @@ impl ObjectStore {
     /// the object's name is recorded too if the call wrote data (an object's name is stored
     /// with its first data); `*name` is then set to `None`.
     pub(crate) fn take_call_writes(&self, name: &mut Option<&str>) -> Result<Option<Batch>> {
-        let mut layers = self.layers();
-        let data = layers.call.cleared || !layers.call.writes.is_empty();
-        if !data && layers.call.system.is_empty() {
-            return Ok(None);
-        }
-        if data {
-            if let Some(name) = name.take() {
-                layers
-                    .call
-                    .system
-                    .insert(keys::name_key(&self.id), Some(name.as_bytes().to_vec()));
+        let call = {
+            let mut layers = self.layers();
+            self.drop_applied(&mut layers);
+            let data = layers.call.cleared || !layers.call.writes.is_empty();
+            if !data && layers.call.system.is_empty() {
+                return Ok(None);
             }
-        }
-        let call = std::mem::take(&mut layers.call);
-        let mut writes = call.writes;
-        if call.cleared {
-            let visible = self.visible_below_call(&layers, Bound::Unbounded, Bound::Unbounded)?;
-            for key in visible {
-                writes.entry(key).or_insert(None);
+            if data {
+                if let Some(name) = name.take() {
+                    layers
+                        .call
+                        .system
+                        .insert(keys::name_key(&self.id), Some(name.as_bytes().to_vec()));
+                }
             }
-        }
-        Ok(Some(Batch {
-            writes,
-            system: call.system,
-            epoch: self.epoch(),
-        }))
+            let mut call = std::mem::take(&mut layers.call);
+            if call.cleared {
+                let visible =
+                    self.visible_below_call(&layers, Bound::Unbounded, Bound::Unbounded)?;
+                for key in visible {
+                    call.writes.entry(key).or_insert(None);
+                }
+            }
+            call
+        };
+        Ok(Some(Batch::pack(
+            &keys::data_prefix(&self.id),
+            call.writes.iter().map(|(k, v)| (k.as_str(), v.as_deref())),
+            call.system
+                .iter()
+                .map(|(k, v)| (k.as_slice(), v.as_deref())),
+            self.epoch(),
+        )))
     }
 
     /// Forgets the running call's writes (the call panicked or failed).
@@ -167,10 +168,37 @@ impl ObjectStore {
         self.layers().in_flight.push_back((seq, batch));
     }
 
-    /// The commit thread applied every batch up to `seq`: reads can go to the backend.
-    pub(crate) fn applied(&self, seq: u64) {
-        let mut layers = self.layers();
-        while layers.in_flight.front().is_some_and(|(s, _)| *s <= seq) {
+    /// The commit thread applied every batch of this object up to `seq`, the last of them
+    /// holding `bytes`: reads can go to the backend.
+    ///
+    /// Applied batches leave the in-flight layer when the object next reads or commits
+    /// (`read`, [`take_call_writes`](Self::take_call_writes)), on its own thread: the commit
+    /// thread only publishes `seq`, without taking the object's lock or freeing its memory.
+    /// A batch larger than [`CACHED_BATCH_BYTES`] leaves at once, so that an object that
+    /// goes quiet holds at most the small batches it submitted last.
+    pub(crate) fn applied(&self, seq: u64, bytes: usize) {
+        self.applied_seq.fetch_max(seq, Ordering::Release);
+        if bytes > CACHED_BATCH_BYTES {
+            self.drop_applied(&mut self.layers());
+        }
+    }
+
+    /// Drops the applied batches from the in-flight layer, but the newest one if it is small
+    /// ([`CACHED_BATCH_BYTES`]): that one stays as a read cache. An object mostly reads back
+    /// what it wrote last, and a backend read costs far more than a lookup in a small batch
+    /// (for fjall, a memtable search over every version of every object's keys). A kept
+    /// batch holds the backend's values: only this object writes its keys, and batches leave
+    /// the layer oldest first, so a kept batch is never older than one that left.
+    fn drop_applied(&self, layers: &mut Layers) {
+        let applied = self.applied_seq.load(Ordering::Acquire);
+        while let Some((seq, batch)) = layers.in_flight.front() {
+            if *seq > applied {
+                break;
+            }
+            let newer_applied = layers.in_flight.get(1).is_some_and(|(s, _)| *s <= applied);
+            if !newer_applied && batch.bytes() <= CACHED_BATCH_BYTES {
+                break;
+            }
             layers.in_flight.pop_front();
         }
     }
@@ -225,8 +253,8 @@ impl ObjectStore {
             merged.insert(key, true);
         }
         for (_, batch) in &layers.in_flight {
-            for (key, value) in &batch.writes {
-                merged.insert(key.clone(), value.is_some());
+            for (key, value) in batch.data() {
+                merged.insert(utf8_key(key)?.to_owned(), value.is_some());
             }
         }
         Ok(merged
@@ -275,8 +303,8 @@ impl ObjectStore {
                 return Ok(value.clone());
             }
             for (_, batch) in layers.in_flight.iter().rev() {
-                if let Some(value) = batch.system.get(key) {
-                    return Ok(value.clone());
+                if let Some(value) = batch.get_system(key) {
+                    return Ok(value.map(<[u8]>::to_vec));
                 }
             }
         }
@@ -360,19 +388,18 @@ impl ObjectStore {
             found.insert(name, ms);
         }
         let layers = self.layers();
-        let layered = layers
-            .in_flight
-            .iter()
-            .map(|(_, b)| &b.system)
-            .chain(std::iter::once(&layers.call.system));
-        for system in layered {
-            for (key, value) in system.range(prefix.clone()..) {
-                if !key.starts_with(&prefix) {
-                    break;
-                }
-                let (name, ms) = decode_entry(key, value.as_deref())?;
+        for (_, batch) in &layers.in_flight {
+            for (key, value) in batch.system_with_prefix(&prefix) {
+                let (name, ms) = decode_entry(key, value)?;
                 found.insert(name, ms);
             }
+        }
+        for (key, value) in layers.call.system.range(prefix.clone()..) {
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            let (name, ms) = decode_entry(key, value.as_deref())?;
+            found.insert(name, ms);
         }
         Ok(found
             .into_iter()
@@ -383,7 +410,8 @@ impl ObjectStore {
     /// The newest bytes of `key`: running call, then in flight, then backend.
     fn read(&self, key: &str) -> Result<Option<Vec<u8>>> {
         {
-            let layers = self.layers();
+            let mut layers = self.layers();
+            self.drop_applied(&mut layers);
             if let Some(value) = layers.call.writes.get(key) {
                 return Ok(value.clone());
             }
@@ -391,14 +419,19 @@ impl ObjectStore {
                 return Ok(None);
             }
             for (_, batch) in layers.in_flight.iter().rev() {
-                if let Some(value) = batch.writes.get(key) {
-                    return Ok(value.clone());
+                if let Some(value) = batch.get(key) {
+                    return Ok(value.map(<[u8]>::to_vec));
                 }
             }
         }
         // Not in memory: in-flight batches leave memory only after the backend has them.
         self.backend.get(&self.full_key(key))
     }
+}
+
+/// A user key read back from a batch (always UTF-8: it was a `&str`).
+fn utf8_key(key: &[u8]) -> Result<&str> {
+    std::str::from_utf8(key).map_err(|e| Error::storage(format!("stored key is not UTF-8: {e}")))
 }
 
 fn as_slice_bound(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
@@ -625,8 +658,11 @@ impl Storage {
             let mut overlay: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
             if !layers.call.cleared {
                 for (_, batch) in &layers.in_flight {
-                    for (k, v) in batch.writes.iter().filter(|(k, _)| in_range(k)) {
-                        overlay.insert(k.clone(), v.clone());
+                    for (k, v) in batch.data() {
+                        let k = utf8_key(k)?;
+                        if in_range(k) {
+                            overlay.insert(k.to_owned(), v.map(<[u8]>::to_vec));
+                        }
                     }
                 }
             }
