@@ -58,15 +58,9 @@ struct Shared {
     durability: Durability,
 }
 
-/// The output gate and its commit thread. See the module documentation.
-pub(crate) struct OutputGate {
-    shared: Arc<Shared>,
-    thread: Mutex<Option<JoinHandle<()>>>,
-}
-
-impl OutputGate {
-    pub(crate) fn start(backend: Arc<dyn Backend>, durability: Durability) -> Result<OutputGate> {
-        let shared = Arc::new(Shared {
+impl Shared {
+    fn new(backend: Arc<dyn Backend>, durability: Durability) -> Shared {
+        Shared {
             queue: Mutex::new(Queue {
                 items: Vec::new(),
                 last_seq: 0,
@@ -78,7 +72,19 @@ impl OutputGate {
             schedules: tokio::sync::watch::Sender::new(0),
             backend,
             durability,
-        });
+        }
+    }
+}
+
+/// The output gate and its commit thread. See the module documentation.
+pub(crate) struct OutputGate {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl OutputGate {
+    pub(crate) fn start(backend: Arc<dyn Backend>, durability: Durability) -> Result<OutputGate> {
+        let shared = Arc::new(Shared::new(backend, durability));
         let thread_shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name("durable-commit".into())
@@ -371,19 +377,7 @@ mod tests {
     #[test]
     fn a_round_keeps_the_last_write_of_each_key() {
         let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
-        let shared = Shared {
-            queue: Mutex::new(Queue {
-                items: Vec::new(),
-                last_seq: 0,
-                closing: false,
-            }),
-            wake: Condvar::new(),
-            durable_seq: AtomicU64::new(0),
-            syncs: AtomicU64::new(0),
-            schedules: tokio::sync::watch::Sender::new(0),
-            backend: backend.clone(),
-            durability: Durability::Fsync,
-        };
+        let shared = Shared::new(backend.clone(), Durability::Fsync);
         let class = ClassTag::new("C", "C");
         let (a, b) = (
             Arc::new(ObjectStore::new(

@@ -1,6 +1,9 @@
 //! Objects and helpers shared by the integration tests.
 
-use durable_runtime::{durable_object, Context, Result};
+use std::path::Path;
+use std::time::Duration;
+
+use durable_runtime::{durable_object, Context, Result, Runtime};
 
 /// The seed's counter.
 #[durable_object]
@@ -29,6 +32,26 @@ impl Counter {
 
 pub mod faults;
 pub mod torture;
+
+/// How long a test waits for a reply before calling it a hang.
+pub const GENEROUS: Duration = Duration::from_secs(20);
+
+/// Opens a runtime on the data directory `dir`, or panics saying why.
+pub fn open(dir: &Path) -> Runtime {
+    Runtime::builder()
+        .data_dir(dir)
+        .open()
+        .unwrap_or_else(|e| panic!("open {}: {e}", dir.display()))
+}
+
+/// Awaits `f` (a call), panicking with `what` on an error or on no reply within [`GENEROUS`].
+pub async fn within<T>(what: &str, f: impl std::future::Future<Output = Result<T>>) -> T {
+    match tokio::time::timeout(GENEROUS, f).await {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => panic!("{what}: {e}"),
+        Err(_) => panic!("{what}: no reply within {GENEROUS:?}"),
+    }
+}
 
 /// fjall's journal files (`<number>.jnl`) in a data directory: how many, and their bytes in
 /// total. What a closed directory holds here is what the next open replays.

@@ -3,30 +3,11 @@
 //! still win over what was stored before.
 
 use std::path::Path;
-use std::time::Duration;
 
-use durable_runtime::{Result, Runtime};
-use durable_tests::{journal_files, Counter};
-use tokio::time::timeout;
+use durable_runtime::Runtime;
+use durable_tests::{journal_files, open, within, Counter};
 
-/// Turns a hang into a failure.
-const GENEROUS: Duration = Duration::from_secs(20);
 const OBJECTS: i64 = 100;
-
-fn open(dir: &Path) -> Runtime {
-    Runtime::builder()
-        .data_dir(dir)
-        .open()
-        .unwrap_or_else(|e| panic!("open {}: {e}", dir.display()))
-}
-
-async fn within<T>(what: &str, f: impl std::future::Future<Output = Result<T>>) -> T {
-    match timeout(GENEROUS, f).await {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => panic!("{what}: {e}"),
-        Err(_) => panic!("{what}: no reply within {GENEROUS:?}"),
-    }
-}
 
 /// Adds `i + 1` to counter `c{i}`, for every object.
 async fn increment_all(rt: &Runtime) {

@@ -1,15 +1,9 @@
 //! Restarts: what a runtime acknowledged is there when the data directory is reopened,
 //! whether the runtime was dropped or shut down; a held directory cannot be opened twice.
 
-use std::path::Path;
-use std::time::Duration;
-
 use durable_runtime::{durable_object, Context, ErrorKind, ListOptions, Result, Runtime};
-use durable_tests::Counter;
+use durable_tests::{open, within, Counter, GENEROUS};
 use tokio::time::timeout;
-
-/// Turns a hang into a failure.
-const GENEROUS: Duration = Duration::from_secs(20);
 
 /// A second class, with string keys and values.
 #[durable_object]
@@ -41,21 +35,6 @@ impl Notes {
 
     pub async fn list(&self) -> Result<Vec<(String, String)>> {
         self.ctx.storage().list(ListOptions::default())
-    }
-}
-
-fn open(dir: &Path) -> Runtime {
-    Runtime::builder()
-        .data_dir(dir)
-        .open()
-        .unwrap_or_else(|e| panic!("open {}: {e}", dir.display()))
-}
-
-async fn within<T>(what: &str, f: impl std::future::Future<Output = Result<T>>) -> T {
-    match timeout(GENEROUS, f).await {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => panic!("{what}: {e}"),
-        Err(_) => panic!("{what}: no reply within {GENEROUS:?}"),
     }
 }
 
