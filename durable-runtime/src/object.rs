@@ -341,6 +341,9 @@ impl<T: DurableObject> Actor<T> {
                     }));
                 }
                 Some(match call {
+                    // Exclusive calls get a box of their own: `run_call`'s future also has
+                    // room for concurrent shared calls, which an exclusive call would copy
+                    // and allocate for nothing.
                     Call::Exclusive(call) => {
                         self.ns.runtime.metrics.calls.inc();
                         Box::pin(async move {
