@@ -22,11 +22,11 @@ const TAG: usize = 8;
 
 pub(crate) type Id = [u8; ID_BYTES];
 
-/// `DATA ‖ id`: the prefix of every data key of one object.
-pub(crate) fn data_prefix(id: &Id) -> Vec<u8> {
-    let mut key = Vec::with_capacity(1 + ID_BYTES);
-    key.push(DATA);
-    key.extend_from_slice(id);
+/// `DATA ‖ id`: the prefix of every data key of one object (on the stack: it is built for
+/// every commit).
+pub(crate) fn data_prefix(id: &Id) -> [u8; 1 + ID_BYTES] {
+    let mut key = [DATA; 1 + ID_BYTES];
+    key[1..].copy_from_slice(id);
     key
 }
 

@@ -272,7 +272,7 @@ impl ObjectStore {
         let lower = match start {
             Bound::Included(k) => Bound::Included(self.full_key(k)),
             Bound::Excluded(k) => Bound::Excluded(self.full_key(k)),
-            Bound::Unbounded => Bound::Included(keys::data_prefix(&self.id)),
+            Bound::Unbounded => Bound::Included(keys::data_prefix(&self.id).to_vec()),
         };
         let upper = match end {
             Bound::Included(k) => Bound::Included(self.full_key(k)),
