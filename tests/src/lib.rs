@@ -1,6 +1,9 @@
 //! Objects and helpers shared by the integration tests.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
 use durable_runtime::{durable_object, Context, Result, Runtime};
@@ -68,4 +71,36 @@ pub fn journal_files(dir: &std::path::Path) -> (usize, u64) {
         }
     }
     (count, bytes)
+}
+
+/// Starts the program at `path` with `args` and its stdout piped; a thread sends each line it
+/// prints whole. A line cut short by a kill was never printed whole, so it is not sent (for
+/// the crash tests, such a line is no acknowledgement).
+pub fn spawn_with_lines(path: &str, args: &[&str]) -> (Child, Receiver<String>) {
+    let mut child = Command::new(path)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {path}: {e}"));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) if !line.ends_with('\n') => break,
+                Ok(_) => {
+                    if tx.send(line.trim_end().to_owned()).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    (child, rx)
 }

@@ -11,11 +11,12 @@
 //! and the held-sync tests), where a backend sees each sync.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::process::Child;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use durable_tests::spawn_with_lines;
 
 const CHILD: &str = env!("CARGO_BIN_EXE_crash_child");
 const OBJECTS: [&str; 4] = ["o0", "o1", "o2", "o3"];
@@ -26,34 +27,8 @@ const GENEROUS: Duration = Duration::from_secs(60);
 
 /// Starts the child with stdout piped; a thread sends each complete line it prints.
 fn spawn_child(dir: &Path, mode: &str) -> (Child, Receiver<String>) {
-    let mut child = Command::new(CHILD)
-        .arg(dir)
-        .arg(mode)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {CHILD}: {e}"));
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => break,
-                // A line cut short by the kill was never printed whole: not an ACK.
-                Ok(_) if !line.ends_with('\n') => break,
-                Ok(_) => {
-                    if tx.send(line.trim_end().to_owned()).is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-    });
-    (child, rx)
+    let dir = dir.to_str().expect("UTF-8 temp dir");
+    spawn_with_lines(CHILD, &[dir, mode])
 }
 
 /// A small xorshift generator: no crate needed; the seed is printed for reproduction.

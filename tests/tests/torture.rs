@@ -17,13 +17,13 @@
 //! `output_gate.rs` proves the sync.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use durable_runtime::Runtime;
+use durable_tests::spawn_with_lines;
 use durable_tests::torture::{Op, Tortured, OBJECTS, TXN_KEYS};
 
 const CHILD: &str = env!("CARGO_BIN_EXE_torture_child");
@@ -45,33 +45,8 @@ impl Rng {
 
 /// What one cycle saw: every line the child printed whole, in order.
 fn run_child(dir: &Path, seed: u64, first: bool, rng: &mut Rng) -> (Vec<String>, String) {
-    let mut child = Command::new(CHILD)
-        .arg(dir)
-        .arg(seed.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {CHILD}: {e}"));
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => break,
-                // A line cut short by the kill was never printed whole.
-                Ok(_) if !line.ends_with('\n') => break,
-                Ok(_) => {
-                    if tx.send(line.trim_end().to_owned()).is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-    });
+    let seed = seed.to_string();
+    let (mut child, rx) = spawn_with_lines(CHILD, &[dir.to_str().expect("UTF-8 temp dir"), &seed]);
     let mut lines = Vec::new();
     // One kill in five comes early, from the start: maybe while the child opens and
     // recovers the directory. The others come a random time after its first reply. Not in
