@@ -48,6 +48,13 @@ pub enum ErrorKind {
     Config,
     /// A broken internal invariant; please report it.
     Internal,
+    /// The peer does not hold the runtime's secret (or holds another one). Not retryable.
+    Unauthenticated,
+    /// The connection to the object's runtime was lost before the reply arrived. Retryable:
+    /// the call may or may not have run.
+    Disconnected,
+    /// The peer does not know the class or the method ID: a peer of another build.
+    UnknownMethod,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -89,6 +96,13 @@ enum Repr {
     Config(String),
     #[error("internal error: {0}")]
     Internal(String),
+    // Variants are encoded by position on the wire: new ones go at the end, never between.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    #[error("disconnected: {0}; the call may or may not have run")]
+    Disconnected(String),
+    #[error("unknown method: {0}")]
+    UnknownMethod(String),
 }
 
 /// The error of every fallible operation in `durable_runtime`.
@@ -147,6 +161,9 @@ impl Error {
             Repr::Cycle(_) => ErrorKind::Cycle,
             Repr::Config(_) => ErrorKind::Config,
             Repr::Internal(_) => ErrorKind::Internal,
+            Repr::Unauthenticated(_) => ErrorKind::Unauthenticated,
+            Repr::Disconnected(_) => ErrorKind::Disconnected,
+            Repr::UnknownMethod(_) => ErrorKind::UnknownMethod,
         }
     }
 
@@ -156,10 +173,11 @@ impl Error {
         matches!(&*self.repr, Repr::App { .. } | Repr::Panicked { .. })
     }
 
-    /// `true` when the same call may succeed if sent again: a transient storage failure.
-    /// Overloaded errors are not retryable: sending more work makes overload worse.
+    /// `true` when the same call may succeed if sent again: a transient storage failure, or
+    /// a connection lost before the reply (the call may have run: retry only what is safe to
+    /// run twice). Overloaded errors are not retryable: sending more work makes overload worse.
     pub fn is_retryable(&self) -> bool {
-        matches!(&*self.repr, Repr::Storage(_))
+        matches!(&*self.repr, Repr::Storage(_) | Repr::Disconnected(_))
     }
 
     /// `true` when the object refused the call because its queue was full.
@@ -246,6 +264,18 @@ impl Error {
 
     pub(crate) fn config(message: impl Into<String>) -> Self {
         Error::new(Repr::Config(message.into()))
+    }
+
+    pub(crate) fn unauthenticated(message: impl Into<String>) -> Self {
+        Error::new(Repr::Unauthenticated(message.into()))
+    }
+
+    pub(crate) fn disconnected(message: impl Into<String>) -> Self {
+        Error::new(Repr::Disconnected(message.into()))
+    }
+
+    pub(crate) fn unknown_method(message: impl Into<String>) -> Self {
+        Error::new(Repr::UnknownMethod(message.into()))
     }
 
     /// A broken internal invariant. Public for the code `#[durable_object]` generates.

@@ -83,6 +83,27 @@ pub mod __private {
 
     pub use serde;
 
+    /// Encodes `value` with postcard, appending to `out`: arguments (as a tuple) and return
+    /// values on the wire.
+    pub fn encode<V: serde::Serialize + ?Sized>(value: &V, out: &mut Vec<u8>) -> crate::Result<()> {
+        crate::wire::encode_value(value, out)
+    }
+
+    /// Decodes the arguments or the return value of `class::method` from exactly `bytes`.
+    pub fn decode<V: serde::de::DeserializeOwned>(
+        class: &str,
+        method: &str,
+        what: &str,
+        bytes: &[u8],
+    ) -> crate::Result<V> {
+        crate::wire::decode_value(class, method, what, bytes)
+    }
+
+    /// The error for a method ID class `class` does not have.
+    pub fn unknown_method(class: &str, method: u64) -> crate::Error {
+        crate::wire::unknown_method(class, method)
+    }
+
     /// The error a stub method returns for a reply that is not its method's: the runtime's
     /// error, or an internal one for a reply of another method (a broken invariant).
     pub fn reply_error<T>(reply: crate::Result<T>) -> crate::Error {

@@ -90,6 +90,50 @@ impl MethodSchema {
     }
 }
 
+/// Appends the postcard encoding of `value` to `out`.
+pub(crate) fn encode_value<V: serde::Serialize + ?Sized>(
+    value: &V,
+    out: &mut Vec<u8>,
+) -> crate::Result<()> {
+    let taken = std::mem::take(out);
+    match postcard::to_extend(value, taken) {
+        Ok(bytes) => {
+            *out = bytes;
+            Ok(())
+        }
+        Err(e) => Err(crate::Error::invalid_argument(format!(
+            "a value could not be encoded for the wire: {e}"
+        ))),
+    }
+}
+
+/// Decodes a `V` from exactly `bytes`: trailing bytes are an error too (a peer whose types
+/// differ from ours).
+pub(crate) fn decode_value<V: serde::de::DeserializeOwned>(
+    class: &str,
+    method: &str,
+    what: &str,
+    bytes: &[u8],
+) -> crate::Result<V> {
+    let mismatch = |detail: String| {
+        crate::Error::invalid_argument(format!(
+            "the {what} of `{class}::{method}` do not decode ({detail}); is the peer of another build?"
+        ))
+    };
+    match postcard::take_from_bytes::<V>(bytes) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, rest)) => Err(mismatch(format!("{} bytes left over", rest.len()))),
+        Err(e) => Err(mismatch(e.to_string())),
+    }
+}
+
+/// A method ID the class does not have.
+pub(crate) fn unknown_method(class: &str, method: u64) -> crate::Error {
+    crate::Error::unknown_method(format!(
+        "class `{class}` has no method with ID {method:016x}; is the peer of another build?"
+    ))
+}
+
 const fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
     const PRIME: u64 = 0x0000_0100_0000_01b3;
     let mut i = 0;
