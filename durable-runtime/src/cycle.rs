@@ -3,6 +3,7 @@
 //! refuses a call to an object already in the chain (unless both calls are shared, which can
 //! run side by side) with a [`Cycle`](crate::ErrorKind::Cycle) error naming the cycle.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use std::task::{Context, Poll};
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
+use crate::transport::frame::{ChainLink, MAX_CHAIN_LINKS};
 
 // The frame of the call being polled on this thread. Set only while a call's future is
 // polled (see [`Scoped`]), so it follows the call wherever its task runs: a task-local, at
@@ -25,9 +27,10 @@ pub(crate) struct Frame {
     pub(crate) parent: Option<Arc<Link>>,
 }
 
-/// One caller in a chain, innermost first.
+/// One caller in a chain, innermost first. Links that arrived from another process carry
+/// their class name as sent.
 pub(crate) struct Link {
-    class: &'static str,
+    class: Cow<'static, str>,
     id: ObjectId,
     exclusive: bool,
     parent: Option<Arc<Link>>,
@@ -36,7 +39,7 @@ pub(crate) struct Link {
 impl Frame {
     fn to_link(&self) -> Arc<Link> {
         Arc::new(Link {
-            class: self.class,
+            class: Cow::Borrowed(self.class),
             id: self.id.clone(),
             exclusive: self.exclusive,
             parent: self.parent.clone(),
@@ -65,8 +68,9 @@ pub(crate) fn caller_chain(
     let mut path = vec![describe(class, id)];
     let mut link = Some(&chain);
     while let Some(l) = link {
-        path.push(describe(l.class, &l.id));
-        if l.class == class && l.id == *id && (l.exclusive || exclusive) {
+        path.push(describe(&l.class, &l.id));
+        // An ID's bytes carry its class's tag: equal IDs are of the same class.
+        if l.id == *id && (l.exclusive || exclusive) {
             path.reverse();
             let busy = if l.exclusive {
                 "an exclusive"
@@ -82,6 +86,45 @@ pub(crate) fn caller_chain(
         link = l.parent.as_ref();
     }
     Ok(Some(chain))
+}
+
+/// A chain as it crosses the wire, innermost first.
+pub(crate) fn to_wire(chain: &Option<Arc<Link>>) -> Vec<ChainLink<'_>> {
+    let mut links = Vec::new();
+    let mut link = chain.as_ref();
+    while let Some(l) = link {
+        links.push(ChainLink {
+            class: &l.class,
+            object: *l.id.as_bytes(),
+            name: l.id.name(),
+            exclusive: l.exclusive,
+        });
+        link = l.parent.as_ref();
+    }
+    links
+}
+
+/// A chain that arrived from another process. Its IDs are not checked against classes
+/// (they may be of classes this process does not have); a chain longer than
+/// [`MAX_CHAIN_LINKS`] is refused.
+pub(crate) fn from_wire(links: &[ChainLink<'_>]) -> Result<Option<Arc<Link>>> {
+    if links.len() > MAX_CHAIN_LINKS {
+        return Err(Error::invalid_argument(format!(
+            "a call chain of {} callers is over the limit of {MAX_CHAIN_LINKS}",
+            links.len()
+        )));
+    }
+    let mut chain = None;
+    for l in links.iter().rev() {
+        let id = ObjectId::from_raw(l.object, l.name);
+        chain = Some(Arc::new(Link {
+            class: Cow::Owned(l.class.to_owned()),
+            id,
+            exclusive: l.exclusive,
+            parent: chain,
+        }));
+    }
+    Ok(chain)
 }
 
 pin_project_lite::pin_project! {

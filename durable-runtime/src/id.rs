@@ -107,6 +107,32 @@ impl ObjectId {
         Self::from_bytes(class, bytes)
     }
 
+    /// An ID as another process sent it, unchecked: only for naming callers in a chain.
+    pub(crate) fn from_raw(bytes: [u8; ID_BYTES], name: Option<&str>) -> ObjectId {
+        ObjectId {
+            bytes,
+            name: name.map(Arc::from),
+        }
+    }
+
+    /// An ID that arrived from another process, checked like a parsed one; a name sent with
+    /// it must be the one the ID was made from.
+    pub(crate) fn from_wire(
+        class: &ClassTag,
+        bytes: [u8; ID_BYTES],
+        name: Option<&str>,
+    ) -> Result<ObjectId> {
+        let id = Self::from_bytes(class, bytes)?;
+        let Some(name) = name else { return Ok(id) };
+        let named = Self::from_name(class, name);
+        if named.bytes != bytes {
+            return Err(Error::invalid_id(format!(
+                "the name {name:?} sent with this ID is not the name it was made from"
+            )));
+        }
+        Ok(named)
+    }
+
     pub(crate) fn from_bytes(class: &ClassTag, bytes: [u8; ID_BYTES]) -> Result<ObjectId> {
         if bytes[TAG_BYTES] != KIND_NAMED && bytes[TAG_BYTES] != KIND_UNIQUE {
             return Err(Error::invalid_id(

@@ -56,6 +56,7 @@ mod object;
 mod runtime;
 mod storage;
 mod stub;
+mod transport;
 mod wire;
 
 pub use crate::context::Context;

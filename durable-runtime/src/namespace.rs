@@ -13,7 +13,7 @@ use crate::mailbox::{Mailbox, SendError};
 use crate::object::{Actor, AlarmInfo, AlarmOutcome, ClassOptions, DurableObject, Envelope};
 use crate::runtime::RuntimeShared;
 use crate::storage::{stored_object_ids, ObjectStore};
-use crate::stub::Stub;
+use crate::stub::{RemoteClass, Route, Stub};
 
 const SHARDS: usize = 32;
 
@@ -279,6 +279,28 @@ impl<T: DurableObject> NamespaceCore<T> {
             .sum()
     }
 
+    /// The IDs of the class's objects that have stored data, each once, in ID order.
+    pub(crate) fn stored_ids(&self) -> Result<Vec<[u8; ID_BYTES]>> {
+        if self.runtime.is_closed() {
+            return Err(Error::closed());
+        }
+        stored_object_ids(&*self.runtime.backend, &self.class.tag)
+    }
+
+    /// Deletes every object's data, each as an exclusive step of its object; returns how
+    /// many objects had data.
+    pub(crate) async fn delete_all(self: &Arc<Self>) -> Result<usize> {
+        let ids = self.stored_ids()?;
+        let count = ids.len();
+        for bytes in ids {
+            let id = ObjectId::from_bytes(&self.class, bytes)?;
+            let (reply, rx) = oneshot::channel();
+            self.send(&id, Envelope::Erase { reply })?;
+            rx.await.unwrap_or_else(|_| Err(Error::closed()))?;
+        }
+        Ok(count)
+    }
+
     /// Runs a due schedule on the object with these ID bytes.
     pub(crate) async fn fire_alarm(
         self: &Arc<Self>,
@@ -309,7 +331,10 @@ async fn run_sweeper<T: DurableObject>(ns: Arc<NamespaceCore<T>>) {
     }
 }
 
-/// The objects of one class `T`: makes IDs and stubs.
+/// The objects of one class `T`: makes IDs and stubs. From a runtime that holds objects,
+/// stubs call them in this process; from a connected runtime
+/// ([`RuntimeBuilder::connect`](crate::RuntimeBuilder::connect)), they call the runtime at
+/// the other end of the connection, with the same results.
 ///
 /// ```
 /// # use durable_runtime::{durable_object, Context, Runtime, Result};
@@ -333,17 +358,17 @@ async fn run_sweeper<T: DurableObject>(ns: Arc<NamespaceCore<T>>) {
 /// assert_eq!(a.increment(2).await?, 2);
 /// let same = counters.get(counters.id_from_name("A"));
 /// assert_eq!(same.increment(1).await?, 3);
-/// assert_eq!(counters.list_ids()?, vec![counters.id_from_name("A")]);
+/// assert_eq!(counters.list_ids().await?, vec![counters.id_from_name("A")]);
 /// # Ok(()) }
 /// ```
 pub struct Namespace<T: DurableObject> {
-    core: Arc<NamespaceCore<T>>,
+    route: Route<T>,
 }
 
 impl<T: DurableObject> Clone for Namespace<T> {
     fn clone(&self) -> Self {
         Namespace {
-            core: self.core.clone(),
+            route: self.route.clone(),
         }
     }
 }
@@ -351,7 +376,7 @@ impl<T: DurableObject> Clone for Namespace<T> {
 impl<T: DurableObject> std::fmt::Debug for Namespace<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Namespace")
-            .field("class", &self.core.class.name)
+            .field("class", &self.class_name())
             .finish()
     }
 }
@@ -359,35 +384,46 @@ impl<T: DurableObject> std::fmt::Debug for Namespace<T> {
 impl<T: DurableObject> Namespace<T> {
     pub(crate) fn from_core(core: Arc<NamespaceCore<T>>) -> Self {
         core.ensure_tasks();
-        Namespace { core }
+        Namespace {
+            route: Route::Local(core),
+        }
+    }
+
+    pub(crate) fn remote(remote: Arc<RemoteClass>) -> Self {
+        Namespace {
+            route: Route::Remote(remote),
+        }
     }
 
     /// The class name (from `#[durable_object(name = "..")]`, or the type's name).
     pub fn class_name(&self) -> &'static str {
-        self.core.class.name
+        self.route.class().name
     }
 
     /// The ID of the object named `name` in this class: the same name always gives the same
     /// ID; two names, or two classes, never share one.
     pub fn id_from_name(&self, name: &str) -> ObjectId {
-        ObjectId::from_name(&self.core.class, name)
+        ObjectId::from_name(self.route.class(), name)
     }
 
     /// A fresh random ID, never returned before.
     pub fn new_unique_id(&self) -> ObjectId {
-        ObjectId::new_unique(&self.core.class)
+        ObjectId::new_unique(self.route.class())
     }
 
-    /// Parses an ID from its 64 hex digits. Fails with an
-    /// [`InvalidId`](crate::ErrorKind::InvalidId) error on malformed text or another class's
-    /// ID.
+    /// Parses an ID from its 64 hex digits.
+    ///
+    /// # Errors
+    ///
+    /// An [`InvalidId`](crate::ErrorKind::InvalidId) error on malformed text or another
+    /// class's ID.
     pub fn id_from_string(&self, text: &str) -> Result<ObjectId> {
-        ObjectId::parse(&self.core.class, text)
+        ObjectId::parse(self.route.class(), text)
     }
 
     /// The stub of the object with this ID. Nothing is activated until the first call.
     pub fn get(&self, id: ObjectId) -> T::Stub {
-        T::Stub::from(Stub::new(self.core.clone(), id))
+        T::Stub::from(Stub::new(self.route.clone(), id))
     }
 
     /// The stub of the object named `name`: `get(id_from_name(name))`.
@@ -396,34 +432,51 @@ impl<T: DurableObject> Namespace<T> {
     }
 
     /// The IDs of this class's objects that have stored data, each once, in ID order.
-    /// (Names are not included: an ID from storage carries none.)
-    pub fn list_ids(&self) -> Result<Vec<ObjectId>> {
-        if self.core.runtime.is_closed() {
-            return Err(Error::closed());
-        }
-        stored_object_ids(&*self.core.runtime.backend, &self.core.class.tag)?
-            .into_iter()
-            .map(|bytes| ObjectId::from_bytes(&self.core.class, bytes))
+    /// (Names are not included: an ID from storage carries none.) On a connected runtime,
+    /// the server answers.
+    ///
+    /// # Errors
+    ///
+    /// [`Closed`](crate::ErrorKind::Closed) after shutdown, a [`Storage`](crate::ErrorKind::Storage)
+    /// error if the backend fails, and on a connected runtime the connection's errors
+    /// ([`Disconnected`](crate::ErrorKind::Disconnected), ...).
+    pub async fn list_ids(&self) -> Result<Vec<ObjectId>> {
+        let ids = match &self.route {
+            Route::Local(core) => core.stored_ids()?,
+            Route::Remote(remote) => remote.client.list_ids(remote.class.tag).await?,
+        };
+        let class = self.route.class();
+        ids.into_iter()
+            .map(|bytes| ObjectId::from_bytes(class, bytes))
             .collect()
     }
 
-    /// How many objects of this class are live in memory (activated, not yet evicted).
+    /// How many objects of this class are live in memory in this process (activated, not
+    /// yet evicted). Always 0 on a connected runtime, which holds no objects.
     pub fn live_objects(&self) -> usize {
-        self.core.live_count()
+        match &self.route {
+            Route::Local(core) => core.live_count(),
+            Route::Remote(_) => 0,
+        }
     }
 
     /// Deletes the stored data, alarms and schedules of every object of this class, each as
     /// an exclusive step of its object (so it never races a call). Returns how many objects
     /// had data. Deleting a class's data is never implicit: renaming or removing a class
-    /// leaves its data in place until this is called.
+    /// leaves its data in place until this is called. On a connected runtime, the server
+    /// does it.
+    ///
+    /// # Errors
+    ///
+    /// As [`list_ids`](Self::list_ids); an object whose erasure fails stops the deletion
+    /// there (the objects before it are deleted).
     pub async fn delete_all_objects(&self) -> Result<usize> {
-        let ids = self.list_ids()?;
-        let count = ids.len();
-        for id in ids {
-            let (reply, rx) = oneshot::channel();
-            self.core.send(&id, Envelope::Erase { reply })?;
-            rx.await.unwrap_or_else(|_| Err(Error::closed()))?;
+        match &self.route {
+            Route::Local(core) => core.delete_all().await,
+            Route::Remote(remote) => {
+                let n = remote.client.delete_all(remote.class.tag).await?;
+                Ok(usize::try_from(n).unwrap_or(usize::MAX))
+            }
         }
-        Ok(count)
     }
 }

@@ -2,6 +2,7 @@
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -12,9 +13,14 @@ use tokio::sync::{watch, Notify};
 
 use crate::commit::OutputGate;
 use crate::error::{Error, Result};
+use crate::id::ClassTag;
 use crate::namespace::{Namespace, NamespaceCore};
 use crate::object::DurableObject;
 use crate::storage::{Backend, Durability, FjallBackend, MemoryBackend};
+use crate::stub::RemoteClass;
+use crate::transport::client::Client;
+use crate::transport::server::{self, ServedClass};
+use crate::transport::TransportConfig;
 
 trait ClassControl: Send + Sync {
     fn close_mailboxes(&self);
@@ -35,6 +41,8 @@ impl<T: DurableObject> ClassControl for NamespaceCore<T> {
 struct Registry {
     by_type: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
     by_name: HashMap<&'static str, (TypeId, &'static str)>,
+    /// What the server calls, by the class tag at the front of every object ID.
+    by_tag: HashMap<[u8; 8], Arc<dyn ServedClass>>,
     classes: Vec<Arc<dyn ClassControl>>,
 }
 
@@ -165,8 +173,14 @@ impl RuntimeShared {
             .by_name
             .insert(options.name, (TypeId::of::<T>(), type_name));
         registry.by_type.insert(TypeId::of::<T>(), core.clone());
+        registry.by_tag.insert(core.class.tag, core.clone());
         registry.classes.push(core.clone());
         Ok(Namespace::from_core(core))
+    }
+
+    /// The class the server routes calls with this tag to.
+    pub(crate) fn served_class(&self, tag: &[u8; 8]) -> Option<Arc<dyn ServedClass>> {
+        self.registry().by_tag.get(tag).cloned()
     }
 
     pub(crate) fn actor_started(&self) {
@@ -198,14 +212,27 @@ impl RuntimeShared {
 
 /// Owns the runtime: when the last [`Runtime`] handle is dropped, the runtime closes.
 struct Owner {
-    shared: Arc<RuntimeShared>,
+    kind: Kind,
+    /// The address the server listens on, if it does.
+    local_addr: Option<SocketAddr>,
+}
+
+/// A runtime holds objects, or sends every call to one that does.
+enum Kind {
+    Local(Arc<RuntimeShared>),
+    Connected(Arc<Client>),
 }
 
 impl Drop for Owner {
     fn drop(&mut self) {
-        self.shared.stop_taking_calls();
-        if let Err(e) = self.shared.close_storage() {
-            tracing::error!(error = %e, "closing storage failed while dropping the runtime");
+        match &self.kind {
+            Kind::Local(shared) => {
+                shared.stop_taking_calls();
+                if let Err(e) = shared.close_storage() {
+                    tracing::error!(error = %e, "closing storage failed while dropping the runtime");
+                }
+            }
+            Kind::Connected(client) => client.close(),
         }
     }
 }
@@ -249,8 +276,18 @@ impl Runtime {
         }
     }
 
-    fn shared(&self) -> &Arc<RuntimeShared> {
-        &self.owner.shared
+    /// The local runtime; `None` for a connected one.
+    fn shared(&self) -> Option<&Arc<RuntimeShared>> {
+        match &self.owner.kind {
+            Kind::Local(shared) => Some(shared),
+            Kind::Connected(_) => None,
+        }
+    }
+
+    /// The address this runtime's server listens on ([`RuntimeBuilder::listen`]; with port
+    /// 0, the port the system picked), or `None` if it does not listen.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.owner.local_addr
     }
 
     /// The namespace of class `T`.
@@ -269,16 +306,28 @@ impl Runtime {
     /// The namespace of class `T`, or a [`Config`](crate::ErrorKind::Config) error if another
     /// class of this runtime has the same class name.
     pub fn try_namespace<T: DurableObject>(&self) -> Result<Namespace<T>> {
-        if self.shared().is_closed() {
-            return Err(Error::closed());
+        match &self.owner.kind {
+            Kind::Local(shared) => {
+                if shared.is_closed() {
+                    return Err(Error::closed());
+                }
+                shared.namespace::<T>()
+            }
+            Kind::Connected(client) => {
+                let options = T::class_options();
+                let storage_name = options.renamed_from.unwrap_or(options.name);
+                Ok(Namespace::remote(Arc::new(RemoteClass {
+                    class: ClassTag::new(options.name, storage_name),
+                    client: client.clone(),
+                })))
+            }
         }
-        self.shared().namespace::<T>()
     }
 
     /// How many times the commit thread has synced storage. Each sync covers every write
-    /// committed before it (group commit).
+    /// committed before it (group commit). Always 0 on a connected runtime.
     pub fn sync_count(&self) -> u64 {
-        self.shared().gate.syncs()
+        self.shared().map_or(0, |shared| shared.gate.syncs())
     }
 
     /// A snapshot of the runtime's counters: calls, activations, evictions, overloads,
@@ -290,7 +339,10 @@ impl Runtime {
     /// assert_eq!(rt.metrics().calls, 0);
     /// ```
     pub fn metrics(&self) -> Metrics {
-        let shared = self.shared();
+        let Some(shared) = self.shared() else {
+            // A connected runtime runs no objects.
+            return Metrics::default();
+        };
         let m = &shared.metrics;
         let live = shared
             .registry()
@@ -312,8 +364,23 @@ impl Runtime {
 
     /// Shuts down gracefully: stops taking calls, lets every object finish the calls already
     /// queued, commits and syncs their writes, and releases the data directory.
+    ///
+    /// A runtime that listens stops accepting connections, and answers the calls its
+    /// connections already made before closing them. A connected runtime closes its
+    /// connection: its calls from now on fail with [`Closed`](crate::ErrorKind::Closed).
+    ///
+    /// # Errors
+    ///
+    /// A [`Storage`](crate::ErrorKind::Storage) error if the last sync or the release of the
+    /// storage fails.
     pub async fn shutdown(self) -> Result<()> {
-        let shared = self.shared().clone();
+        let shared = match &self.owner.kind {
+            Kind::Local(shared) => shared.clone(),
+            Kind::Connected(client) => {
+                client.close();
+                return Ok(());
+            }
+        };
         shared.stop_taking_calls();
         loop {
             let idle = shared.actors_idle.notified();
@@ -337,6 +404,9 @@ pub struct RuntimeBuilder {
     env: Option<Arc<dyn Any + Send + Sync>>,
     config: Config,
     classes: Vec<Registration>,
+    listen: Option<String>,
+    connect: Option<String>,
+    transport: TransportConfig,
 }
 
 type Registration = fn(&Arc<RuntimeShared>) -> Result<()>;
@@ -347,6 +417,9 @@ impl std::fmt::Debug for RuntimeBuilder {
             .field("data_dir", &self.data_dir)
             .field("in_memory", &self.in_memory)
             .field("durability", &self.durability)
+            .field("listen", &self.listen)
+            .field("connect", &self.connect)
+            .field("transport", &self.transport)
             .finish_non_exhaustive()
     }
 }
@@ -406,8 +479,102 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Opens the storage and starts the runtime.
+    /// Also serve this runtime's objects to other processes, on `addr` (`"127.0.0.1:7001"`;
+    /// port 0 picks a free port, see [`Runtime::local_addr`]). Calls arrive for the classes
+    /// this runtime knows: register them with [`register`](Self::register) so that they are
+    /// known from the start. Needs a tokio runtime at [`open`](Self::open).
+    ///
+    /// Other processes must prove they hold the [`secret`](Self::secret). Without one, only
+    /// loopback addresses are allowed: `open` refuses any other.
+    pub fn listen(mut self, addr: impl Into<String>) -> Self {
+        self.listen = Some(addr.into());
+        self
+    }
+
+    /// Hold no objects: send every call to the runtime listening at `addr`, through the same
+    /// typed stubs. The connection is made by the first call, and made again by the first
+    /// call after it is lost; calls in flight when it is lost fail with
+    /// [`Disconnected`](crate::ErrorKind::Disconnected).
+    ///
+    /// ```no_run
+    /// # use durable_runtime::{Runtime, Result};
+    /// # fn main() -> Result<()> {
+    /// let front = Runtime::builder().connect("127.0.0.1:7001").secret("a shared secret").open()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn connect(mut self, addr: impl Into<String>) -> Self {
+        self.connect = Some(addr.into());
+        self
+    }
+
+    /// The secret a server and its connected runtimes share. Each side proves it holds it
+    /// before the first call (challenge-response with fresh nonces; the secret itself never
+    /// crosses the wire). A peer with another secret, or none, is refused with
+    /// [`Unauthenticated`](crate::ErrorKind::Unauthenticated).
+    pub fn secret(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.transport.secret = Arc::from(secret.as_ref());
+        self
+    }
+
+    /// The largest frame sent or accepted on a connection, in bytes (default 16 MiB): bounds
+    /// a call's encoded arguments and its reply. A larger call fails with
+    /// [`InvalidArgument`](crate::ErrorKind::InvalidArgument) before it is sent; a peer
+    /// announcing a larger frame is disconnected before anything is read into memory.
+    pub fn max_frame_bytes(mut self, bytes: usize) -> Self {
+        self.transport.max_frame_bytes = bytes;
+        self
+    }
+
+    /// How many calls of one connection may be in flight at once (default 4096). On the
+    /// server, a call beyond it is answered [`Overloaded`](crate::ErrorKind::Overloaded)
+    /// unrun; on a connected runtime, it fails the same way without being sent.
+    pub fn max_calls_in_flight(mut self, calls: usize) -> Self {
+        self.transport.max_calls_in_flight = calls.max(1);
+        self
+    }
+
+    /// Opens the storage and starts the runtime (and its server, with
+    /// [`listen`](Self::listen)); or, with [`connect`](Self::connect), a runtime that sends
+    /// every call to another one.
+    ///
+    /// # Errors
+    ///
+    /// A [`Config`](crate::ErrorKind::Config) error for settings that do not go together, a
+    /// port that cannot be bound, or a non-loopback `listen` without a secret; a
+    /// [`Storage`](crate::ErrorKind::Storage) error if the storage cannot be opened (a data
+    /// directory held by another runtime, an I/O error).
     pub fn open(self) -> Result<Runtime> {
+        if let Some(addr) = self.connect {
+            if self.listen.is_some()
+                || self.data_dir.is_some()
+                || self.backend.is_some()
+                || self.in_memory
+                || !self.classes.is_empty()
+            {
+                return Err(Error::config(
+                    "a connected runtime holds no objects: .connect(addr) does not go with \
+                     .listen, .data_dir, .in_memory, .backend or .register (those belong on \
+                     the runtime it connects to)",
+                ));
+            }
+            return Ok(Runtime {
+                owner: Arc::new(Owner {
+                    kind: Kind::Connected(Arc::new(Client::new(addr, self.transport))),
+                    local_addr: None,
+                }),
+            });
+        }
+        let listener = match &self.listen {
+            Some(addr) => Some(server::bind(addr, &self.transport)?),
+            None => None,
+        };
+        let local_addr = match &listener {
+            Some(l) => Some(
+                l.local_addr()
+                    .map_err(|e| Error::config(format!("cannot listen: {e}")))?,
+            ),
+            None => None,
+        };
         let backend: Arc<dyn Backend> = match (self.backend, self.data_dir, self.in_memory) {
             (Some(backend), None, false) => backend,
             (None, Some(dir), false) => Arc::new(FjallBackend::open(dir)?),
@@ -437,12 +604,21 @@ impl RuntimeBuilder {
             live_actors: AtomicUsize::new(0),
             actors_idle: Notify::new(),
         });
-        let runtime = Runtime {
-            owner: Arc::new(Owner { shared }),
-        };
         for register in self.classes {
-            register(runtime.shared())?;
+            register(&shared)?;
         }
-        Ok(runtime)
+        if let Some(listener) = listener {
+            tokio::spawn(server::accept_loop(
+                listener,
+                Arc::downgrade(&shared),
+                self.transport,
+            ));
+        }
+        Ok(Runtime {
+            owner: Arc::new(Owner {
+                kind: Kind::Local(shared),
+                local_addr,
+            }),
+        })
     }
 }

@@ -7,17 +7,50 @@ use tokio::sync::oneshot;
 
 use crate::cycle;
 use crate::error::{Error, Result};
-use crate::id::ObjectId;
+use crate::id::{ClassTag, ObjectId};
 use crate::namespace::NamespaceCore;
 use crate::object::{Call, DurableObject, Envelope};
+use crate::transport::client::{Client, OutgoingCall, Reply};
+
+/// Where a stub's calls go: to the object's actor in this process, or across a connection
+/// to the runtime that holds it.
+pub(crate) enum Route<T: DurableObject> {
+    Local(Arc<NamespaceCore<T>>),
+    Remote(Arc<RemoteClass>),
+}
+
+impl<T: DurableObject> Clone for Route<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Route::Local(ns) => Route::Local(ns.clone()),
+            Route::Remote(remote) => Route::Remote(remote.clone()),
+        }
+    }
+}
+
+impl<T: DurableObject> Route<T> {
+    pub(crate) fn class(&self) -> &ClassTag {
+        match self {
+            Route::Local(ns) => &ns.class,
+            Route::Remote(remote) => &remote.class,
+        }
+    }
+}
+
+/// A class whose objects live in the runtime at the other end of a connection.
+pub(crate) struct RemoteClass {
+    pub(crate) class: ClassTag,
+    pub(crate) client: Arc<Client>,
+}
 
 /// The untyped core of every generated stub: a route to one object (its class and ID), not a
-/// handle on a task, so it stays valid across eviction and restarts.
+/// handle on a task, so it stays valid across eviction and restarts, and works the same
+/// whether the object lives in this process or in the runtime a connected runtime calls.
 ///
 /// Users meet it through the typed stub `#[durable_object]` generates (`CounterStub` for
 /// `Counter`), whose methods are the object's methods. Stubs are `Clone + Send + Sync`.
 pub struct Stub<T: DurableObject> {
-    ns: Arc<NamespaceCore<T>>,
+    route: Route<T>,
     id: ObjectId,
     timeout: Option<Duration>,
 }
@@ -25,7 +58,7 @@ pub struct Stub<T: DurableObject> {
 impl<T: DurableObject> Clone for Stub<T> {
     fn clone(&self) -> Self {
         Stub {
-            ns: self.ns.clone(),
+            route: self.route.clone(),
             id: self.id.clone(),
             timeout: self.timeout,
         }
@@ -34,26 +67,30 @@ impl<T: DurableObject> Clone for Stub<T> {
 
 impl<T: DurableObject> std::fmt::Debug for Stub<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Stub")
-            .field("class", &self.ns.class.name)
-            .field("id", &self.id)
-            .finish()
+        let mut s = f.debug_struct("Stub");
+        s.field("class", &self.route.class().name)
+            .field("id", &self.id);
+        if let Route::Remote(remote) = &self.route {
+            s.field("server", &remote.client.addr());
+        }
+        s.finish()
     }
 }
 
 impl<T: DurableObject> Stub<T> {
-    pub(crate) fn new(ns: Arc<NamespaceCore<T>>, id: ObjectId) -> Self {
+    pub(crate) fn new(route: Route<T>, id: ObjectId) -> Self {
         Stub {
-            ns,
+            route,
             id,
             timeout: None,
         }
     }
 
     /// This stub with every call limited to `timeout`, counted from the call until its
-    /// reply (queueing, running and the durability wait). A call past it fails with a
-    /// [`Timeout`](crate::ErrorKind::Timeout) error; if it had started, it still runs to the
-    /// end and commits. A call still queued at its deadline is dropped unrun.
+    /// reply (queueing, running and the durability wait; across a connection, the time on
+    /// the wire too). A call past it fails with a [`Timeout`](crate::ErrorKind::Timeout)
+    /// error; if it had started, it still runs to the end and commits. A call still queued
+    /// at its deadline is dropped unrun.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -65,13 +102,19 @@ impl<T: DurableObject> Stub<T> {
     }
 
     /// Sends a call and waits for its reply. Used by the generated stub methods.
+    ///
+    /// Dropping the future stops waiting: a call already sent still runs and commits.
     #[doc(hidden)]
     pub async fn call(&self, call: Call<T::SharedCall, T::ExclusiveCall>) -> Result<T::Output> {
+        let ns = match &self.route {
+            Route::Local(ns) => ns,
+            Route::Remote(remote) => return self.call_remote(remote, call).await,
+        };
         let exclusive = matches!(call, Call::Exclusive(_));
-        let chain = cycle::caller_chain(self.ns.class.name, &self.id, exclusive)?;
+        let chain = cycle::caller_chain(ns.class.name, &self.id, exclusive)?;
         let (reply, rx) = oneshot::channel();
         let Some(timeout) = self.timeout else {
-            self.ns.send(
+            ns.send(
                 &self.id,
                 Envelope::Call {
                     call,
@@ -85,7 +128,7 @@ impl<T: DurableObject> Stub<T> {
         };
         let method = T::method_name(&call);
         let deadline = Instant::now() + timeout;
-        self.ns.send(
+        ns.send(
             &self.id,
             Envelope::Call {
                 call,
@@ -99,6 +142,42 @@ impl<T: DurableObject> Stub<T> {
         match Box::pin(tokio::time::timeout_at(deadline.into(), rx)).await {
             Ok(reply) => reply.unwrap_or_else(|_| Err(Error::closed())),
             Err(_) => Err(Error::timeout(method, timeout)),
+        }
+    }
+
+    /// A call across the connection: encoded by the class's generated code, answered by the
+    /// server once its output gate released the reply.
+    async fn call_remote(
+        &self,
+        remote: &RemoteClass,
+        call: Call<T::SharedCall, T::ExclusiveCall>,
+    ) -> Result<T::Output> {
+        let exclusive = matches!(call, Call::Exclusive(_));
+        let chain = cycle::caller_chain(remote.class.name, &self.id, exclusive)?;
+        let mut args = Vec::new();
+        let method = T::encode_call(&call, &mut args)?;
+        let deadline = self.timeout.map(|timeout| {
+            (
+                Instant::now() + timeout,
+                Error::timeout(T::method_name(&call), timeout),
+            )
+        });
+        drop(call);
+        let reply = remote
+            .client
+            .call(OutgoingCall {
+                object: &self.id,
+                method,
+                args: &args,
+                chain: cycle::to_wire(&chain),
+                deadline,
+            })
+            .await?;
+        match reply {
+            Reply::Output(bytes) => T::decode_output(method, &bytes),
+            other => Err(Error::internal(format!(
+                "the server answered a call with {other:?}"
+            ))),
         }
     }
 }

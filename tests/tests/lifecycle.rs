@@ -426,7 +426,7 @@ async fn list_ids_lists_each_object_with_data_once() {
         .await
         .unwrap();
 
-    let ids = tallies.list_ids().unwrap();
+    let ids = tallies.list_ids().await.unwrap();
     assert_eq!(ids.len(), 50, "each object once");
     assert_eq!(ids.iter().cloned().collect::<BTreeSet<_>>(), expected);
 }
@@ -503,7 +503,7 @@ async fn a_renamed_class_keeps_its_data_and_ids() {
     assert_eq!(points.class_name(), "Points");
     assert_eq!(points.get_by_name("team").get().await.unwrap(), Some(7));
     assert_eq!(points.id_from_name("team").to_string(), old_id);
-    assert_eq!(points.list_ids().unwrap().len(), 1);
+    assert_eq!(points.list_ids().await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -518,7 +518,7 @@ async fn deleting_a_classs_data_is_explicit_and_complete() {
     gate_free.done().await.unwrap();
 
     assert_eq!(tallies.delete_all_objects().await.unwrap(), 10);
-    assert!(tallies.list_ids().unwrap().is_empty());
+    assert!(tallies.list_ids().await.unwrap().is_empty());
     // Live objects see their data gone, and start over.
     assert_eq!(tallies.get_by_name("d3").bump().await.unwrap(), (1, 1));
 }

@@ -1,0 +1,453 @@
+//! The client: a connected runtime's one connection to the runtime that holds its objects.
+//!
+//! - The connection is made lazily, by the first call, and again by the first call after a
+//!   loss. Failed attempts back off (50 ms, doubling to 2 s); calls made while the client
+//!   waits to retry fail at once with the last attempt's error, instead of piling up.
+//! - Calls share the connection: each gets a request ID (strictly increasing) and waits for
+//!   the reply carrying it, so replies arrive in any order. A writer task sends the frames of
+//!   every caller together.
+//! - A call whose connection is lost before its reply fails with
+//!   [`Disconnected`](crate::ErrorKind::Disconnected) (retryable: it may or may not have run).
+//!   A server that breaks the protocol (garbage, a reply to a request never made) is
+//!   disconnected the same way.
+//! - Dropping a call's future stops waiting for it; the call still runs on the server, and
+//!   its late reply is discarded.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+use super::frame::{self, CallFrame, ChainLink, ClientFrame, FrameBuffer, ReplyBody, ServerFrame};
+use super::handshake;
+use super::TransportConfig;
+use crate::error::{Error, Result};
+use crate::id::{ObjectId, ID_BYTES};
+
+/// How long one attempt to connect (and run the handshake) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// A reply, decoded from its frame.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    Output(Vec<u8>),
+    Ids(Vec<[u8; ID_BYTES]>),
+    Count(u64),
+}
+
+/// A call as the stub hands it over.
+pub(crate) struct OutgoingCall<'a> {
+    pub(crate) object: &'a ObjectId,
+    pub(crate) method: u64,
+    pub(crate) args: &'a [u8],
+    pub(crate) chain: Vec<ChainLink<'a>>,
+    /// When the caller stops waiting, and the error it then gets.
+    pub(crate) deadline: Option<(Instant, Error)>,
+}
+
+/// A connected runtime's link to its server.
+pub(crate) struct Client {
+    addr: String,
+    config: TransportConfig,
+    /// The live connection, if any: the fast path of every call.
+    current: Mutex<Option<Arc<Connection>>>,
+    /// Held while connecting, so that one caller dials and the others wait for it.
+    dialing: tokio::sync::Mutex<Backoff>,
+    closed: AtomicBool,
+}
+
+#[derive(Default)]
+struct Backoff {
+    failures: u32,
+    retry_at: Option<Instant>,
+    last_error: Option<Error>,
+}
+
+type Waiter = oneshot::Sender<Result<Reply>>;
+
+/// One connection: its writer's queue and the calls waiting for replies.
+struct Connection {
+    frames: mpsc::UnboundedSender<Vec<u8>>,
+    pending: Arc<Pending>,
+}
+
+/// The calls waiting on one connection, by request ID.
+struct Pending {
+    state: Mutex<PendingState>,
+}
+
+struct PendingState {
+    waiters: HashMap<u64, Waiter>,
+    next_request: u64,
+    /// Set once, when the connection is lost: no call is admitted after it.
+    lost: Option<Error>,
+}
+
+impl Pending {
+    fn lock(&self) -> MutexGuard<'_, PendingState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The connection is gone: every waiting call fails with `err`, and so does every call
+    /// that tries this connection from now on.
+    fn fail_all(&self, err: Error) {
+        let waiters = {
+            let mut state = self.lock();
+            if state.lost.is_none() {
+                state.lost = Some(err.clone());
+            }
+            std::mem::take(&mut state.waiters)
+        };
+        for (_, waiter) in waiters {
+            let _ = waiter.send(Err(err.clone()));
+        }
+    }
+
+    fn is_lost(&self) -> bool {
+        self.lock().lost.is_some()
+    }
+}
+
+/// Removes a call's waiter when the call stops waiting (reply, timeout, or drop).
+struct WaitGuard {
+    pending: Arc<Pending>,
+    request: u64,
+}
+
+impl Drop for WaitGuard {
+    fn drop(&mut self) {
+        self.pending.lock().waiters.remove(&self.request);
+    }
+}
+
+impl Client {
+    pub(crate) fn new(addr: String, config: TransportConfig) -> Client {
+        Client {
+            addr,
+            config,
+            current: Mutex::new(None),
+            dialing: tokio::sync::Mutex::new(Backoff::default()),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// The address calls go to.
+    pub(crate) fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Stops: calls from now on fail with `Closed`; the connection closes once its last
+    /// call is answered or dropped.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+    }
+
+    /// Sends a call and waits for its reply.
+    pub(crate) async fn call(&self, call: OutgoingCall<'_>) -> Result<Reply> {
+        let at = call.deadline.as_ref().map(|(at, _)| *at);
+        self.request(call.deadline, |request, out| {
+            let timeout_ms = at.map(|d| {
+                let left = d.saturating_duration_since(Instant::now());
+                u64::try_from(left.as_millis()).unwrap_or(u64::MAX)
+            });
+            frame::encode(
+                &ClientFrame::Call(CallFrame {
+                    request,
+                    object: *call.object.as_bytes(),
+                    name: call.object.name(),
+                    method: call.method,
+                    timeout_ms,
+                    chain: call.chain,
+                    args: call.args,
+                }),
+                out,
+            )
+        })
+        .await
+    }
+
+    /// `Namespace::list_ids` of the class with this tag.
+    pub(crate) async fn list_ids(&self, class: [u8; 8]) -> Result<Vec<[u8; ID_BYTES]>> {
+        match self
+            .request(None, |request, out| {
+                frame::encode(&ClientFrame::ListIds { request, class }, out)
+            })
+            .await?
+        {
+            Reply::Ids(ids) => Ok(ids),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// `Namespace::delete_all_objects` of the class with this tag.
+    pub(crate) async fn delete_all(&self, class: [u8; 8]) -> Result<u64> {
+        match self
+            .request(None, |request, out| {
+                frame::encode(&ClientFrame::DeleteAll { request, class }, out)
+            })
+            .await?
+        {
+            Reply::Count(n) => Ok(n),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Sends the frame `encode` writes for a fresh request ID, and waits for its reply
+    /// until `deadline` (the caller turns the elapsed deadline into its own error).
+    async fn request(
+        &self,
+        deadline: Option<(Instant, Error)>,
+        encode: impl FnOnce(u64, &mut Vec<u8>) -> Result<()>,
+    ) -> Result<Reply> {
+        let connection = self.connection().await?;
+        let (waiter, reply) = oneshot::channel();
+        let request = {
+            let mut state = connection.pending.lock();
+            if let Some(err) = &state.lost {
+                return Err(err.clone());
+            }
+            let request = state.next_request;
+            let mut out = Vec::with_capacity(128);
+            encode(request, &mut out)?;
+            let len = out.len() - frame::LENGTH_BYTES;
+            if len > self.config.max_frame_bytes {
+                return Err(Error::invalid_argument(format!(
+                    "the call is {len} bytes once encoded, over the limit of {} bytes a frame \
+                     may carry (RuntimeBuilder::max_frame_bytes); it was not sent",
+                    self.config.max_frame_bytes
+                )));
+            }
+            if state.waiters.len() >= self.config.max_calls_in_flight {
+                return Err(Error::overloaded());
+            }
+            state.next_request += 1;
+            // Sent under the lock: frames leave in request order, which the server checks.
+            if connection.frames.send(out).is_err() {
+                return Err(state
+                    .lost
+                    .clone()
+                    .unwrap_or_else(|| Error::disconnected("the connection's writer stopped")));
+            }
+            state.waiters.insert(request, waiter);
+            request
+        };
+        // The waiting call holds the waiters, not the connection: a connection the client
+        // let go of closes (its writer ends) even while calls wait on it.
+        let _guard = WaitGuard {
+            pending: connection.pending.clone(),
+            request,
+        };
+        drop(connection);
+        let reply = match deadline {
+            None => reply.await,
+            // Boxed: the timer is large (as in the local stub).
+            Some((at, timed_out)) => {
+                match Box::pin(tokio::time::timeout_at(at.into(), reply)).await {
+                    Ok(reply) => reply,
+                    Err(_) => return Err(timed_out),
+                }
+            }
+        };
+        reply.unwrap_or_else(|_| Err(Error::disconnected("the connection was lost")))
+    }
+
+    /// The live connection, dialing one if there is none.
+    async fn connection(&self) -> Result<Arc<Connection>> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::closed());
+        }
+        if let Some(c) = self.live() {
+            return Ok(c);
+        }
+        let mut backoff = self.dialing.lock().await;
+        if let Some(c) = self.live() {
+            return Ok(c);
+        }
+        if let (Some(at), Some(err)) = (backoff.retry_at, &backoff.last_error) {
+            if Instant::now() < at {
+                return Err(err.clone());
+            }
+        }
+        match tokio::time::timeout(CONNECT_TIMEOUT, self.dial()).await {
+            Ok(Ok(connection)) => {
+                *backoff = Backoff::default();
+                let connection = Arc::new(connection);
+                *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(connection.clone());
+                Ok(connection)
+            }
+            failed => {
+                let err = match failed {
+                    Ok(Err(e)) => e,
+                    _ => Error::disconnected(format!(
+                        "connecting to {} took over {} s",
+                        self.addr,
+                        CONNECT_TIMEOUT.as_secs()
+                    )),
+                };
+                let wait = FIRST_BACKOFF
+                    .saturating_mul(1 << backoff.failures.min(10))
+                    .min(MAX_BACKOFF);
+                backoff.failures += 1;
+                backoff.retry_at = Some(Instant::now() + wait);
+                backoff.last_error = Some(err.clone());
+                Err(err)
+            }
+        }
+    }
+
+    fn live(&self) -> Option<Arc<Connection>> {
+        let current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        current.as_ref().filter(|c| !c.pending.is_lost()).cloned()
+    }
+
+    /// Connects, proves the secret, and starts the connection's reader and writer tasks.
+    async fn dial(&self) -> Result<Connection> {
+        let stream = TcpStream::connect(&self.addr)
+            .await
+            .map_err(|e| Error::disconnected(format!("cannot connect to {}: {e}", self.addr)))?;
+        let _ = stream.set_nodelay(true);
+        let (mut reader, mut writer) = stream.into_split();
+        let mut buffer = FrameBuffer::new(self.config.max_frame_bytes);
+        handshake::client(&mut reader, &mut writer, &mut buffer, &self.config.secret)
+            .await
+            .map_err(|e| match e.kind() {
+                crate::ErrorKind::Unauthenticated => Error::unauthenticated(format!(
+                    "{} refused this runtime's secret: {}",
+                    self.addr,
+                    e.message()
+                )),
+                _ => e,
+            })?;
+        let pending = Arc::new(Pending {
+            state: Mutex::new(PendingState {
+                waiters: HashMap::new(),
+                next_request: 1,
+                lost: None,
+            }),
+        });
+        let (frames, queue) = mpsc::unbounded_channel();
+        tokio::spawn(write_loop(writer, queue, pending.clone()));
+        tokio::spawn(read_loop(
+            reader,
+            buffer,
+            pending.clone(),
+            self.addr.clone(),
+        ));
+        Ok(Connection { frames, pending })
+    }
+}
+
+fn unexpected(reply: &Reply) -> Error {
+    Error::internal(format!("the server answered with {reply:?}"))
+}
+
+/// Writes queued frames, as many as are ready in one write. Ends when every sender is gone
+/// (the client dropped the connection) or the socket fails.
+async fn write_loop(
+    mut writer: OwnedWriteHalf,
+    mut queue: mpsc::UnboundedReceiver<Vec<u8>>,
+    pending: Arc<Pending>,
+) {
+    let mut batch = Vec::new();
+    while let Some(first) = queue.recv().await {
+        let result = match queue.try_recv() {
+            Err(_) => writer.write_all(&first).await,
+            Ok(second) => {
+                batch.extend_from_slice(&first);
+                batch.extend_from_slice(&second);
+                while batch.len() < 256 * 1024 {
+                    match queue.try_recv() {
+                        Ok(next) => batch.extend_from_slice(&next),
+                        Err(_) => break,
+                    }
+                }
+                let result = writer.write_all(&batch).await;
+                batch.clear();
+                result
+            }
+        };
+        if let Err(e) = result {
+            pending.fail_all(Error::disconnected(format!(
+                "writing to the server failed: {e}"
+            )));
+            return;
+        }
+    }
+    let _ = writer.shutdown().await;
+}
+
+/// Routes replies to their callers until the connection ends.
+async fn read_loop(
+    mut reader: OwnedReadHalf,
+    mut buffer: FrameBuffer,
+    pending: Arc<Pending>,
+    addr: String,
+) {
+    let err = loop {
+        match read_replies(&mut buffer, &pending) {
+            Ok(()) => {}
+            Err(reason) => {
+                tracing::warn!(server = %addr, %reason, "dropped the connection to a server that broke the protocol");
+                break Error::disconnected(format!(
+                    "the server at {addr} broke the protocol: {reason}"
+                ));
+            }
+        }
+        let spare = match buffer.spare() {
+            Ok(spare) => spare,
+            Err(e) => {
+                break Error::disconnected(format!("the server at {addr} broke the protocol: {e}"))
+            }
+        };
+        match reader.read_buf(spare).await {
+            Ok(0) => {
+                break Error::disconnected(format!("the server at {addr} closed the connection"))
+            }
+            Ok(_) => {}
+            Err(e) => break Error::disconnected(format!("the connection to {addr} failed: {e}")),
+        }
+    };
+    pending.fail_all(err);
+}
+
+/// Hands every complete reply in `buffer` to its caller.
+fn read_replies(buffer: &mut FrameBuffer, pending: &Pending) -> std::result::Result<(), String> {
+    while let Some(body) = buffer.next_frame().map_err(|e| e.to_string())? {
+        let (request, body) = match frame::decode::<ServerFrame<'_>>(body) {
+            Ok(ServerFrame::Reply { request, body }) => (request, body),
+            Ok(other) => return Err(format!("a {other:?} after the handshake")),
+            Err(e) => return Err(e.to_string()),
+        };
+        let reply = match body {
+            ReplyBody::Output(bytes) => Ok(Reply::Output(bytes.to_vec())),
+            ReplyBody::Error(bytes) => Err(frame::decode_error(bytes)),
+            ReplyBody::Ids(ids) => Ok(Reply::Ids(ids)),
+            ReplyBody::Count(n) => Ok(Reply::Count(n)),
+        };
+        let waiter = {
+            let mut state = pending.lock();
+            if request >= state.next_request {
+                return Err(format!(
+                    "a reply to request {request}, which was never made"
+                ));
+            }
+            // None: the caller stopped waiting (timeout or drop); its late reply is dropped.
+            state.waiters.remove(&request)
+        };
+        if let Some(waiter) = waiter {
+            let _ = waiter.send(reply);
+        }
+    }
+    Ok(())
+}

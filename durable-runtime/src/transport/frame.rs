@@ -1,0 +1,476 @@
+//! Frames: what crosses a connection between runtimes, and how it is cut into pieces.
+//!
+//! A frame is a 4-byte big-endian length `L`, then `L` bytes: a version byte
+//! ([`VERSION`]) and a postcard body (a [`ClientFrame`] or a [`ServerFrame`]). The length is
+//! checked against the connection's `max_frame_bytes` before a single byte of the body is
+//! buffered, so a peer can never make us allocate more than that limit. Bodies borrow from the
+//! read buffer (`&[u8]`, `&str`): decoding a call copies nothing.
+//!
+//! Every enum here is encoded by its variant's position: new variants go at the end, and the
+//! golden-byte tests below pin the encoding of each, so a change that would break a peer of
+//! the previous build fails a test.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::id::ID_BYTES;
+
+/// The frame format version: the first byte of every frame's body.
+pub(crate) const VERSION: u8 = 1;
+
+/// Bytes of the length prefix.
+pub(crate) const LENGTH_BYTES: usize = 4;
+
+/// The default bound on one frame (length prefix excluded).
+pub(crate) const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+
+/// How many callers a call chain may list (cycle detection across processes).
+pub(crate) const MAX_CHAIN_LINKS: usize = 256;
+
+/// A 32-byte nonce or message authentication code of the handshake.
+pub(crate) type Token = [u8; 32];
+
+/// What a client sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum ClientFrame<'a> {
+    /// Handshake, first step: the client's fresh nonce.
+    Hello { nonce: Token },
+    /// Handshake, third step: the client's proof that it holds the secret.
+    Proof { mac: Token },
+    /// A call of one object's method.
+    #[serde(borrow)]
+    Call(CallFrame<'a>),
+    /// `Namespace::list_ids` of the class with this tag.
+    ListIds { request: u64, class: [u8; 8] },
+    /// `Namespace::delete_all_objects` of the class with this tag.
+    DeleteAll { request: u64, class: [u8; 8] },
+}
+
+/// A call of one object's method.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct CallFrame<'a> {
+    /// Chosen by the client, strictly increasing on a connection; the reply carries it.
+    pub(crate) request: u64,
+    /// The object's ID; its first 8 bytes are its class's tag.
+    pub(crate) object: [u8; ID_BYTES],
+    /// The name the ID was made from, if the caller knows it (checked against the ID).
+    pub(crate) name: Option<&'a str>,
+    /// The stable method ID (wire.rs).
+    pub(crate) method: u64,
+    /// The time the caller still waits, in milliseconds (`None`: no timeout).
+    pub(crate) timeout_ms: Option<u64>,
+    /// The calls waiting on this one, innermost first (cycle detection).
+    pub(crate) chain: Vec<ChainLink<'a>>,
+    /// The arguments, encoded by the class's generated code.
+    pub(crate) args: &'a [u8],
+}
+
+/// One caller of a call chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ChainLink<'a> {
+    pub(crate) class: &'a str,
+    pub(crate) object: [u8; ID_BYTES],
+    pub(crate) name: Option<&'a str>,
+    pub(crate) exclusive: bool,
+}
+
+/// What a server sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum ServerFrame<'a> {
+    /// Handshake, second step: the server's fresh nonce and its proof.
+    Challenge { nonce: Token, mac: Token },
+    /// Handshake, last step: the client proved it holds the secret.
+    Welcome,
+    /// The handshake failed (wrong secret, another protocol version); the server closes.
+    Refused { reason: &'a str },
+    /// The answer to the request with this ID.
+    Reply {
+        request: u64,
+        #[serde(borrow)]
+        body: ReplyBody<'a>,
+    },
+}
+
+/// The answer to one request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum ReplyBody<'a> {
+    /// A call's return value, encoded by the class's generated code.
+    Output(&'a [u8]),
+    /// The call failed in the runtime (overloaded, timeout, cycle, ...): a postcard
+    /// [`Error`], decoded on its own so that an error kind this build does not know does not
+    /// break the connection.
+    Error(&'a [u8]),
+    /// The answer to `ListIds`.
+    Ids(Vec<[u8; ID_BYTES]>),
+    /// The answer to `DeleteAll`: how many objects had data.
+    Count(u64),
+}
+
+/// Appends one frame (length, version, body) to `out`.
+pub(crate) fn encode<T: Serialize>(body: &T, out: &mut Vec<u8>) -> Result<()> {
+    let start = out.len();
+    out.extend_from_slice(&[0; LENGTH_BYTES]);
+    out.push(VERSION);
+    let taken = std::mem::take(out);
+    *out = postcard::to_extend(body, taken)
+        .map_err(|e| Error::internal(format!("a frame could not be encoded: {e}")))?;
+    let len = out.len() - start - LENGTH_BYTES;
+    let Ok(len32) = u32::try_from(len) else {
+        out.truncate(start);
+        return Err(Error::invalid_argument(format!(
+            "a frame of {len} bytes is over the 4 GiB the format allows"
+        )));
+    };
+    out[start..start + LENGTH_BYTES].copy_from_slice(&len32.to_be_bytes());
+    Ok(())
+}
+
+/// Encodes a runtime error for a [`ReplyBody::Error`].
+pub(crate) fn encode_error(err: &Error) -> Vec<u8> {
+    // An `Error` holds strings and integers only: postcard cannot fail on it.
+    postcard::to_allocvec(err).unwrap_or_default()
+}
+
+/// Decodes a [`ReplyBody::Error`]; an error of a kind this build does not know becomes an
+/// [`UnknownMethod`](crate::ErrorKind::UnknownMethod)-free internal error naming the problem.
+pub(crate) fn decode_error(bytes: &[u8]) -> Error {
+    match postcard::from_bytes::<Error>(bytes) {
+        Ok(err) => err,
+        Err(e) => Error::internal(format!(
+            "the peer sent an error this build cannot decode ({e}); is it of a newer build?"
+        )),
+    }
+}
+
+/// Why bytes from a peer are not a frame. Any of these closes the connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum FrameError {
+    #[error("a frame of {len} bytes is over the limit of {max} bytes")]
+    TooLarge { len: usize, max: usize },
+    #[error("an empty frame (no version byte)")]
+    Empty,
+    #[error("frame version {0} is not supported (this build speaks version {VERSION})")]
+    Version(u8),
+    #[error("a frame body does not decode: {0}")]
+    Body(String),
+}
+
+/// Decodes one frame body (version byte included) into `T`; the whole body must be used.
+pub(crate) fn decode<'a, T: Deserialize<'a>>(frame: &'a [u8]) -> Result<T, FrameError> {
+    let (&version, body) = frame.split_first().ok_or(FrameError::Empty)?;
+    if version != VERSION {
+        return Err(FrameError::Version(version));
+    }
+    match postcard::take_from_bytes::<T>(body) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, rest)) => Err(FrameError::Body(format!(
+            "{} bytes after the end of the body",
+            rest.len()
+        ))),
+        Err(e) => Err(FrameError::Body(e.to_string())),
+    }
+}
+
+/// Cuts frames out of a byte stream. Bytes are read into one buffer, which never holds more
+/// than one frame beyond the limit's worth: the length prefix is checked before the body is
+/// awaited.
+#[derive(Debug)]
+pub(crate) struct FrameBuffer {
+    buf: Vec<u8>,
+    /// Where the next unparsed frame starts in `buf`.
+    start: usize,
+    max_frame_bytes: usize,
+}
+
+impl FrameBuffer {
+    pub(crate) fn new(max_frame_bytes: usize) -> Self {
+        FrameBuffer {
+            buf: Vec::with_capacity(8 * 1024),
+            start: 0,
+            max_frame_bytes,
+        }
+    }
+
+    /// The next complete frame's body (version byte first), if one is buffered. An error
+    /// means the stream is garbage: close it.
+    pub(crate) fn next_frame(&mut self) -> Result<Option<&[u8]>, FrameError> {
+        let Some(len) = self.pending_len()? else {
+            return Ok(None);
+        };
+        let begin = self.start + LENGTH_BYTES;
+        if self.buf.len() < begin + len {
+            return Ok(None);
+        }
+        self.start = begin + len;
+        Ok(self.buf.get(begin..begin + len))
+    }
+
+    /// `true` when a whole frame is buffered (`next_frame` will return it).
+    pub(crate) fn next_frame_ready(&self) -> Result<bool, FrameError> {
+        Ok(self
+            .pending_len()?
+            .is_some_and(|len| self.buf.len() >= self.start + LENGTH_BYTES + len))
+    }
+
+    /// The length of the frame at `start`, once its prefix is buffered.
+    fn pending_len(&self) -> Result<Option<usize>, FrameError> {
+        let Some(prefix) = self.buf.get(self.start..self.start + LENGTH_BYTES) else {
+            return Ok(None);
+        };
+        let mut word = [0u8; LENGTH_BYTES];
+        word.copy_from_slice(prefix);
+        let len = u32::from_be_bytes(word) as usize;
+        if len > self.max_frame_bytes {
+            return Err(FrameError::TooLarge {
+                len,
+                max: self.max_frame_bytes,
+            });
+        }
+        Ok(Some(len))
+    }
+
+    /// Room to read more bytes into: compacts consumed frames away and reserves only what
+    /// the pending frame (whose length is checked) still needs, or a small chunk.
+    pub(crate) fn spare(&mut self) -> Result<&mut Vec<u8>, FrameError> {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        let want = match self.pending_len()? {
+            Some(len) => (LENGTH_BYTES + len).saturating_sub(self.buf.len()),
+            None => 0,
+        };
+        self.buf.reserve(want.clamp(4 * 1024, 64 * 1024));
+        Ok(&mut self.buf)
+    }
+
+    /// Bytes buffered and not yet returned as frames.
+    #[cfg(test)]
+    pub(crate) fn buffered(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    /// The buffer's capacity: never far above the frame limit.
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame<T: Serialize>(body: &T) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode(body, &mut out).unwrap();
+        out
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn id(byte: u8) -> [u8; ID_BYTES] {
+        [byte; ID_BYTES]
+    }
+
+    // Golden bytes: each frame kind as this build puts it on the wire. A failure here means
+    // peers of the previous build can no longer talk to this one: bump VERSION instead.
+    #[test]
+    fn golden_client_frames() {
+        let ones = "01".repeat(32);
+        assert_eq!(
+            hex(&frame(&ClientFrame::Hello { nonce: [1; 32] })),
+            format!("0000002201" /* len 34, version 1 */) + "00" + &ones
+        );
+        assert_eq!(
+            hex(&frame(&ClientFrame::Proof { mac: [1; 32] })),
+            "000000220101".to_owned() + &ones
+        );
+        let call = ClientFrame::Call(CallFrame {
+            request: 300,
+            object: id(7),
+            name: Some("A"),
+            method: 0x0c85_a089_0772_435a,
+            timeout_ms: Some(1500),
+            chain: vec![ChainLink {
+                class: "Ping",
+                object: id(9),
+                name: None,
+                exclusive: true,
+            }],
+            args: &[10],
+        });
+        assert_eq!(
+            hex(&frame(&call)),
+            "0000005d".to_owned()
+                + "01"
+                + "02"
+                + "ac02"
+                + &"07".repeat(32)
+                + "010141"
+                + "da86c9bb9091e8c20c"
+                + "01dc0b"
+                + "01"
+                + "0450696e67"
+                + &"09".repeat(32)
+                + "00"
+                + "01"
+                + "010a"
+        );
+        assert_eq!(
+            hex(&frame(&ClientFrame::ListIds {
+                request: 1,
+                class: [2; 8]
+            })),
+            "0000000b010301".to_owned() + &"02".repeat(8)
+        );
+        assert_eq!(
+            hex(&frame(&ClientFrame::DeleteAll {
+                request: 1,
+                class: [2; 8]
+            })),
+            "0000000b010401".to_owned() + &"02".repeat(8)
+        );
+    }
+
+    #[test]
+    fn golden_server_frames() {
+        assert_eq!(
+            hex(&frame(&ServerFrame::Challenge {
+                nonce: [1; 32],
+                mac: [2; 32]
+            })),
+            "0000004201".to_owned() + "00" + &"01".repeat(32) + &"02".repeat(32)
+        );
+        assert_eq!(hex(&frame(&ServerFrame::Welcome)), "000000020101");
+        assert_eq!(
+            hex(&frame(&ServerFrame::Refused { reason: "no" })),
+            "0000000501".to_owned() + "02" + "026e6f"
+        );
+        let reply = |body| hex(&frame(&ServerFrame::Reply { request: 5, body }));
+        assert_eq!(reply(ReplyBody::Output(&[1, 2])), "0000000701030500020102");
+        assert_eq!(reply(ReplyBody::Error(&[4])), "00000006010305010104");
+        assert_eq!(
+            reply(ReplyBody::Ids(vec![id(3)])),
+            "0000002501030502".to_owned() + "01" + &"03".repeat(32)
+        );
+        assert_eq!(reply(ReplyBody::Count(7)), "000000050103050307");
+    }
+
+    /// Every error kind's encoding, pinned: a reordered or inserted `Repr` variant fails here.
+    #[test]
+    fn golden_errors() {
+        use std::time::Duration;
+        let cases: Vec<(Error, &str)> = vec![
+            (Error::app("K", "m"), "00014b016d"),
+            (
+                Error::panicked("C", "i", "f", "p".into()),
+                "010143016901660170",
+            ),
+            (Error::invalid_id("x"), "020178"),
+            (Error::key_too_large(3000, 2048), "03b8178010"),
+            (Error::value_too_large("k", 5, 4), "04016b0504"),
+            (Error::invalid_argument("x"), "050178"),
+            (Error::codec("decode", "k", "e"), "06066465636f6465016b0165"),
+            (Error::storage("x"), "070178"),
+            (Error::overloaded(), "08"),
+            (Error::closed(), "09"),
+            (
+                Error::timeout("f", Duration::from_millis(300)),
+                "0a0166ac02",
+            ),
+            (Error::cycle("x".into()), "0b0178"),
+            (Error::config("x"), "0c0178"),
+            (Error::internal("x"), "0d0178"),
+            (Error::unauthenticated("x"), "0e0178"),
+            (Error::disconnected("x"), "0f0178"),
+            (Error::unknown_method("x"), "100178"),
+        ];
+        for (err, golden) in cases {
+            let bytes = encode_error(&err);
+            assert_eq!(hex(&bytes), golden, "{err:?}");
+            let back = decode_error(&bytes);
+            assert_eq!(back, err);
+            assert_eq!(back.kind(), err.kind());
+            assert_eq!(back.is_retryable(), err.is_retryable());
+            assert_eq!(back.is_remote(), err.is_remote());
+            assert_eq!(back.is_overloaded(), err.is_overloaded());
+        }
+    }
+
+    #[test]
+    fn an_error_of_an_unknown_kind_decodes_to_an_internal_error() {
+        let err = decode_error(&[0x7f, 1, b'x']);
+        assert_eq!(err.kind(), crate::ErrorKind::Internal);
+        assert!(err.to_string().contains("newer build"), "{err}");
+    }
+
+    #[test]
+    fn frames_round_trip_through_the_buffer_in_pieces() {
+        let mut stream = Vec::new();
+        for request in 0..50u64 {
+            encode(
+                &ServerFrame::Reply {
+                    request,
+                    body: ReplyBody::Output(&request.to_le_bytes()),
+                },
+                &mut stream,
+            )
+            .unwrap();
+        }
+        let mut fb = FrameBuffer::new(1024);
+        let mut seen = 0u64;
+        for chunk in stream.chunks(7) {
+            fb.spare().unwrap().extend_from_slice(chunk);
+            while let Some(body) = fb.next_frame().unwrap() {
+                let frame: ServerFrame<'_> = decode(body).unwrap();
+                assert_eq!(
+                    frame,
+                    ServerFrame::Reply {
+                        request: seen,
+                        body: ReplyBody::Output(&seen.to_le_bytes())
+                    }
+                );
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 50);
+        assert_eq!(fb.buffered(), 0);
+    }
+
+    #[test]
+    fn an_oversized_length_is_refused_before_its_body_is_buffered() {
+        let mut fb = FrameBuffer::new(1024);
+        fb.spare()
+            .unwrap()
+            .extend_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(
+            fb.next_frame(),
+            Err(FrameError::TooLarge {
+                len: u32::MAX as usize,
+                max: 1024
+            })
+        );
+        assert!(fb.spare().is_err());
+        assert!(fb.capacity() < 128 * 1024);
+    }
+
+    #[test]
+    fn bad_versions_and_bodies_are_errors() {
+        assert_eq!(decode::<ServerFrame<'_>>(&[]), Err(FrameError::Empty));
+        assert_eq!(
+            decode::<ServerFrame<'_>>(&[2, 1]),
+            Err(FrameError::Version(2))
+        );
+        assert!(matches!(
+            decode::<ServerFrame<'_>>(&[VERSION, 1, 0]),
+            Err(FrameError::Body(_))
+        ));
+        assert!(matches!(
+            decode::<ServerFrame<'_>>(&[VERSION, 9]),
+            Err(FrameError::Body(_))
+        ));
+    }
+}

@@ -1,0 +1,47 @@
+//! Remote calls: a runtime serves its objects to other processes ([`server`]), and a
+//! connected runtime sends its calls there ([`client`]), through the same typed stubs.
+//!
+//! The pieces, each in its file: [`frame`] (the bytes on the wire), [`handshake`] (both
+//! ends prove they hold the secret), [`server`] and [`client`].
+
+pub(crate) mod client;
+pub(crate) mod frame;
+pub(crate) mod handshake;
+pub(crate) mod server;
+
+use std::sync::Arc;
+
+/// The settings both ends of a connection use.
+#[derive(Clone)]
+pub(crate) struct TransportConfig {
+    /// The shared secret (empty when none was set).
+    pub(crate) secret: Arc<[u8]>,
+    /// The largest frame sent or accepted.
+    pub(crate) max_frame_bytes: usize,
+    /// Calls of one connection in flight at once.
+    pub(crate) max_calls_in_flight: usize,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            secret: Arc::from(&[][..]),
+            max_frame_bytes: frame::DEFAULT_MAX_FRAME_BYTES,
+            max_calls_in_flight: DEFAULT_MAX_CALLS_IN_FLIGHT,
+        }
+    }
+}
+
+/// The default bound on calls in flight per connection.
+pub(crate) const DEFAULT_MAX_CALLS_IN_FLIGHT: usize = 4096;
+
+impl std::fmt::Debug for TransportConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secret itself.
+        f.debug_struct("TransportConfig")
+            .field("secret", &(!self.secret.is_empty()).then_some("<set>"))
+            .field("max_frame_bytes", &self.max_frame_bytes)
+            .field("max_calls_in_flight", &self.max_calls_in_flight)
+            .finish()
+    }
+}
