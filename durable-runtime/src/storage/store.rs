@@ -312,7 +312,6 @@ impl ObjectStore {
         Ok(())
     }
 
-    /// Whether the running call wrote data (not only runtime records).
     /// Deletes everything of this object in the running call: data, schedules, name.
     pub(crate) fn erase_all(&self) -> Result<()> {
         for name in self.schedules()?.into_keys() {
