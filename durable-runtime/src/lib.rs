@@ -45,6 +45,7 @@
 #![warn(missing_docs)]
 
 mod alarm;
+mod class;
 mod commit;
 mod context;
 mod cycle;
@@ -58,11 +59,11 @@ mod storage;
 mod stub;
 mod wire;
 
+pub use crate::class::{AlarmInfo, ClassOptions, DurableObject};
 pub use crate::context::Context;
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::id::ObjectId;
 pub use crate::namespace::Namespace;
-pub use crate::object::{AlarmInfo, ClassOptions, DurableObject};
 pub use crate::runtime::{Metrics, Runtime, RuntimeBuilder};
 pub use crate::storage::{
     Backend, Durability, Entry, FjallBackend, ListOptions, MemoryBackend, ScanIter, Storage,
@@ -77,9 +78,9 @@ pub use durable_macros::durable_object;
 pub mod __private {
     use core::marker::PhantomData;
 
+    pub use crate::class::Call;
+    use crate::class::ClassOptions;
     pub use crate::error::FromRuntimeError;
-    pub use crate::object::Call;
-    use crate::object::ClassOptions;
 
     pub use serde;
 

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
+use crate::class::DurableObject;
 use crate::commit::OutputGate;
 use crate::error::{Error, Result};
 use crate::namespace::{Namespace, NamespaceCore};
-use crate::object::DurableObject;
 use crate::storage::{Backend, Durability, FjallBackend, MemoryBackend};
 
 trait ClassControl: Send + Sync {
