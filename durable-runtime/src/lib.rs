@@ -40,10 +40,11 @@
 //!
 //! The guarantees (one instance per ID, exclusive calls alone, atomic per-call commits, the
 //! output gate, group commit, bounded queues) are listed in the README and in the module
-//! docs of `object.rs` and `commit.rs`.
+//! docs of `actor.rs` and `commit.rs`.
 
 #![warn(missing_docs)]
 
+mod actor;
 mod alarm;
 mod class;
 mod commit;
@@ -53,7 +54,6 @@ mod error;
 mod id;
 mod mailbox;
 mod namespace;
-mod object;
 mod runtime;
 mod storage;
 mod stub;

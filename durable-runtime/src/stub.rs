@@ -5,12 +5,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use crate::actor::Envelope;
 use crate::class::{Call, DurableObject};
 use crate::cycle;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::namespace::NamespaceCore;
-use crate::object::Envelope;
 
 /// The untyped core of every generated stub: a route to one object (its class and ID), not a
 /// handle on a task, so it stays valid across eviction and restarts.
