@@ -401,11 +401,11 @@ impl<T: DurableObject> Actor<T> {
 
     /// Runs `send` once this object's writes so far are durable.
     fn release(&self, send: impl FnOnce(Result<()>) + Send + 'static) {
-        let epoch = self.store.epoch();
+        let incarnation = self.store.incarnation();
         self.ns
             .runtime
             .gate
-            .release(&self.store, epoch, self.last_seq, send);
+            .release(&self.store, incarnation, self.last_seq, send);
     }
 
     fn reply<O: Send + 'static>(&self, reply: oneshot::Sender<Result<O>>, result: Result<O>) {

@@ -32,7 +32,7 @@ enum Item {
     },
     Reply {
         store: Arc<ObjectStore>,
-        epoch: u64,
+        incarnation: u64,
         /// The batch the reply waits for.
         seq: u64,
         reply: HeldReply,
@@ -126,19 +126,19 @@ impl OutputGate {
     }
 
     /// Sends `reply` once every batch up to `seq` is durable: at once if it already is. The
-    /// reply was computed by `store`'s object in `epoch`; if a write of that epoch was lost,
-    /// the reply fails instead, whatever later syncs do.
+    /// reply was computed by `store`'s object in `incarnation`; if a write of that
+    /// incarnation was lost, the reply fails instead, whatever later syncs do.
     pub(crate) fn release(
         &self,
         store: &Arc<ObjectStore>,
-        epoch: u64,
+        incarnation: u64,
         seq: u64,
         reply: impl FnOnce(Result<()>) + Send + 'static,
     ) {
         // `durable_seq` advances only after the round that marked any failure of these
         // batches, so reading it first makes the failure check below see that mark.
         if seq <= self.durable_seq() {
-            reply(check_epoch(store, epoch));
+            reply(check_incarnation(store, incarnation));
             return;
         }
         let queue = self.queue();
@@ -151,7 +151,7 @@ impl OutputGate {
             queue,
             Item::Reply {
                 store: store.clone(),
-                epoch,
+                incarnation,
                 seq,
                 reply: Box::new(reply),
             },
@@ -251,8 +251,8 @@ fn recycle<T, U>(v: Vec<T>) -> Vec<U> {
     v.into_iter().filter_map(|_| None).collect()
 }
 
-fn check_epoch(store: &ObjectStore, epoch: u64) -> Result<()> {
-    if store.epoch_failed(epoch) {
+fn check_incarnation(store: &ObjectStore, incarnation: u64) -> Result<()> {
+    if store.incarnation_failed(incarnation) {
         Err(Error::storage(
             "an earlier write of this object failed to commit; its result is unknown and the \
              object was reset",
@@ -272,14 +272,14 @@ fn commit_round(shared: &Shared, round: &mut Round, last_seq: u64) {
     for item in items.drain(..) {
         match item {
             // A batch computed from lost writes must not reach storage.
-            Item::Batch { store, batch, .. } if store.epoch_failed(batch.epoch) => {}
+            Item::Batch { store, batch, .. } if store.incarnation_failed(batch.incarnation) => {}
             Item::Batch { seq, store, batch } => batches.push((seq, store, batch)),
             Item::Reply {
                 store,
-                epoch,
+                incarnation,
                 seq,
                 reply,
-            } => replies.push((store, epoch, seq, reply)),
+            } => replies.push((store, incarnation, seq, reply)),
         }
     }
     // A reply queued just after the previous round took its batch may already be covered
@@ -308,12 +308,16 @@ fn commit_round(shared: &Shared, round: &mut Round, last_seq: u64) {
         Err(e) => {
             tracing::error!(error = %e, batches = batches.len(), "commit failed; resetting the objects whose writes were lost");
             for (_, store, batch) in batches.iter() {
-                store.mark_failed(batch.epoch);
+                store.mark_failed(batch.incarnation);
             }
         }
     }
-    for (store, epoch, _, reply) in replies.drain(..) {
-        reply(result.clone().and_then(|()| check_epoch(&store, epoch)));
+    for (store, incarnation, _, reply) in replies.drain(..) {
+        reply(
+            result
+                .clone()
+                .and_then(|()| check_incarnation(&store, incarnation)),
+        );
     }
     batches.clear();
 }
@@ -369,7 +373,7 @@ mod tests {
             &prefix,
             writes.iter().copied(),
             std::iter::empty(),
-            store.epoch(),
+            store.incarnation(),
         ))
     }
 

@@ -8,8 +8,8 @@
 //! - a batch leaves memory only after the backend has it, so no read falls in a gap;
 //! - `delete_all` hides every older layer until the call's writes are taken, when it
 //!   becomes deletes of every key visible then;
-//! - writes of an epoch whose batch failed are never read again: the object is reset to
-//!   the backend (a new epoch) before its next call.
+//! - writes of an incarnation whose batch failed are never read again: the object is reset
+//!   to the backend (a new incarnation) before its next call.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
@@ -27,13 +27,14 @@ pub(crate) struct ObjectStore {
     id: Id,
     backend: Arc<dyn Backend>,
     layers: Mutex<Layers>,
-    /// Epochs number the lives of the object's in-memory view. When a batch fails to reach
-    /// the backend, its epoch is marked failed: every later batch and reply of that epoch was
-    /// computed from the lost writes, so the commit thread drops those batches and fails
-    /// those replies, and the object is reset (new epoch) before its next call.
-    epoch: AtomicU64,
-    /// The newest failed epoch (0: none).
-    failed_epoch: AtomicU64,
+    /// Incarnations number the lives of the object's in-memory view. When a batch fails to
+    /// reach the backend, its incarnation is marked failed: every later batch and reply of
+    /// that incarnation was computed from the lost writes, so the commit thread drops those
+    /// batches and fails those replies, and the object is reset (new incarnation) before its
+    /// next call.
+    incarnation: AtomicU64,
+    /// The newest failed incarnation (0: none).
+    failed_incarnation: AtomicU64,
     /// Every batch of this object up to this sequence number is in the backend (set by the
     /// commit thread; the in-flight layer drops them lazily, see [`ObjectStore::applied`]).
     applied_seq: AtomicU64,
@@ -49,8 +50,8 @@ impl ObjectStore {
             id: *id.as_bytes(),
             backend,
             layers: Mutex::new(Layers::default()),
-            epoch: AtomicU64::new(1),
-            failed_epoch: AtomicU64::new(0),
+            incarnation: AtomicU64::new(1),
+            failed_incarnation: AtomicU64::new(0),
             applied_seq: AtomicU64::new(0),
             activity: AtomicU64::new(0),
             swept: AtomicU64::new(0),
@@ -107,7 +108,7 @@ impl ObjectStore {
             call.system
                 .iter()
                 .map(|(k, v)| (k.as_slice(), v.as_deref())),
-            self.epoch(),
+            self.incarnation(),
         )))
     }
 
@@ -120,8 +121,8 @@ impl ObjectStore {
     pub(crate) fn reset(&self) {
         let mut layers = self.layers();
         *layers = Layers::default();
-        let failed = self.failed_epoch.load(Ordering::Acquire);
-        self.epoch.fetch_max(failed + 1, Ordering::AcqRel);
+        let failed = self.failed_incarnation.load(Ordering::Acquire);
+        self.incarnation.fetch_max(failed + 1, Ordering::AcqRel);
     }
 
     pub(crate) fn push_in_flight(&self, seq: u64, batch: Arc<Batch>) {
@@ -180,24 +181,25 @@ impl ObjectStore {
         (self.swept.swap(now, Ordering::Relaxed) == now).then_some(now)
     }
 
-    /// The current epoch: the one the running call's writes and reply belong to.
-    pub(crate) fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::Acquire)
+    /// The current incarnation: the one the running call's writes and reply belong to.
+    pub(crate) fn incarnation(&self) -> u64 {
+        self.incarnation.load(Ordering::Acquire)
     }
 
-    /// A batch of `epoch` failed to reach the backend.
-    pub(crate) fn mark_failed(&self, epoch: u64) {
-        self.failed_epoch.fetch_max(epoch, Ordering::AcqRel);
+    /// A batch of `incarnation` failed to reach the backend.
+    pub(crate) fn mark_failed(&self, incarnation: u64) {
+        self.failed_incarnation
+            .fetch_max(incarnation, Ordering::AcqRel);
     }
 
-    /// Whether writes of `epoch` were lost.
-    pub(crate) fn epoch_failed(&self, epoch: u64) -> bool {
-        self.failed_epoch.load(Ordering::Acquire) >= epoch
+    /// Whether writes of `incarnation` were lost.
+    pub(crate) fn incarnation_failed(&self, incarnation: u64) -> bool {
+        self.failed_incarnation.load(Ordering::Acquire) >= incarnation
     }
 
-    /// Whether the current epoch failed: the object must be reset before its next call.
+    /// Whether the current incarnation failed: the object must be reset before its next call.
     pub(crate) fn has_failed(&self) -> bool {
-        self.epoch_failed(self.epoch())
+        self.incarnation_failed(self.incarnation())
     }
 
     /// Keys visible in the in-flight layers and the backend (ignoring the running call).
