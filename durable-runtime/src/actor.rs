@@ -5,7 +5,8 @@
 //! - exclusive calls (`&mut self`) run one at a time and never overlap any other call;
 //! - shared calls (`&self`) run concurrently with each other, in one task;
 //! - when an exclusive call returns, its writes are submitted to the output gate as one
-//!   batch and the next call starts at once; its reply leaves when the batch is durable;
+//!   batch and the next call starts at once; the gate holds its reply and releases it when
+//!   the batch is durable;
 //! - a panic discards the call's writes and drops the object; the next call activates a
 //!   fresh instance from storage. The caller gets an [`ErrorKind::Panicked`] error;
 //! - an object with no call for an idle timeout (as seen by its namespace's sweeper, which
@@ -122,7 +123,7 @@ pub(crate) struct Actor<T: DurableObject> {
     id: ObjectId,
     store: Arc<ObjectStore>,
     instance: Option<T>,
-    /// The sequence number of this object's last submitted batch: every reply waits for it.
+    /// The sequence number of this object's last submitted batch: every reply is held for it.
     last_seq: u64,
     /// The name of the object, to record with its first data write if storage lacks it.
     unrecorded_name: bool,
@@ -280,7 +281,7 @@ impl<T: DurableObject> Actor<T> {
                 let outcome = self.run_alarm(info).await;
                 match outcome {
                     Ok(AlarmOutcome::Ran) | Ok(AlarmOutcome::GaveUp) => {
-                        self.release(move |result| {
+                        self.hold(move |result| {
                             let _ = reply.send(result.and(outcome));
                         });
                     }
@@ -292,7 +293,7 @@ impl<T: DurableObject> Actor<T> {
             Envelope::Erase { reply } => {
                 let result = self.erase().await;
                 match result {
-                    Ok(()) => self.release(move |result| {
+                    Ok(()) => self.hold(move |result| {
                         let _ = reply.send(result);
                     }),
                     Err(e) => {
@@ -372,7 +373,7 @@ impl<T: DurableObject> Actor<T> {
         self.commit().map(|_| ())
     }
 
-    /// Submits the running call's writes; returns the sequence number replies must wait for.
+    /// Submits the running call's writes; returns the sequence number replies are held for.
     fn commit(&mut self) -> Result<u64> {
         let mut name = if self.unrecorded_name {
             self.id.name()
@@ -399,22 +400,24 @@ impl<T: DurableObject> Actor<T> {
         Ok(self.last_seq)
     }
 
-    /// Runs `send` once this object's writes so far are durable.
-    fn release(&self, send: impl FnOnce(Result<()>) + Send + 'static) {
+    /// Has the output gate hold `send` until this object's writes so far are durable, then
+    /// release it (run it).
+    fn hold(&self, send: impl FnOnce(Result<()>) + Send + 'static) {
         let incarnation = self.store.incarnation();
         self.ns
             .runtime
             .gate
-            .release(&self.store, incarnation, self.last_seq, send);
+            .hold(&self.store, incarnation, self.last_seq, send);
     }
 
-    fn reply<O: Send + 'static>(&self, reply: oneshot::Sender<Result<O>>, result: Result<O>) {
+    /// Sends a call's reply: an error at once, a success held until its writes are durable.
+    fn send_reply<O: Send + 'static>(&self, reply: oneshot::Sender<Result<O>>, result: Result<O>) {
         if result.is_err() {
             // An error acknowledges nothing: it need not wait for the disk.
             let _ = reply.send(result);
             return;
         }
-        self.release(move |durable| {
+        self.hold(move |durable| {
             let _ = reply.send(durable.and(result));
         });
     }
@@ -438,7 +441,7 @@ impl<T: DurableObject> Actor<T> {
             .await;
         match outcome {
             Ok(output) => match self.commit() {
-                Ok(_) => self.reply(reply, Ok(output)),
+                Ok(_) => self.send_reply(reply, Ok(output)),
                 Err(e) => {
                     let _ = reply.send(Err(e));
                 }
@@ -488,7 +491,7 @@ impl<T: DurableObject> Actor<T> {
             let first_poll = std::future::poll_fn(|cx| Poll::Ready(first.as_mut().poll(cx))).await;
             if let Poll::Ready((outcome, method, reply)) = first_poll {
                 match outcome {
-                    Ok(output) => self.reply(reply, Ok(output)),
+                    Ok(output) => self.send_reply(reply, Ok(output)),
                     Err(payload) => panicked.push((method, reply, payload)),
                 }
                 (panicked, None)
@@ -535,7 +538,7 @@ impl<T: DurableObject> Actor<T> {
                     }
                     for (outcome, method, reply) in finished.drain(..) {
                         match outcome {
-                            Ok(output) => self.reply(reply, Ok(output)),
+                            Ok(output) => self.send_reply(reply, Ok(output)),
                             Err(payload) => panicked.push((method, reply, payload)),
                         }
                     }
@@ -578,7 +581,7 @@ impl<T: DurableObject> Actor<T> {
         }
         // The next actor of this ID reads storage: everything this one wrote must be there.
         let (done, durable) = oneshot::channel();
-        self.release(move |result| {
+        self.hold(move |result| {
             let _ = done.send(result);
         });
         if let Ok(Err(e)) = durable.await {

@@ -3,15 +3,15 @@
 //! When an exclusive call returns, its writes become a [`Batch`] that the object hands to the
 //! [`OutputGate`] ([`OutputGate::submit`]) and keeps in memory ("in flight") so that its next
 //! calls read them. The object then starts its next call at once: work does not wait for
-//! the disk. Its reply goes to the gate too ([`OutputGate::release`]), which holds it until
-//! every write the reply depends on is durable.
+//! the disk. Its reply goes to the gate too ([`OutputGate::hold`]), which holds it until
+//! every write the reply depends on is durable, and only then releases it.
 //!
 //! One commit thread serves the whole runtime. Each round it takes everything queued, applies
 //! all batches to the backend as one atomic batch (later writes to a key replacing earlier
-//! ones), syncs once, and only then releases the replies queued with them. One `fsync` thus
+//! ones), syncs once, and only then releases the replies held for them. One `fsync` thus
 //! covers the writes of every call of every object that arrived while the previous `fsync`
-//! ran (group commit), and no reply leaves before its writes, and every earlier write of its
-//! object, are durable (the output gate).
+//! ran (group commit), and no reply is released before its writes, and every earlier write
+//! of its object, are durable (the output gate).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -20,8 +20,8 @@ use std::thread::JoinHandle;
 use crate::error::{Error, Result};
 use crate::storage::{Backend, Batch, Durability, ObjectStore, Write};
 
-/// A reply waiting for the gate: called with `Ok` once its writes are durable, or with the
-/// storage error that made them fail.
+/// A reply the gate holds; releasing it calls it with `Ok` once its writes are durable, or
+/// with the storage error that made them fail.
 pub(crate) type HeldReply = Box<dyn FnOnce(Result<()>) + Send>;
 
 enum Item {
@@ -30,10 +30,10 @@ enum Item {
         store: Arc<ObjectStore>,
         batch: Arc<Batch>,
     },
-    Reply {
+    HeldReply {
         store: Arc<ObjectStore>,
         incarnation: u64,
-        /// The batch the reply waits for.
+        /// The batch the reply is held for.
         seq: u64,
         reply: HeldReply,
     },
@@ -125,10 +125,10 @@ impl OutputGate {
         Ok(seq)
     }
 
-    /// Sends `reply` once every batch up to `seq` is durable: at once if it already is. The
-    /// reply was computed by `store`'s object in `incarnation`; if a write of that
-    /// incarnation was lost, the reply fails instead, whatever later syncs do.
-    pub(crate) fn release(
+    /// Holds `reply` until every batch up to `seq` is durable, then releases it: at once if
+    /// it already is. The reply was computed by `store`'s object in `incarnation`; if a write
+    /// of that incarnation was lost, the reply fails instead, whatever later syncs do.
+    pub(crate) fn hold(
         &self,
         store: &Arc<ObjectStore>,
         incarnation: u64,
@@ -149,7 +149,7 @@ impl OutputGate {
         }
         self.enqueue(
             queue,
-            Item::Reply {
+            Item::HeldReply {
                 store: store.clone(),
                 incarnation,
                 seq,
@@ -213,7 +213,7 @@ struct Round {
     /// The items taken from the queue (which gets this vector's old buffer in exchange).
     items: Vec<Item>,
     batches: Vec<(u64, Arc<ObjectStore>, Arc<Batch>)>,
-    replies: Vec<(Arc<ObjectStore>, u64, u64, HeldReply)>,
+    held: Vec<(Arc<ObjectStore>, u64, u64, HeldReply)>,
     /// The round's writes for the backend, and numbered for sorting (empty between rounds).
     /// A buffer of this size allocated every round made glibc consolidate its fast bins each
     /// time (the frees of the objects' batches land there): 3% of the commit thread.
@@ -266,7 +266,7 @@ fn commit_round(shared: &Shared, round: &mut Round, last_seq: u64) {
     let Round {
         items,
         batches,
-        replies,
+        held,
         writes,
     } = round;
     for item in items.drain(..) {
@@ -274,18 +274,18 @@ fn commit_round(shared: &Shared, round: &mut Round, last_seq: u64) {
             // A batch computed from lost writes must not reach storage.
             Item::Batch { store, batch, .. } if store.incarnation_failed(batch.incarnation) => {}
             Item::Batch { seq, store, batch } => batches.push((seq, store, batch)),
-            Item::Reply {
+            Item::HeldReply {
                 store,
                 incarnation,
                 seq,
                 reply,
-            } => replies.push((store, incarnation, seq, reply)),
+            } => held.push((store, incarnation, seq, reply)),
         }
     }
-    // A reply queued just after the previous round took its batch may already be covered
+    // A reply held just after the previous round took its batch may already be covered
     // by that round's sync: then this round has nothing to make durable, and no fsync.
     let durable = shared.durable_seq.load(Ordering::Acquire);
-    let result = if batches.is_empty() && replies.iter().all(|(_, _, seq, _)| *seq <= durable) {
+    let result = if batches.is_empty() && held.iter().all(|(_, _, seq, _)| *seq <= durable) {
         Ok(())
     } else {
         apply_and_sync(shared, batches, writes)
@@ -312,7 +312,7 @@ fn commit_round(shared: &Shared, round: &mut Round, last_seq: u64) {
             }
         }
     }
-    for (store, incarnation, _, reply) in replies.drain(..) {
+    for (store, incarnation, _, reply) in held.drain(..) {
         reply(
             result
                 .clone()

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 /// calls only).
 ///
 /// Values are any `Serialize + DeserializeOwned` type, stored as postcard. The writes of one
-/// call commit atomically when the call returns; its reply leaves once they are durable.
+/// call commit atomically when the call returns; its reply is released once they are durable.
 pub struct Storage {
     pub(super) store: Arc<ObjectStore>,
 }
