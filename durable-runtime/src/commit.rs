@@ -46,7 +46,9 @@ struct Queue {
     closing: bool,
 }
 
-struct Shared {
+/// The commit thread's state, shared with the gate's callers: the queue they fill and it
+/// drains, and what it publishes (the durable sequence number, syncs, schedule changes).
+struct CommitState {
     queue: Mutex<Queue>,
     wake: Condvar,
     /// Every batch with a sequence number up to this one is durable.
@@ -58,9 +60,9 @@ struct Shared {
     durability: Durability,
 }
 
-impl Shared {
-    fn new(backend: Arc<dyn Backend>, durability: Durability) -> Shared {
-        Shared {
+impl CommitState {
+    fn new(backend: Arc<dyn Backend>, durability: Durability) -> CommitState {
+        CommitState {
             queue: Mutex::new(Queue {
                 items: Vec::new(),
                 last_seq: 0,
@@ -78,26 +80,26 @@ impl Shared {
 
 /// The output gate and its commit thread. See the module documentation.
 pub(crate) struct OutputGate {
-    shared: Arc<Shared>,
+    state: Arc<CommitState>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl OutputGate {
     pub(crate) fn start(backend: Arc<dyn Backend>, durability: Durability) -> Result<OutputGate> {
-        let shared = Arc::new(Shared::new(backend, durability));
-        let thread_shared = shared.clone();
+        let state = Arc::new(CommitState::new(backend, durability));
+        let thread_state = state.clone();
         let thread = std::thread::Builder::new()
             .name("durable-commit".into())
-            .spawn(move || commit_loop(&thread_shared))
+            .spawn(move || commit_loop(&thread_state))
             .map_err(|e| Error::storage(format!("cannot start the commit thread: {e}")))?;
         Ok(OutputGate {
-            shared,
+            state,
             thread: Mutex::new(Some(thread)),
         })
     }
 
     fn queue(&self) -> MutexGuard<'_, Queue> {
-        lock(&self.shared.queue)
+        lock(&self.state.queue)
     }
 
     /// Queues a committed call's writes; returns their sequence number. The batch is in
@@ -164,29 +166,29 @@ impl OutputGate {
         queue.items.push(item);
         drop(queue);
         if was_idle {
-            self.shared.wake.notify_one();
+            self.state.wake.notify_one();
         }
     }
 
     /// Every batch up to this sequence number is durable.
     pub(crate) fn durable_seq(&self) -> u64 {
-        self.shared.durable_seq.load(Ordering::Acquire)
+        self.state.durable_seq.load(Ordering::Acquire)
     }
 
     /// Changes after every commit round that set or cleared a schedule.
     pub(crate) fn watch_schedules(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.shared.schedules.subscribe()
+        self.state.schedules.subscribe()
     }
 
     /// How many syncs the commit thread has completed.
     pub(crate) fn syncs(&self) -> u64 {
-        self.shared.syncs.load(Ordering::Relaxed)
+        self.state.syncs.load(Ordering::Relaxed)
     }
 
     /// Commits and syncs everything queued, releases the held replies, and stops the thread.
     pub(crate) fn close(&self) {
         self.queue().closing = true;
-        self.shared.wake.notify_one();
+        self.state.wake.notify_one();
         let thread = lock(&self.thread).take();
         if let Some(thread) = thread {
             if thread.join().is_err() {
@@ -226,13 +228,13 @@ struct Scratch {
     writes: Vec<Write<'static>>,
 }
 
-fn commit_loop(shared: &Shared) {
+fn commit_loop(state: &CommitState) {
     let mut round = Round::default();
     loop {
         let last_seq = {
-            let mut queue = lock(&shared.queue);
+            let mut queue = lock(&state.queue);
             while queue.items.is_empty() && !queue.closing {
-                queue = shared.wake.wait(queue).unwrap_or_else(|p| p.into_inner());
+                queue = state.wake.wait(queue).unwrap_or_else(|p| p.into_inner());
             }
             if queue.items.is_empty() {
                 return;
@@ -240,7 +242,7 @@ fn commit_loop(shared: &Shared) {
             std::mem::swap(&mut queue.items, &mut round.items);
             queue.last_seq
         };
-        commit_round(shared, &mut round, last_seq);
+        commit_round(state, &mut round, last_seq);
     }
 }
 
@@ -262,7 +264,7 @@ fn check_incarnation(store: &ObjectStore, incarnation: u64) -> Result<()> {
     }
 }
 
-fn commit_round(shared: &Shared, round: &mut Round, last_seq: u64) {
+fn commit_round(state: &CommitState, round: &mut Round, last_seq: u64) {
     let Round {
         items,
         batches,
@@ -284,11 +286,11 @@ fn commit_round(shared: &Shared, round: &mut Round, last_seq: u64) {
     }
     // A reply held just after the previous round took its batch may already be covered
     // by that round's sync: then this round has nothing to make durable, and no fsync.
-    let durable = shared.durable_seq.load(Ordering::Acquire);
+    let durable = state.durable_seq.load(Ordering::Acquire);
     let result = if batches.is_empty() && held.iter().all(|(_, _, seq, _)| *seq <= durable) {
         Ok(())
     } else {
-        apply_and_sync(shared, batches, writes)
+        apply_and_sync(state, batches, writes)
     };
     match &result {
         Ok(()) => {
@@ -297,12 +299,12 @@ fn commit_round(shared: &Shared, round: &mut Round, last_seq: u64) {
             }
             // Every batch numbered up to `last_seq` was queued before this round's items
             // were taken, so it was committed (or dropped as lost) by now.
-            shared.durable_seq.fetch_max(last_seq, Ordering::AcqRel);
+            state.durable_seq.fetch_max(last_seq, Ordering::AcqRel);
             if batches
                 .iter()
                 .any(|(_, _, batch)| batch.touches_schedules())
             {
-                shared.schedules.send_modify(|n| *n += 1);
+                state.schedules.send_modify(|n| *n += 1);
             }
         }
         Err(e) => {
@@ -323,7 +325,7 @@ fn commit_round(shared: &Shared, round: &mut Round, last_seq: u64) {
 }
 
 fn apply_and_sync(
-    shared: &Shared,
+    state: &CommitState,
     batches: &[(u64, Arc<ObjectStore>, Arc<Batch>)],
     scratch: &mut Scratch,
 ) -> Result<()> {
@@ -349,15 +351,15 @@ fn apply_and_sync(
                 writes.push(*write);
             }
         }
-        let applied = shared.backend.apply(&writes);
+        let applied = state.backend.apply(&writes);
         numbered.clear();
         writes.clear();
         scratch.numbered = recycle(numbered);
         scratch.writes = recycle(writes);
         applied?;
     }
-    shared.backend.sync(shared.durability)?;
-    shared.syncs.fetch_add(1, Ordering::Relaxed);
+    state.backend.sync(state.durability)?;
+    state.syncs.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
 
@@ -381,7 +383,7 @@ mod tests {
     #[test]
     fn a_round_keeps_the_last_write_of_each_key() {
         let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
-        let shared = Shared::new(backend.clone(), Durability::Fsync);
+        let state = CommitState::new(backend.clone(), Durability::Fsync);
         let class = ClassTag::new("C", "C");
         let (a, b) = (
             Arc::new(ObjectStore::new(
@@ -407,13 +409,13 @@ mod tests {
                 batch: batch.clone(),
             });
         }
-        commit_round(&shared, &mut round, batches.len() as u64);
+        commit_round(&state, &mut round, batches.len() as u64);
         let get = |store: &ObjectStore, key: &str| backend.get(&store.full_key(key)).unwrap();
         assert_eq!(get(&a, "k"), Some(b"3".to_vec()));
         assert_eq!(get(&a, "x"), None);
         assert_eq!(get(&a, "y"), Some(b"y2".to_vec()));
         assert_eq!(get(&b, "k"), Some(b"b".to_vec()));
-        assert_eq!(shared.durable_seq.load(Ordering::Acquire), 4);
-        assert_eq!(shared.syncs.load(Ordering::Relaxed), 1);
+        assert_eq!(state.durable_seq.load(Ordering::Acquire), 4);
+        assert_eq!(state.syncs.load(Ordering::Relaxed), 1);
     }
 }
