@@ -19,10 +19,11 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use crate::actor::AlarmOutcome;
+use crate::class::{AlarmInfo, DurableObject};
 use crate::error::Result;
 use crate::id::ID_BYTES;
 use crate::namespace::NamespaceCore;
-use crate::object::{AlarmInfo, AlarmOutcome, DurableObject};
 use crate::storage::keys::{self, Due};
 use crate::storage::now_ms;
 

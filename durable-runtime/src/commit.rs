@@ -3,15 +3,15 @@
 //! When an exclusive call returns, its writes become a [`Batch`] that the object hands to the
 //! [`OutputGate`] ([`OutputGate::submit`]) and keeps in memory ("in flight") so that its next
 //! calls read them. The object then starts its next call at once: work does not wait for
-//! the disk. Its reply goes to the gate too ([`OutputGate::release`]), which holds it until
-//! every write the reply depends on is durable.
+//! the disk. Its reply goes to the gate too ([`OutputGate::hold`]), which holds it until
+//! every write the reply depends on is durable, and only then releases it.
 //!
 //! One commit thread serves the whole runtime. Each round it takes everything queued, applies
 //! all batches to the backend as one atomic batch (later writes to a key replacing earlier
-//! ones), syncs once, and only then releases the replies queued with them. One `fsync` thus
+//! ones), syncs once, and only then releases the replies held for them. One `fsync` thus
 //! covers the writes of every call of every object that arrived while the previous `fsync`
-//! ran (group commit), and no reply leaves before its writes, and every earlier write of its
-//! object, are durable (the output gate).
+//! ran (group commit), and no reply is released before its writes, and every earlier write
+//! of its object, are durable (the output gate).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -20,8 +20,8 @@ use std::thread::JoinHandle;
 use crate::error::{Error, Result};
 use crate::storage::{Backend, Batch, Durability, ObjectStore, Write};
 
-/// A reply waiting for the gate: called with `Ok` once its writes are durable, or with the
-/// storage error that made them fail.
+/// A reply the gate holds; releasing it calls it with `Ok` once its writes are durable, or
+/// with the storage error that made them fail.
 pub(crate) type HeldReply = Box<dyn FnOnce(Result<()>) + Send>;
 
 enum Item {
@@ -30,10 +30,10 @@ enum Item {
         store: Arc<ObjectStore>,
         batch: Arc<Batch>,
     },
-    Reply {
+    HeldReply {
         store: Arc<ObjectStore>,
-        epoch: u64,
-        /// The batch the reply waits for.
+        incarnation: u64,
+        /// The batch the reply is held for.
         seq: u64,
         reply: HeldReply,
     },
@@ -46,7 +46,9 @@ struct Queue {
     closing: bool,
 }
 
-struct Shared {
+/// The commit thread's state, shared with the gate's callers: the queue they fill and it
+/// drains, and what it publishes (the durable sequence number, syncs, schedule changes).
+struct CommitState {
     queue: Mutex<Queue>,
     wake: Condvar,
     /// Every batch with a sequence number up to this one is durable.
@@ -58,9 +60,9 @@ struct Shared {
     durability: Durability,
 }
 
-impl Shared {
-    fn new(backend: Arc<dyn Backend>, durability: Durability) -> Shared {
-        Shared {
+impl CommitState {
+    fn new(backend: Arc<dyn Backend>, durability: Durability) -> CommitState {
+        CommitState {
             queue: Mutex::new(Queue {
                 items: Vec::new(),
                 last_seq: 0,
@@ -78,26 +80,26 @@ impl Shared {
 
 /// The output gate and its commit thread. See the module documentation.
 pub(crate) struct OutputGate {
-    shared: Arc<Shared>,
+    state: Arc<CommitState>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl OutputGate {
     pub(crate) fn start(backend: Arc<dyn Backend>, durability: Durability) -> Result<OutputGate> {
-        let shared = Arc::new(Shared::new(backend, durability));
-        let thread_shared = shared.clone();
+        let state = Arc::new(CommitState::new(backend, durability));
+        let thread_state = state.clone();
         let thread = std::thread::Builder::new()
             .name("durable-commit".into())
-            .spawn(move || commit_loop(&thread_shared))
+            .spawn(move || commit_loop(&thread_state))
             .map_err(|e| Error::storage(format!("cannot start the commit thread: {e}")))?;
         Ok(OutputGate {
-            shared,
+            state,
             thread: Mutex::new(Some(thread)),
         })
     }
 
     fn queue(&self) -> MutexGuard<'_, Queue> {
-        lock(&self.shared.queue)
+        lock(&self.state.queue)
     }
 
     /// Queues a committed call's writes; returns their sequence number. The batch is in
@@ -125,20 +127,20 @@ impl OutputGate {
         Ok(seq)
     }
 
-    /// Sends `reply` once every batch up to `seq` is durable: at once if it already is. The
-    /// reply was computed by `store`'s object in `epoch`; if a write of that epoch was lost,
-    /// the reply fails instead, whatever later syncs do.
-    pub(crate) fn release(
+    /// Holds `reply` until every batch up to `seq` is durable, then releases it: at once if
+    /// it already is. The reply was computed by `store`'s object in `incarnation`; if a write
+    /// of that incarnation was lost, the reply fails instead, whatever later syncs do.
+    pub(crate) fn hold(
         &self,
         store: &Arc<ObjectStore>,
-        epoch: u64,
+        incarnation: u64,
         seq: u64,
         reply: impl FnOnce(Result<()>) + Send + 'static,
     ) {
         // `durable_seq` advances only after the round that marked any failure of these
         // batches, so reading it first makes the failure check below see that mark.
         if seq <= self.durable_seq() {
-            reply(check_epoch(store, epoch));
+            reply(check_incarnation(store, incarnation));
             return;
         }
         let queue = self.queue();
@@ -149,9 +151,9 @@ impl OutputGate {
         }
         self.enqueue(
             queue,
-            Item::Reply {
+            Item::HeldReply {
                 store: store.clone(),
-                epoch,
+                incarnation,
                 seq,
                 reply: Box::new(reply),
             },
@@ -164,29 +166,29 @@ impl OutputGate {
         queue.items.push(item);
         drop(queue);
         if was_idle {
-            self.shared.wake.notify_one();
+            self.state.wake.notify_one();
         }
     }
 
     /// Every batch up to this sequence number is durable.
     pub(crate) fn durable_seq(&self) -> u64 {
-        self.shared.durable_seq.load(Ordering::Acquire)
+        self.state.durable_seq.load(Ordering::Acquire)
     }
 
     /// Changes after every commit round that set or cleared a schedule.
     pub(crate) fn watch_schedules(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.shared.schedules.subscribe()
+        self.state.schedules.subscribe()
     }
 
     /// How many syncs the commit thread has completed.
     pub(crate) fn syncs(&self) -> u64 {
-        self.shared.syncs.load(Ordering::Relaxed)
+        self.state.syncs.load(Ordering::Relaxed)
     }
 
     /// Commits and syncs everything queued, releases the held replies, and stops the thread.
     pub(crate) fn close(&self) {
         self.queue().closing = true;
-        self.shared.wake.notify_one();
+        self.state.wake.notify_one();
         let thread = lock(&self.thread).take();
         if let Some(thread) = thread {
             if thread.join().is_err() {
@@ -213,7 +215,7 @@ struct Round {
     /// The items taken from the queue (which gets this vector's old buffer in exchange).
     items: Vec<Item>,
     batches: Vec<(u64, Arc<ObjectStore>, Arc<Batch>)>,
-    replies: Vec<(Arc<ObjectStore>, u64, u64, HeldReply)>,
+    held: Vec<(Arc<ObjectStore>, u64, u64, HeldReply)>,
     /// The round's writes for the backend, and numbered for sorting (empty between rounds).
     /// A buffer of this size allocated every round made glibc consolidate its fast bins each
     /// time (the frees of the objects' batches land there): 3% of the commit thread.
@@ -226,13 +228,13 @@ struct Scratch {
     writes: Vec<Write<'static>>,
 }
 
-fn commit_loop(shared: &Shared) {
+fn commit_loop(state: &CommitState) {
     let mut round = Round::default();
     loop {
         let last_seq = {
-            let mut queue = lock(&shared.queue);
+            let mut queue = lock(&state.queue);
             while queue.items.is_empty() && !queue.closing {
-                queue = shared.wake.wait(queue).unwrap_or_else(|p| p.into_inner());
+                queue = state.wake.wait(queue).unwrap_or_else(|p| p.into_inner());
             }
             if queue.items.is_empty() {
                 return;
@@ -240,7 +242,7 @@ fn commit_loop(shared: &Shared) {
             std::mem::swap(&mut queue.items, &mut round.items);
             queue.last_seq
         };
-        commit_round(shared, &mut round, last_seq);
+        commit_round(state, &mut round, last_seq);
     }
 }
 
@@ -251,8 +253,8 @@ fn recycle<T, U>(v: Vec<T>) -> Vec<U> {
     v.into_iter().filter_map(|_| None).collect()
 }
 
-fn check_epoch(store: &ObjectStore, epoch: u64) -> Result<()> {
-    if store.epoch_failed(epoch) {
+fn check_incarnation(store: &ObjectStore, incarnation: u64) -> Result<()> {
+    if store.incarnation_failed(incarnation) {
         Err(Error::storage(
             "an earlier write of this object failed to commit; its result is unknown and the \
              object was reset",
@@ -262,33 +264,33 @@ fn check_epoch(store: &ObjectStore, epoch: u64) -> Result<()> {
     }
 }
 
-fn commit_round(shared: &Shared, round: &mut Round, last_seq: u64) {
+fn commit_round(state: &CommitState, round: &mut Round, last_seq: u64) {
     let Round {
         items,
         batches,
-        replies,
+        held,
         writes,
     } = round;
     for item in items.drain(..) {
         match item {
             // A batch computed from lost writes must not reach storage.
-            Item::Batch { store, batch, .. } if store.epoch_failed(batch.epoch) => {}
+            Item::Batch { store, batch, .. } if store.incarnation_failed(batch.incarnation) => {}
             Item::Batch { seq, store, batch } => batches.push((seq, store, batch)),
-            Item::Reply {
+            Item::HeldReply {
                 store,
-                epoch,
+                incarnation,
                 seq,
                 reply,
-            } => replies.push((store, epoch, seq, reply)),
+            } => held.push((store, incarnation, seq, reply)),
         }
     }
-    // A reply queued just after the previous round took its batch may already be covered
+    // A reply held just after the previous round took its batch may already be covered
     // by that round's sync: then this round has nothing to make durable, and no fsync.
-    let durable = shared.durable_seq.load(Ordering::Acquire);
-    let result = if batches.is_empty() && replies.iter().all(|(_, _, seq, _)| *seq <= durable) {
+    let durable = state.durable_seq.load(Ordering::Acquire);
+    let result = if batches.is_empty() && held.iter().all(|(_, _, seq, _)| *seq <= durable) {
         Ok(())
     } else {
-        apply_and_sync(shared, batches, writes)
+        apply_and_sync(state, batches, writes)
     };
     match &result {
         Ok(()) => {
@@ -297,29 +299,33 @@ fn commit_round(shared: &Shared, round: &mut Round, last_seq: u64) {
             }
             // Every batch numbered up to `last_seq` was queued before this round's items
             // were taken, so it was committed (or dropped as lost) by now.
-            shared.durable_seq.fetch_max(last_seq, Ordering::AcqRel);
+            state.durable_seq.fetch_max(last_seq, Ordering::AcqRel);
             if batches
                 .iter()
                 .any(|(_, _, batch)| batch.touches_schedules())
             {
-                shared.schedules.send_modify(|n| *n += 1);
+                state.schedules.send_modify(|n| *n += 1);
             }
         }
         Err(e) => {
             tracing::error!(error = %e, batches = batches.len(), "commit failed; resetting the objects whose writes were lost");
             for (_, store, batch) in batches.iter() {
-                store.mark_failed(batch.epoch);
+                store.mark_failed(batch.incarnation);
             }
         }
     }
-    for (store, epoch, _, reply) in replies.drain(..) {
-        reply(result.clone().and_then(|()| check_epoch(&store, epoch)));
+    for (store, incarnation, _, reply) in held.drain(..) {
+        reply(
+            result
+                .clone()
+                .and_then(|()| check_incarnation(&store, incarnation)),
+        );
     }
     batches.clear();
 }
 
 fn apply_and_sync(
-    shared: &Shared,
+    state: &CommitState,
     batches: &[(u64, Arc<ObjectStore>, Arc<Batch>)],
     scratch: &mut Scratch,
 ) -> Result<()> {
@@ -345,15 +351,15 @@ fn apply_and_sync(
                 writes.push(*write);
             }
         }
-        let applied = shared.backend.apply(&writes);
+        let applied = state.backend.apply(&writes);
         numbered.clear();
         writes.clear();
         scratch.numbered = recycle(numbered);
         scratch.writes = recycle(writes);
         applied?;
     }
-    shared.backend.sync(shared.durability)?;
-    shared.syncs.fetch_add(1, Ordering::Relaxed);
+    state.backend.sync(state.durability)?;
+    state.syncs.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
 
@@ -369,7 +375,7 @@ mod tests {
             &prefix,
             writes.iter().copied(),
             std::iter::empty(),
-            store.epoch(),
+            store.incarnation(),
         ))
     }
 
@@ -377,7 +383,7 @@ mod tests {
     #[test]
     fn a_round_keeps_the_last_write_of_each_key() {
         let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
-        let shared = Shared::new(backend.clone(), Durability::Fsync);
+        let state = CommitState::new(backend.clone(), Durability::Fsync);
         let class = ClassTag::new("C", "C");
         let (a, b) = (
             Arc::new(ObjectStore::new(
@@ -403,13 +409,13 @@ mod tests {
                 batch: batch.clone(),
             });
         }
-        commit_round(&shared, &mut round, batches.len() as u64);
+        commit_round(&state, &mut round, batches.len() as u64);
         let get = |store: &ObjectStore, key: &str| backend.get(&store.full_key(key)).unwrap();
         assert_eq!(get(&a, "k"), Some(b"3".to_vec()));
         assert_eq!(get(&a, "x"), None);
         assert_eq!(get(&a, "y"), Some(b"y2".to_vec()));
         assert_eq!(get(&b, "k"), Some(b"b".to_vec()));
-        assert_eq!(shared.durable_seq.load(Ordering::Acquire), 4);
-        assert_eq!(shared.syncs.load(Ordering::Relaxed), 1);
+        assert_eq!(state.durable_seq.load(Ordering::Acquire), 4);
+        assert_eq!(state.syncs.load(Ordering::Relaxed), 1);
     }
 }

@@ -3,9 +3,9 @@
 use std::any::Any;
 use std::sync::Arc;
 
+use crate::class::DurableObject;
 use crate::id::ObjectId;
 use crate::namespace::Namespace;
-use crate::object::DurableObject;
 use crate::runtime::RuntimeShared;
 use crate::storage::{ObjectStore, Storage};
 

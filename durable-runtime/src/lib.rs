@@ -40,11 +40,13 @@
 //!
 //! The guarantees (one instance per ID, exclusive calls alone, atomic per-call commits, the
 //! output gate, group commit, bounded queues) are listed in the README and in the module
-//! docs of `object.rs` and `commit.rs`.
+//! docs of `actor.rs` and `commit.rs`.
 
 #![warn(missing_docs)]
 
+mod actor;
 mod alarm;
+mod class;
 mod commit;
 mod context;
 mod cycle;
@@ -52,18 +54,17 @@ mod error;
 mod id;
 mod mailbox;
 mod namespace;
-mod object;
 mod runtime;
 mod storage;
 mod stub;
 mod transport;
 mod wire;
 
+pub use crate::class::{AlarmInfo, ClassOptions, DurableObject};
 pub use crate::context::Context;
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::id::ObjectId;
 pub use crate::namespace::Namespace;
-pub use crate::object::{AlarmInfo, ClassOptions, DurableObject};
 pub use crate::runtime::{Metrics, Runtime, RuntimeBuilder};
 pub use crate::storage::{
     Backend, Durability, Entry, FjallBackend, ListOptions, MemoryBackend, ScanIter, Storage,
@@ -78,9 +79,9 @@ pub use durable_macros::durable_object;
 pub mod __private {
     use core::marker::PhantomData;
 
+    pub use crate::class::Call;
+    use crate::class::ClassOptions;
     pub use crate::error::FromRuntimeError;
-    pub use crate::object::Call;
-    use crate::object::ClassOptions;
 
     pub use serde;
 

@@ -7,10 +7,11 @@ use std::sync::{Arc, RwLock, RwLockWriteGuard};
 
 use tokio::sync::{oneshot, watch};
 
+use crate::actor::{Actor, AlarmOutcome, Envelope};
+use crate::class::{AlarmInfo, ClassOptions, DurableObject};
 use crate::error::{Error, Result};
 use crate::id::{ClassTag, ObjectId, ID_BYTES};
 use crate::mailbox::{Mailbox, SendError};
-use crate::object::{Actor, AlarmInfo, AlarmOutcome, ClassOptions, DurableObject, Envelope};
 use crate::runtime::RuntimeShared;
 use crate::storage::{stored_object_ids, ObjectStore};
 use crate::stub::{RemoteClass, Route, Stub};

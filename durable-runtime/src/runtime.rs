@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
+use crate::class::DurableObject;
 use crate::commit::OutputGate;
 use crate::error::{Error, Result};
 use crate::id::ClassTag;
 use crate::namespace::{Namespace, NamespaceCore};
-use crate::object::DurableObject;
 use crate::storage::{Backend, Durability, FjallBackend, MemoryBackend};
 use crate::stub::RemoteClass;
 use crate::transport::client::Client;

@@ -5,11 +5,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use crate::actor::Envelope;
+use crate::class::{Call, DurableObject};
 use crate::cycle;
 use crate::error::{Error, Result};
 use crate::id::{ClassTag, ObjectId};
 use crate::namespace::NamespaceCore;
-use crate::object::{Call, DurableObject, Envelope};
 use crate::transport::client::{Client, OutgoingCall, Reply};
 
 /// Where a stub's calls go: to the object's actor in this process, or across a connection

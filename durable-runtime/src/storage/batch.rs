@@ -30,14 +30,14 @@ pub(crate) struct Batch {
     system: Vec<Packed>,
     /// The length of the object's data prefix.
     prefix_len: usize,
-    /// The object's epoch when the batch was made (see `ObjectStore`).
-    pub(crate) epoch: u64,
+    /// The object's incarnation when the batch was made (see `ObjectStore`).
+    pub(crate) incarnation: u64,
 }
 
 impl Batch {
     /// Packs writes given in key order: data writes by user key under `prefix`, system
     /// writes by full key.
-    pub(crate) fn pack<'a, D, S>(prefix: &[u8], data: D, system: S, epoch: u64) -> Batch
+    pub(crate) fn pack<'a, D, S>(prefix: &[u8], data: D, system: S, incarnation: u64) -> Batch
     where
         D: ExactSizeIterator<Item = (&'a str, Option<&'a [u8]>)> + Clone,
         S: ExactSizeIterator<Item = (&'a [u8], Option<&'a [u8]>)> + Clone,
@@ -55,7 +55,7 @@ impl Batch {
             data: Vec::with_capacity(data.len()),
             system: Vec::with_capacity(system.len()),
             prefix_len: prefix.len(),
-            epoch,
+            incarnation,
         };
         for (key, value) in data {
             let at = batch.bytes.len();

@@ -30,11 +30,12 @@ use tokio::sync::oneshot;
 use super::frame::{self, CallFrame, ClientFrame, FrameBuffer, ReplyBody, ServerFrame};
 use super::handshake;
 use super::TransportConfig;
+use crate::actor::Envelope;
+use crate::class::DurableObject;
 use crate::cycle;
 use crate::error::{Error, Result};
 use crate::id::{ObjectId, ID_BYTES};
 use crate::namespace::NamespaceCore;
-use crate::object::{DurableObject, Envelope};
 use crate::runtime::RuntimeShared;
 
 /// How long a new connection may take to prove it holds the secret.

@@ -1,10 +1,12 @@
-//! The object trait the macro implements, and the actor loop that runs one object.
+//! The actor loop that runs one object: [`Actor`], fed [`Envelope`]s by its mailbox. The
+//! class it runs is known only through [`DurableObject`] (`class.rs`).
 //!
 //! Guarantees of the loop, per object:
 //! - exclusive calls (`&mut self`) run one at a time and never overlap any other call;
 //! - shared calls (`&self`) run concurrently with each other, in one task;
 //! - when an exclusive call returns, its writes are submitted to the output gate as one
-//!   batch and the next call starts at once; its reply leaves when the batch is durable;
+//!   batch and the next call starts at once; the gate holds its reply and releases it when
+//!   the batch is durable;
 //! - a panic discards the call's writes and drops the object; the next call activates a
 //!   fresh instance from storage. The caller gets an [`ErrorKind::Panicked`] error;
 //! - an object with no call for an idle timeout (as seen by its namespace's sweeper, which
@@ -30,6 +32,7 @@ use futures_util::FutureExt;
 use tokio::sync::{oneshot, watch};
 use tracing::{Instrument, Span};
 
+use crate::class::{AlarmInfo, Call, DurableObject};
 use crate::context::Context;
 use crate::cycle::{self, Frame, Link};
 use crate::error::{Error, Result};
@@ -37,162 +40,6 @@ use crate::id::ObjectId;
 use crate::mailbox::Mailbox;
 use crate::namespace::NamespaceCore;
 use crate::storage::{now_ms, ObjectStore};
-use crate::stub::Stub;
-use crate::wire::MethodSchema;
-
-/// The options of a class, declared by `#[durable_object(..)]` on its struct.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClassOptions {
-    /// The class's stable name (default: the type's bare name). IDs and stored data are
-    /// bound to it; two classes of one runtime cannot share it.
-    pub name: &'static str,
-    /// A former name whose data and IDs this class inherits.
-    pub renamed_from: Option<&'static str>,
-    /// How many calls may wait in one object's queue before new ones fail as overloaded.
-    pub max_queue: usize,
-}
-
-impl ClassOptions {
-    /// The default queue bound of an object.
-    pub const DEFAULT_MAX_QUEUE: usize = 4096;
-
-    /// Default options for a class named `name`.
-    pub const fn named(name: &'static str) -> ClassOptions {
-        ClassOptions {
-            name,
-            renamed_from: None,
-            max_queue: Self::DEFAULT_MAX_QUEUE,
-        }
-    }
-}
-
-/// A call on its way to an object: shared (`&self`) or exclusive (`&mut self`).
-#[doc(hidden)]
-pub enum Call<S, E> {
-    Shared(S),
-    Exclusive(E),
-}
-
-/// A durable object class. Implemented by `#[durable_object]` on the class's `impl` block;
-/// not meant to be implemented by hand.
-///
-/// The associated types are the generated call and reply enums and the typed stub.
-pub trait DurableObject: Send + Sync + Sized + 'static {
-    /// The calls taking `&self`.
-    #[doc(hidden)]
-    type SharedCall: Send + 'static;
-    /// The calls taking `&mut self`.
-    #[doc(hidden)]
-    type ExclusiveCall: Send + 'static;
-    /// The return values of every method.
-    #[doc(hidden)]
-    type Output: Send + 'static;
-    /// The typed stub, e.g. `CounterStub` for `Counter`.
-    type Stub: From<Stub<Self>> + Clone + Send + Sync + 'static;
-
-    /// The class's options (from `#[durable_object(..)]` on the struct, or defaults).
-    fn class_options() -> ClassOptions;
-
-    /// Builds an instance: the class's `new(ctx)`.
-    #[doc(hidden)]
-    fn activate(ctx: Context) -> Self;
-
-    /// The wire name of a call's method, for errors and traces.
-    #[doc(hidden)]
-    fn method_name(call: &Call<Self::SharedCall, Self::ExclusiveCall>) -> &'static str;
-
-    /// Runs a shared call.
-    #[doc(hidden)]
-    fn dispatch_shared(
-        &self,
-        call: Self::SharedCall,
-    ) -> impl Future<Output = Self::Output> + Send + '_;
-
-    /// Runs an exclusive call.
-    #[doc(hidden)]
-    fn dispatch_exclusive(
-        &mut self,
-        call: Self::ExclusiveCall,
-    ) -> impl Future<Output = Self::Output> + Send + '_;
-
-    /// Runs the class's `alarm` handler; `None` when the class has none.
-    #[doc(hidden)]
-    fn dispatch_alarm(
-        &mut self,
-        info: AlarmInfo,
-    ) -> impl Future<Output = Option<Result<()>>> + Send + '_ {
-        let _ = info;
-        async { None }
-    }
-
-    /// Runs the class's `on_activate` hook, before any call of a fresh instance.
-    #[doc(hidden)]
-    fn dispatch_activate(&mut self) -> impl Future<Output = Result<()>> + Send + '_ {
-        async { Ok(()) }
-    }
-
-    /// Runs the class's `on_evict` hook, before an idle instance is dropped.
-    #[doc(hidden)]
-    fn dispatch_evict(&mut self) -> impl Future<Output = ()> + Send + '_ {
-        async {}
-    }
-
-    /// The class's calls as they cross the wire: names, wire names, argument and return types.
-    fn schema() -> &'static [MethodSchema] {
-        &[]
-    }
-
-    /// Encodes a call's arguments (postcard, as a tuple in declaration order) into `out`
-    /// and returns its method ID ([`MethodSchema::id`]).
-    #[doc(hidden)]
-    fn encode_call(
-        call: &Call<Self::SharedCall, Self::ExclusiveCall>,
-        out: &mut Vec<u8>,
-    ) -> Result<u64> {
-        let _ = (call, out);
-        Err(Error::internal("TEMPORARY: wire codegen pending"))
-    }
-
-    /// Decodes a call that arrived from the wire: an
-    /// [`UnknownMethod`](crate::ErrorKind::UnknownMethod) error for a method ID this class
-    /// does not have, an [`InvalidArgument`](crate::ErrorKind::InvalidArgument) error for
-    /// arguments that do not decode exactly.
-    #[doc(hidden)]
-    fn decode_call(
-        method: u64,
-        args: &[u8],
-    ) -> Result<Call<Self::SharedCall, Self::ExclusiveCall>> {
-        let _ = (method, args);
-        Err(Error::internal("TEMPORARY: wire codegen pending"))
-    }
-
-    /// Encodes a call's return value (postcard, the method's return type as declared) into
-    /// `out`.
-    #[doc(hidden)]
-    fn encode_output(output: &Self::Output, out: &mut Vec<u8>) -> Result<()> {
-        let _ = (output, out);
-        Err(Error::internal("TEMPORARY: wire codegen pending"))
-    }
-
-    /// Decodes the return value of method `method` from the wire.
-    #[doc(hidden)]
-    fn decode_output(method: u64, bytes: &[u8]) -> Result<Self::Output> {
-        let _ = (method, bytes);
-        Err(Error::internal("TEMPORARY: wire codegen pending"))
-    }
-}
-
-/// What an object's `alarm` handler is told about the run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct AlarmInfo {
-    /// How many times this alarm already failed (0 on the first run).
-    pub retry_count: u32,
-    /// `true` when this run retries a failed one.
-    pub is_retry: bool,
-    /// The named schedule that fired, or `None` for the object's alarm.
-    pub schedule: Option<String>,
-}
 
 /// What an actor receives.
 pub(crate) enum Envelope<T: DurableObject> {
@@ -276,7 +123,7 @@ pub(crate) struct Actor<T: DurableObject> {
     id: ObjectId,
     store: Arc<ObjectStore>,
     instance: Option<T>,
-    /// The sequence number of this object's last submitted batch: every reply waits for it.
+    /// The sequence number of this object's last submitted batch: every reply is held for it.
     last_seq: u64,
     /// The name of the object, to record with its first data write if storage lacks it.
     unrecorded_name: bool,
@@ -434,7 +281,7 @@ impl<T: DurableObject> Actor<T> {
                 let outcome = self.run_alarm(info).await;
                 match outcome {
                     Ok(AlarmOutcome::Ran) | Ok(AlarmOutcome::GaveUp) => {
-                        self.release(move |result| {
+                        self.hold(move |result| {
                             let _ = reply.send(result.and(outcome));
                         });
                     }
@@ -446,7 +293,7 @@ impl<T: DurableObject> Actor<T> {
             Envelope::Erase { reply } => {
                 let result = self.erase().await;
                 match result {
-                    Ok(()) => self.release(move |result| {
+                    Ok(()) => self.hold(move |result| {
                         let _ = reply.send(result);
                     }),
                     Err(e) => {
@@ -526,7 +373,7 @@ impl<T: DurableObject> Actor<T> {
         self.commit().map(|_| ())
     }
 
-    /// Submits the running call's writes; returns the sequence number replies must wait for.
+    /// Submits the running call's writes; returns the sequence number replies are held for.
     fn commit(&mut self) -> Result<u64> {
         let mut name = if self.unrecorded_name {
             self.id.name()
@@ -553,22 +400,24 @@ impl<T: DurableObject> Actor<T> {
         Ok(self.last_seq)
     }
 
-    /// Runs `send` once this object's writes so far are durable.
-    fn release(&self, send: impl FnOnce(Result<()>) + Send + 'static) {
-        let epoch = self.store.epoch();
+    /// Has the output gate hold `send` until this object's writes so far are durable, then
+    /// release it (run it).
+    fn hold(&self, send: impl FnOnce(Result<()>) + Send + 'static) {
+        let incarnation = self.store.incarnation();
         self.ns
             .runtime
             .gate
-            .release(&self.store, epoch, self.last_seq, send);
+            .hold(&self.store, incarnation, self.last_seq, send);
     }
 
-    fn reply<O: Send + 'static>(&self, reply: oneshot::Sender<Result<O>>, result: Result<O>) {
+    /// Sends a call's reply: an error at once, a success held until its writes are durable.
+    fn send_reply<O: Send + 'static>(&self, reply: oneshot::Sender<Result<O>>, result: Result<O>) {
         if result.is_err() {
             // An error acknowledges nothing: it need not wait for the disk.
             let _ = reply.send(result);
             return;
         }
-        self.release(move |durable| {
+        self.hold(move |durable| {
             let _ = reply.send(durable.and(result));
         });
     }
@@ -592,7 +441,7 @@ impl<T: DurableObject> Actor<T> {
             .await;
         match outcome {
             Ok(output) => match self.commit() {
-                Ok(_) => self.reply(reply, Ok(output)),
+                Ok(_) => self.send_reply(reply, Ok(output)),
                 Err(e) => {
                     let _ = reply.send(Err(e));
                 }
@@ -642,7 +491,7 @@ impl<T: DurableObject> Actor<T> {
             let first_poll = std::future::poll_fn(|cx| Poll::Ready(first.as_mut().poll(cx))).await;
             if let Poll::Ready((outcome, method, reply)) = first_poll {
                 match outcome {
-                    Ok(output) => self.reply(reply, Ok(output)),
+                    Ok(output) => self.send_reply(reply, Ok(output)),
                     Err(payload) => panicked.push((method, reply, payload)),
                 }
                 (panicked, None)
@@ -689,7 +538,7 @@ impl<T: DurableObject> Actor<T> {
                     }
                     for (outcome, method, reply) in finished.drain(..) {
                         match outcome {
-                            Ok(output) => self.reply(reply, Ok(output)),
+                            Ok(output) => self.send_reply(reply, Ok(output)),
                             Err(payload) => panicked.push((method, reply, payload)),
                         }
                     }
@@ -732,7 +581,7 @@ impl<T: DurableObject> Actor<T> {
         }
         // The next actor of this ID reads storage: everything this one wrote must be there.
         let (done, durable) = oneshot::channel();
-        self.release(move |result| {
+        self.hold(move |result| {
             let _ = done.send(result);
         });
         if let Ok(Err(e)) = durable.await {
