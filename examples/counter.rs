@@ -9,7 +9,21 @@
 //! Options (a flag wins over its environment variable):
 //!
 //! - `--addr ADDR` or `DURABLE_ADDR`: where to listen (default `127.0.0.1:8787`);
-//! - `--data-dir PATH` or `DURABLE_DATA_DIR`: where the counters are stored (default `./data`).
+//! - `--data-dir PATH` or `DURABLE_DATA_DIR`: where the counters are stored (default `./data`);
+//! - `--listen ADDR` or `DURABLE_LISTEN`: also serve the counters to other processes on ADDR
+//!   (an object server, like the Durable Objects behind a Worker);
+//! - `--connect ADDR` or `DURABLE_CONNECT`: hold no counters; every call goes to the object
+//!   server at ADDR (a front end, like a stateless Worker). No data directory is opened;
+//! - `--secret S` or `DURABLE_SECRET`: the secret the object server and its front ends share
+//!   (needed to listen on anything but loopback).
+//!
+//! Two processes, a front end and an object server:
+//!
+//! ```text
+//! DURABLE_SECRET=s3cret cargo run --example counter -- --addr 127.0.0.1:8788 --listen 127.0.0.1:7001
+//! DURABLE_SECRET=s3cret cargo run --example counter -- --connect 127.0.0.1:7001
+//! curl 'http://127.0.0.1:8787/increment?name=A'   # answered by the object server
+//! ```
 //!
 //! Ctrl-C or SIGTERM stops the server (open connections get 10 s to finish), then shuts the
 //! runtime down, so every write is synced and the data directory released; a second signal
@@ -34,21 +48,30 @@ const DEFAULT_DATA_DIR: &str = "./data";
 const GRACE: Duration = Duration::from_secs(10);
 
 const USAGE: &str = "\
-usage: counter [--addr ADDR] [--data-dir PATH]
+usage: counter [--addr ADDR] [--data-dir PATH] [--listen ADDR | --connect ADDR] [--secret S]
 
-  --addr ADDR       listen address (env DURABLE_ADDR, default 127.0.0.1:8787)
+  --addr ADDR       HTTP listen address (env DURABLE_ADDR, default 127.0.0.1:8787)
   --data-dir PATH   data directory (env DURABLE_DATA_DIR, default ./data)
+  --listen ADDR     also serve the counters to other processes (env DURABLE_LISTEN)
+  --connect ADDR    hold no counters: call the object server at ADDR (env DURABLE_CONNECT)
+  --secret S        the secret shared with the object server or front ends (env DURABLE_SECRET)
 ";
 
 struct Options {
     addr: String,
     data_dir: PathBuf,
+    listen: Option<String>,
+    connect: Option<String>,
+    secret: Option<String>,
 }
 
 /// Reads the flags, then the environment, then the defaults.
 fn options() -> Result<Options, String> {
     let mut addr = None;
     let mut data_dir = None;
+    let mut listen = None;
+    let mut connect = None;
+    let mut secret = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -60,6 +83,9 @@ fn options() -> Result<Options, String> {
         let slot = match flag.as_str() {
             "--addr" => &mut addr,
             "--data-dir" => &mut data_dir,
+            "--listen" => &mut listen,
+            "--connect" => &mut connect,
+            "--secret" => &mut secret,
             "-h" | "--help" => {
                 print!("{USAGE}");
                 std::process::exit(0);
@@ -75,14 +101,29 @@ fn options() -> Result<Options, String> {
         *slot = Some(value);
     }
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let data_dir = data_dir.or_else(|| env("DURABLE_DATA_DIR"));
+    let listen = listen.or_else(|| env("DURABLE_LISTEN"));
+    let connect = connect.or_else(|| env("DURABLE_CONNECT"));
+    if listen.is_some() && connect.is_some() {
+        return Err(
+            "`--listen` and `--connect` do not go together: a front end \
+                    (--connect) holds no counters to serve"
+                .to_owned(),
+        );
+    }
+    if connect.is_some() && data_dir.is_some() {
+        return Err("`--connect` holds no counters, so it takes no `--data-dir`".to_owned());
+    }
     Ok(Options {
         addr: addr
             .or_else(|| env("DURABLE_ADDR"))
             .unwrap_or_else(|| DEFAULT_ADDR.to_owned()),
         data_dir: data_dir
-            .or_else(|| env("DURABLE_DATA_DIR"))
             .unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned())
             .into(),
+        listen,
+        connect,
+        secret: secret.or_else(|| env("DURABLE_SECRET")),
     })
 }
 
@@ -163,27 +204,60 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(options: Options) -> Result<(), String> {
-    let rt = Runtime::builder()
+/// The runtime: an object server's (storage, and with `--listen` a server for other
+/// processes), or a front end's (`--connect`: no storage, every call goes to the server).
+fn open_runtime(options: &Options) -> Result<Runtime, String> {
+    let secret = options.secret.as_deref().unwrap_or_default();
+    if let Some(server) = &options.connect {
+        let rt = Runtime::builder()
+            .connect(server.as_str())
+            .secret(secret)
+            .open()
+            .map_err(|e| format!("cannot connect to {server}: {e}"))?;
+        tracing::info!("front end: holding no counters; every call goes to {server}");
+        return Ok(rt);
+    }
+    let mut builder = Runtime::builder()
         .data_dir(&options.data_dir)
-        .open()
-        .map_err(|e| {
-            format!(
-                "cannot open the data directory {}: {e}",
-                options.data_dir.display()
-            )
-        })?;
+        .register::<Counter>();
+    if let Some(listen) = &options.listen {
+        builder = builder.listen(listen.as_str()).secret(secret);
+    }
+    let rt = builder.open().map_err(|e| {
+        format!(
+            "cannot open the runtime on {}: {e}",
+            options.data_dir.display()
+        )
+    })?;
+    if let Some(addr) = rt.local_addr() {
+        tracing::info!(
+            "object server: serving counters to other processes on {addr}{}",
+            if secret.is_empty() {
+                " (no secret: loopback only)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(rt)
+}
+
+async fn run(options: Options) -> Result<(), String> {
+    let rt = open_runtime(&options)?;
     let listener = tokio::net::TcpListener::bind(&options.addr)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", options.addr))?;
     let addr = listener
         .local_addr()
         .map_err(|e| format!("cannot read the listening address: {e}"))?;
-    let data_dir = std::fs::canonicalize(&options.data_dir).unwrap_or(options.data_dir);
-    tracing::info!(
-        "counter listening on http://{addr}, data in {}",
-        data_dir.display()
-    );
+    let data_dir = match &options.connect {
+        Some(server) => format!("the object server at {server}"),
+        None => std::fs::canonicalize(&options.data_dir)
+            .unwrap_or(options.data_dir.clone())
+            .display()
+            .to_string(),
+    };
+    tracing::info!("counter listening on http://{addr}, data in {data_dir}");
 
     let app = counter_app(rt.namespace::<Counter>());
     let (started, shutdown_started) = oneshot::channel();
@@ -213,6 +287,6 @@ async fn run(options: Options) -> Result<(), String> {
     let closed = rt.shutdown().await;
     served.map_err(|e| format!("the server failed: {e}"))?;
     closed.map_err(|e| format!("shutting the runtime down failed: {e}"))?;
-    tracing::info!("stopped; data synced in {}", data_dir.display());
+    tracing::info!("stopped; data synced in {data_dir}");
     Ok(())
 }

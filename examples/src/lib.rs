@@ -178,7 +178,8 @@ fn json(value: Result<i64>) -> Response {
 /// exception thrown from a Worker's `fetch` would give.
 fn failure(e: &durable_runtime::Error) -> Response {
     tracing::warn!(error = %e, "counter call failed");
-    if e.is_overloaded() {
+    // Overloaded, or transient (storage, a lost connection to the object server): 503.
+    if e.is_overloaded() || e.is_retryable() {
         text(
             StatusCode::SERVICE_UNAVAILABLE,
             "Service Unavailable".to_owned(),
