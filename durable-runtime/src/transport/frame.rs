@@ -473,4 +473,123 @@ mod tests {
             Err(FrameError::Body(_))
         ));
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        const MAX: usize = 4096;
+
+        /// Feeds `bytes` in chunks of `chunk` and decodes every frame as both kinds. Returns
+        /// how many frames came out. Never panics; the buffer never grows past the limit's
+        /// worth.
+        fn feed(bytes: &[u8], chunk: usize) -> usize {
+            let mut fb = FrameBuffer::new(MAX);
+            let mut frames = 0;
+            for piece in bytes.chunks(chunk.max(1)) {
+                let Ok(spare) = fb.spare() else { return frames };
+                spare.extend_from_slice(piece);
+                loop {
+                    match fb.next_frame() {
+                        Ok(Some(body)) => {
+                            let _ = decode::<ClientFrame<'_>>(body);
+                            let _ = decode::<ServerFrame<'_>>(body);
+                            frames += 1;
+                        }
+                        Ok(None) => break,
+                        Err(_) => return frames,
+                    }
+                }
+                assert!(fb.capacity() <= 2 * (MAX + 64 * 1024), "{}", fb.capacity());
+            }
+            frames
+        }
+
+        fn valid_frames() -> Vec<u8> {
+            let mut out = Vec::new();
+            let call = ClientFrame::Call(CallFrame {
+                request: 9,
+                object: [3; ID_BYTES],
+                name: Some("room"),
+                method: 77,
+                timeout_ms: Some(10),
+                chain: vec![ChainLink {
+                    class: "C",
+                    object: [4; ID_BYTES],
+                    name: Some("x"),
+                    exclusive: false,
+                }],
+                args: &[1, 2, 3],
+            });
+            encode(&call, &mut out).unwrap();
+            encode(
+                &ClientFrame::ListIds {
+                    request: 10,
+                    class: [1; 8],
+                },
+                &mut out,
+            )
+            .unwrap();
+            encode(
+                &ServerFrame::Reply {
+                    request: 9,
+                    body: ReplyBody::Ids(vec![[5; ID_BYTES]; 3]),
+                },
+                &mut out,
+            )
+            .unwrap();
+            out
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048), chunk in 1usize..300) {
+                feed(&bytes, chunk);
+            }
+
+            #[test]
+            fn huge_length_prefixes_are_refused(len in (MAX as u32 + 1)..=u32::MAX, rest in proptest::collection::vec(any::<u8>(), 0..64)) {
+                let mut bytes = len.to_be_bytes().to_vec();
+                bytes.extend_from_slice(&rest);
+                prop_assert_eq!(feed(&bytes, 7), 0);
+            }
+
+            #[test]
+            fn truncated_frames_yield_only_whole_frames(cut in 0usize..200) {
+                let frames = valid_frames();
+                let cut = cut.min(frames.len());
+                let got = feed(&frames[..cut], 5);
+                let whole = feed(&frames, 5);
+                prop_assert_eq!(whole, 3);
+                prop_assert!(got <= whole);
+                if cut < frames.len() {
+                    prop_assert!(got < whole);
+                }
+            }
+
+            #[test]
+            fn mutated_frames_never_panic(flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8), chunk in 1usize..64) {
+                let mut frames = valid_frames();
+                let len = frames.len();
+                for (at, byte) in flips {
+                    frames[at % len] ^= byte | 1;
+                }
+                feed(&frames, chunk);
+            }
+
+            #[test]
+            fn mutated_bodies_decode_or_fail_cleanly(at in 0usize..120, byte in 1u8..=255) {
+                let frames = valid_frames();
+                let mut fb = FrameBuffer::new(MAX);
+                fb.spare().unwrap().extend_from_slice(&frames);
+                let body = fb.next_frame().unwrap().unwrap().to_vec();
+                let mut body = body;
+                let at = at % body.len();
+                body[at] ^= byte;
+                let _ = decode::<ClientFrame<'_>>(&body);
+                let _ = decode::<ServerFrame<'_>>(&body);
+                let _ = decode_error(&body);
+            }
+        }
+    }
 }
