@@ -337,7 +337,8 @@ pub fn object(object: &Object) -> TokenStream {
                 #[allow(unused_imports)]
                 use #krate::__private::UndeclaredClass as _;
                 const CLASS: &str =
-                    #krate::__private::class_options(#ident::__DURABLE_CLASS, #class_name).name;
+                    #krate::__private::class_options(#ident::__DURABLE_CLASS, #class_name)
+                        .wire_name();
                 const SCHEMA: &[#krate::MethodSchema] = &[#(#schema),*];
                 SCHEMA
             }

@@ -44,7 +44,8 @@ use crate::wire::MethodSchema;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClassOptions {
     /// The class's stable name (default: the type's bare name). IDs and stored data are
-    /// bound to it; two classes of one runtime cannot share it.
+    /// bound to it (or to `renamed_from`, see [`ClassOptions::wire_name`]); two classes of one
+    /// runtime cannot share it.
     pub name: &'static str,
     /// A former name whose data and IDs this class inherits.
     pub renamed_from: Option<&'static str>,
@@ -62,6 +63,25 @@ impl ClassOptions {
             name,
             renamed_from: None,
             max_queue: Self::DEFAULT_MAX_QUEUE,
+        }
+    }
+
+    /// The name the class's identity on the wire and in storage derives from: its object IDs'
+    /// class tag and its method IDs ([`MethodSchema::id`]). That is `renamed_from` when set
+    /// (the name the data was first written under), else `name`: a renamed class keeps its
+    /// IDs, so peers and stored IDs of the previous build still reach it.
+    ///
+    /// ```
+    /// use durable_runtime::ClassOptions;
+    ///
+    /// assert_eq!(ClassOptions::named("Score").wire_name(), "Score");
+    /// let renamed = ClassOptions { renamed_from: Some("Score"), ..ClassOptions::named("Points") };
+    /// assert_eq!(renamed.wire_name(), "Score");
+    /// ```
+    pub const fn wire_name(&self) -> &'static str {
+        match self.renamed_from {
+            Some(name) => name,
+            None => self.name,
         }
     }
 }

@@ -168,7 +168,7 @@ where
                 Counter::__DURABLE_CLASS,
                 "Counter",
             )
-            .name;
+            .wire_name();
         const SCHEMA: &[::durable_runtime::MethodSchema] = &[
             ::durable_runtime::MethodSchema {
                 name: "get",

@@ -258,7 +258,7 @@ where
                 Room::__DURABLE_CLASS,
                 "Room",
             )
-            .name;
+            .wire_name();
         const SCHEMA: &[::durable_runtime::MethodSchema] = &[
             ::durable_runtime::MethodSchema {
                 name: "post_message",
