@@ -59,6 +59,10 @@ const OBJECT_ITEMS: &[&str] = &[
     "dispatch_activate",
     "dispatch_evict",
     "schema",
+    "encode_call",
+    "decode_call",
+    "encode_output",
+    "decode_output",
 ];
 
 /// The methods the stub has through its trait impls, which a call of the same name would

@@ -266,10 +266,13 @@ impl Error {
         Error::new(Repr::Config(message.into()))
     }
 
+    // For the network transport, which builds on the wire codec; unused until then.
+    #[allow(dead_code)]
     pub(crate) fn unauthenticated(message: impl Into<String>) -> Self {
         Error::new(Repr::Unauthenticated(message.into()))
     }
 
+    #[allow(dead_code)]
     pub(crate) fn disconnected(message: impl Into<String>) -> Self {
         Error::new(Repr::Disconnected(message.into()))
     }

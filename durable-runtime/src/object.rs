@@ -168,38 +168,24 @@ pub trait DurableObject: Send + Sync + Sized + 'static {
     fn encode_call(
         call: &Call<Self::SharedCall, Self::ExclusiveCall>,
         out: &mut Vec<u8>,
-    ) -> Result<u64> {
-        let _ = (call, out);
-        Err(Error::internal("TEMPORARY: wire codegen pending"))
-    }
+    ) -> Result<u64>;
 
     /// Decodes a call that arrived from the wire: an
     /// [`UnknownMethod`](crate::ErrorKind::UnknownMethod) error for a method ID this class
     /// does not have, an [`InvalidArgument`](crate::ErrorKind::InvalidArgument) error for
     /// arguments that do not decode exactly.
     #[doc(hidden)]
-    fn decode_call(
-        method: u64,
-        args: &[u8],
-    ) -> Result<Call<Self::SharedCall, Self::ExclusiveCall>> {
-        let _ = (method, args);
-        Err(Error::internal("TEMPORARY: wire codegen pending"))
-    }
+    fn decode_call(method: u64, args: &[u8])
+        -> Result<Call<Self::SharedCall, Self::ExclusiveCall>>;
 
     /// Encodes a call's return value (postcard, the method's return type as declared) into
     /// `out`.
     #[doc(hidden)]
-    fn encode_output(output: &Self::Output, out: &mut Vec<u8>) -> Result<()> {
-        let _ = (output, out);
-        Err(Error::internal("TEMPORARY: wire codegen pending"))
-    }
+    fn encode_output(output: &Self::Output, out: &mut Vec<u8>) -> Result<()>;
 
     /// Decodes the return value of method `method` from the wire.
     #[doc(hidden)]
-    fn decode_output(method: u64, bytes: &[u8]) -> Result<Self::Output> {
-        let _ = (method, bytes);
-        Err(Error::internal("TEMPORARY: wire codegen pending"))
-    }
+    fn decode_output(method: u64, bytes: &[u8]) -> Result<Self::Output>;
 }
 
 /// What an object's `alarm` handler is told about the run.
