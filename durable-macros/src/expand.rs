@@ -206,17 +206,48 @@ pub fn object(object: &Object) -> TokenStream {
             quote!((#name, #ty))
         });
         let output = type_string(&m.output);
+        let id = method_id_const(m);
         quote! {
             #krate::MethodSchema {
                 name: #name,
                 wire_name: #wire,
-                id: #krate::MethodSchema::method_id(CLASS, #wire),
+                id: #output_enum::#id,
                 access: #access,
                 args: &[#(#args),*],
                 output: #output,
             }
         }
     });
+    let codec = Codec {
+        krate,
+        enums: &enums,
+    };
+    let method_ids = object.methods.iter().map(|m| {
+        let (id, wire) = (method_id_const(m), &m.wire_name);
+        quote! {
+            const #id: u64 = #krate::MethodSchema::method_id(Self::__CLASS.wire_name(), #wire);
+        }
+    });
+    let encode_shared = codec.encode_calls(of(Access::Shared), &shared_enum);
+    let encode_exclusive = codec.encode_calls(of(Access::Exclusive), &exclusive_enum);
+    // A wire name given twice is reported (parse.rs); its second method gets no arm, which
+    // would be unreachable.
+    let decodable: Vec<&Method> = object
+        .methods
+        .iter()
+        .enumerate()
+        .filter(|&(i, m)| {
+            !object.methods[..i]
+                .iter()
+                .any(|o| o.wire_name == m.wire_name)
+        })
+        .map(|(_, m)| m)
+        .collect();
+    let decode_calls = decodable.iter().map(|m| codec.decode_call(m));
+    let encode_outputs = object.methods.iter().map(|m| codec.encode_output(m));
+    let decode_outputs = decodable.iter().map(|m| codec.decode_output(m));
+    let codec_imports = codec.imports();
+
     let stub_doc = format!(
         "The typed stub of [`{class_name}`]: each method sends a call to one `{class_name}` \
          object and waits for its reply. Cheap to clone; get one from \
@@ -243,6 +274,18 @@ pub fn object(object: &Object) -> TokenStream {
 
         #enum_attrs
         #vis enum #output_enum { #(#output_variants,)* }
+
+        /// The class's options and its method IDs, for the `DurableObject` impl. Calls are
+        /// told apart on the wire by these IDs, never by their position in the enums.
+        #[allow(non_upper_case_globals)]
+        impl #output_enum {
+            const __CLASS: #krate::ClassOptions = {
+                #[allow(unused_imports)]
+                use #krate::__private::UndeclaredClass as _;
+                #krate::__private::class_options(#ident::__DURABLE_CLASS, #class_name)
+            };
+            #(#method_ids)*
+        }
 
         #[doc = #stub_doc]
         #vis struct #stub
@@ -299,9 +342,7 @@ pub fn object(object: &Object) -> TokenStream {
             type Stub = #stub;
 
             fn class_options() -> #krate::ClassOptions {
-                #[allow(unused_imports)]
-                use #krate::__private::UndeclaredClass as _;
-                #krate::__private::class_options(#ident::__DURABLE_CLASS, #class_name)
+                #output_enum::__CLASS
             }
 
             fn activate(ctx: #krate::Context) -> Self {
@@ -334,12 +375,50 @@ pub fn object(object: &Object) -> TokenStream {
             #(#hooks)*
 
             fn schema() -> &'static [#krate::MethodSchema] {
-                #[allow(unused_imports)]
-                use #krate::__private::UndeclaredClass as _;
-                const CLASS: &str =
-                    #krate::__private::class_options(#ident::__DURABLE_CLASS, #class_name).name;
                 const SCHEMA: &[#krate::MethodSchema] = &[#(#schema),*];
                 SCHEMA
+            }
+
+            fn encode_call(
+                __call: &#krate::__private::Call<#shared_enum, #exclusive_enum>,
+                __out: &mut ::std::vec::Vec<u8>,
+            ) -> #krate::Result<u64> {
+                #codec_imports
+                match *__call {
+                    #krate::__private::Call::Shared(ref __call) => #encode_shared,
+                    #krate::__private::Call::Exclusive(ref __call) => #encode_exclusive,
+                }
+            }
+
+            fn decode_call(
+                __method: u64,
+                __bytes: &[u8],
+            ) -> #krate::Result<#krate::__private::Call<#shared_enum, #exclusive_enum>> {
+                #codec_imports
+                match __method {
+                    #(#decode_calls)*
+                    __method => ::core::result::Result::Err(
+                        #krate::__private::unknown_method(#output_enum::__CLASS.name, __method),
+                    ),
+                }
+            }
+
+            fn encode_output(
+                __output: &#output_enum,
+                __out: &mut ::std::vec::Vec<u8>,
+            ) -> #krate::Result<()> {
+                #codec_imports
+                match *__output { #(#encode_outputs)* }
+            }
+
+            fn decode_output(__method: u64, __bytes: &[u8]) -> #krate::Result<#output_enum> {
+                #codec_imports
+                match __method {
+                    #(#decode_outputs)*
+                    __method => ::core::result::Result::Err(
+                        #krate::__private::unknown_method(#output_enum::__CLASS.name, __method),
+                    ),
+                }
             }
         }
     }
@@ -349,6 +428,135 @@ struct Enums<'a> {
     shared: &'a Ident,
     exclusive: &'a Ident,
     output: &'a Ident,
+}
+
+/// The name of the const holding a method's ID, in the inherent impl of the output enum.
+fn method_id_const(m: &Method) -> Ident {
+    format_ident!("__ID_{}", m.ident.unraw())
+}
+
+/// The wire encoding of calls and outputs: postcard, arguments as a tuple in declaration
+/// order, outputs as the declared return type; methods keyed by their method ID.
+struct Codec<'a> {
+    krate: &'a syn::Path,
+    enums: &'a Enums<'a>,
+}
+
+impl Codec<'_> {
+    /// `encode_call`'s match on one call enum: encodes the arguments, returns the method ID.
+    fn encode_calls<'m>(
+        &self,
+        methods: impl Iterator<Item = &'m Method>,
+        enum_ident: &Ident,
+    ) -> TokenStream {
+        let output = self.enums.output;
+        let arms = methods.map(|m| {
+            let (name, id) = (&m.ident, method_id_const(m));
+            let fields = m.args.iter().map(|a| &a.ident);
+            let bindings: Vec<Ident> = (0..m.args.len())
+                .map(|i| format_ident!("__arg{}", i))
+                .collect();
+            let types = m.args.iter().map(|a| {
+                let ty = &a.ty;
+                quote!(&#ty)
+            });
+            let encode = self.encode(quote!((#(#types,)*)), &quote!(&(#(#bindings,)*)));
+            quote! {
+                #enum_ident::#name { #(#fields: ref #bindings,)* } => {
+                    #encode?;
+                    ::core::result::Result::Ok(#output::#id)
+                }
+            }
+        });
+        quote!(match *__call { #(#arms)* })
+    }
+
+    /// `decode_call`'s arm for one method: decodes the argument tuple into its call.
+    fn decode_call(&self, m: &Method) -> TokenStream {
+        let krate = self.krate;
+        let Enums {
+            shared,
+            exclusive,
+            output,
+        } = self.enums;
+        let (name, id) = (&m.ident, method_id_const(m));
+        let tuple = {
+            let types = m.args.iter().map(|a| &a.ty);
+            quote!((#(#types,)*))
+        };
+        let decode = self.decode(m, tuple.clone(), "arguments");
+        let (binding, fields) = if m.args.is_empty() {
+            (quote!(()), Vec::new())
+        } else {
+            let fields = m
+                .args
+                .iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    let (field, index) = (&a.ident, syn::Index::from(i));
+                    quote!(#field: __args.#index)
+                })
+                .collect();
+            (quote!(__args: #tuple), fields)
+        };
+        let call = match m.access {
+            Access::Shared => {
+                quote!(#krate::__private::Call::Shared(#shared::#name { #(#fields,)* }))
+            }
+            Access::Exclusive => {
+                quote!(#krate::__private::Call::Exclusive(#exclusive::#name { #(#fields,)* }))
+            }
+        };
+        quote! {
+            #output::#id => {
+                let #binding = #decode?;
+                ::core::result::Result::Ok(#call)
+            }
+        }
+    }
+
+    /// `encode_output`'s arm for one method: the return value, as declared.
+    fn encode_output(&self, m: &Method) -> TokenStream {
+        let output = self.enums.output;
+        let name = &m.ident;
+        let encode = self.encode(m.output.to_token_stream(), &quote!(__value));
+        quote!(#output::#name(ref __value) => #encode,)
+    }
+
+    /// `decode_output`'s arm for one method.
+    fn decode_output(&self, m: &Method) -> TokenStream {
+        let output = self.enums.output;
+        let (name, id) = (&m.ident, method_id_const(m));
+        let decode = self.decode(m, m.output.to_token_stream(), "return value");
+        quote!(#output::#id => ::core::result::Result::map(#decode, #output::#name),)
+    }
+
+    /// Appends `value` (a `&ty`) to `__out`. Through the wire probe: `__private::encode` when
+    /// `ty: Serialize`; otherwise `assert_wire` reports the type (once, on the user's tokens)
+    /// and this compiles to a fallback that never runs.
+    fn encode(&self, ty: TokenStream, value: &TokenStream) -> TokenStream {
+        let krate = self.krate;
+        quote!((&&#krate::__private::WireProbe::<#ty>::new()).encode_wire(#value, __out))
+    }
+
+    /// Decodes a `ty` (`what`: the arguments or the return value of `m`) from `__bytes`:
+    /// `__private::decode`, through the wire probe as for [`Codec::encode`].
+    fn decode(&self, m: &Method, ty: TokenStream, what: &str) -> TokenStream {
+        let (krate, output, wire) = (self.krate, self.enums.output, &m.wire_name);
+        quote! {
+            (&&#krate::__private::WireProbe::<#ty>::new())
+                .decode_wire(#output::__CLASS.name, #wire, #what, __bytes)
+        }
+    }
+
+    /// The probe's codec traits, in scope in a function of the codec.
+    fn imports(&self) -> TokenStream {
+        let krate = self.krate;
+        quote! {
+            #[allow(unused_imports)]
+            use #krate::__private::{WireCodecFallback as _, WireDecode as _, WireEncode as _};
+        }
+    }
 }
 
 /// Awaits `call` (a call of the user's method `name`) through a `dyn Future + Send`, spanned

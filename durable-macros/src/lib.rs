@@ -56,9 +56,15 @@
 //! - `CounterStub`, whose methods have the object's signatures and send a call;
 //! - checks placed on the user's tokens: the class is `Send + Sync`, every argument and result
 //!   is `Serialize + DeserializeOwned`, every method's future is `Send`;
-//! - `impl DurableObject for Counter`: the class options (from the struct attribute, or the
-//!   defaults), the dispatchers, the lifecycle hooks (`alarm`, `on_activate`, `on_evict`,
-//!   when the impl has them), and `schema()`: each method's wire name and method ID.
+//! - the class options (from the struct attribute, or the defaults) and one `const` per
+//!   method ID, in an inherent impl of the output enum;
+//! - `impl DurableObject for Counter`: the class options, the dispatchers, the lifecycle hooks
+//!   (`alarm`, `on_activate`, `on_evict`, when the impl has them), `schema()` (each method's
+//!   wire name and method ID), and the wire codec: `encode_call`/`decode_call` (the arguments
+//!   as a postcard tuple in declaration order) and `encode_output`/`decode_output` (the return
+//!   value as declared), keyed by method ID, never by a method's position. The codec goes
+//!   through the same wire probe as the checks, so a type that cannot cross the wire is
+//!   reported once, on the user's type.
 //!
 //! These expansions, and those of other representative objects, are checked by the unit tests
 //! (`src/tests.rs`) against the files in `src/expanded/`; after a deliberate change, rewrite

@@ -59,6 +59,10 @@ const OBJECT_ITEMS: &[&str] = &[
     "dispatch_activate",
     "dispatch_evict",
     "schema",
+    "encode_call",
+    "decode_call",
+    "encode_output",
+    "decode_output",
 ];
 
 /// The methods the stub has through its trait impls, which a call of the same name would
@@ -777,7 +781,19 @@ fn check_wire_type(ty: &Type, what: &str, errors: &mut Errors) -> bool {
             );
             false
         }
-        Type::Reference(r) => check_wire_type(&r.elem, what, errors),
+        Type::Reference(r) => {
+            // Serializable, but never `DeserializeOwned`: the receiving side decodes an owned
+            // value. Reported here, once, rather than as trait errors in generated code.
+            errors.push(
+                r,
+                format!(
+                    "{what} type cannot be a reference, even `'static`: the other side of the \
+                     wire decodes an owned value; use an owned type (`String` for `&str`, \
+                     `Vec<T>` for `&[T]`)"
+                ),
+            );
+            false
+        }
         Type::Path(p) => {
             let mut placeholder = false;
             if let Some(q) = &p.qself {

@@ -11,7 +11,7 @@
 use std::future::Future;
 
 use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::stub::Stub;
 use crate::wire::MethodSchema;
 
@@ -90,45 +90,32 @@ pub trait DurableObject: Send + Sync + Sized + 'static {
     fn encode_call(
         call: &Call<Self::SharedCall, Self::ExclusiveCall>,
         out: &mut Vec<u8>,
-    ) -> Result<u64> {
-        let _ = (call, out);
-        Err(Error::internal("TEMPORARY: wire codegen pending"))
-    }
+    ) -> Result<u64>;
 
     /// Decodes a call that arrived from the wire: an
     /// [`UnknownMethod`](crate::ErrorKind::UnknownMethod) error for a method ID this class
     /// does not have, an [`InvalidArgument`](crate::ErrorKind::InvalidArgument) error for
     /// arguments that do not decode exactly.
     #[doc(hidden)]
-    fn decode_call(
-        method: u64,
-        args: &[u8],
-    ) -> Result<Call<Self::SharedCall, Self::ExclusiveCall>> {
-        let _ = (method, args);
-        Err(Error::internal("TEMPORARY: wire codegen pending"))
-    }
+    fn decode_call(method: u64, args: &[u8])
+        -> Result<Call<Self::SharedCall, Self::ExclusiveCall>>;
 
     /// Encodes a call's return value (postcard, the method's return type as declared) into
     /// `out`.
     #[doc(hidden)]
-    fn encode_output(output: &Self::Output, out: &mut Vec<u8>) -> Result<()> {
-        let _ = (output, out);
-        Err(Error::internal("TEMPORARY: wire codegen pending"))
-    }
+    fn encode_output(output: &Self::Output, out: &mut Vec<u8>) -> Result<()>;
 
     /// Decodes the return value of method `method` from the wire.
     #[doc(hidden)]
-    fn decode_output(method: u64, bytes: &[u8]) -> Result<Self::Output> {
-        let _ = (method, bytes);
-        Err(Error::internal("TEMPORARY: wire codegen pending"))
-    }
+    fn decode_output(method: u64, bytes: &[u8]) -> Result<Self::Output>;
 }
 
 /// The options of a class, declared by `#[durable_object(..)]` on its struct.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClassOptions {
     /// The class's stable name (default: the type's bare name). IDs and stored data are
-    /// bound to it; two classes of one runtime cannot share it.
+    /// bound to it (or to `renamed_from`, see [`ClassOptions::wire_name`]); two classes of one
+    /// runtime cannot share it.
     pub name: &'static str,
     /// A former name whose data and IDs this class inherits.
     pub renamed_from: Option<&'static str>,
@@ -146,6 +133,25 @@ impl ClassOptions {
             name,
             renamed_from: None,
             max_queue: Self::DEFAULT_MAX_QUEUE,
+        }
+    }
+
+    /// The name the class's identity on the wire and in storage derives from: its object IDs'
+    /// class tag and its method IDs ([`MethodSchema::id`]). That is `renamed_from` when set
+    /// (the name the data was first written under), else `name`: a renamed class keeps its
+    /// IDs, so peers and stored IDs of the previous build still reach it.
+    ///
+    /// ```
+    /// use durable_runtime::ClassOptions;
+    ///
+    /// assert_eq!(ClassOptions::named("Score").wire_name(), "Score");
+    /// let renamed = ClassOptions { renamed_from: Some("Score"), ..ClassOptions::named("Points") };
+    /// assert_eq!(renamed.wire_name(), "Score");
+    /// ```
+    pub const fn wire_name(&self) -> &'static str {
+        match self.renamed_from {
+            Some(name) => name,
+            None => self.name,
         }
     }
 }

@@ -182,6 +182,65 @@ pub mod __private {
 
     impl<T> WireFallback<T> for WireProbe<T> {}
 
+    /// The generated codec encodes through the probe: `(&&WireProbe::<T>::new())
+    /// .encode_wire(&value, out)` is [`encode`] when `T: Serialize`, and
+    /// [`WireCodecFallback::encode_wire`] otherwise. So a type that cannot cross the wire is
+    /// reported once, by `assert_wire` on the user's type, and not again by the codec.
+    pub trait WireEncode<T> {
+        fn encode_wire(&self, value: &T, out: &mut Vec<u8>) -> crate::Result<()>
+        where
+            T: serde::Serialize,
+        {
+            encode(value, out)
+        }
+    }
+
+    impl<T: serde::Serialize> WireEncode<T> for &WireProbe<T> {}
+
+    /// As [`WireEncode`], for decoding: [`decode`] when `T: DeserializeOwned`.
+    pub trait WireDecode<T> {
+        fn decode_wire(
+            &self,
+            class: &str,
+            method: &str,
+            what: &str,
+            bytes: &[u8],
+        ) -> crate::Result<T>
+        where
+            T: serde::de::DeserializeOwned,
+        {
+            decode(class, method, what, bytes)
+        }
+    }
+
+    impl<T: serde::de::DeserializeOwned> WireDecode<T> for &WireProbe<T> {}
+
+    /// The codec for a type that cannot cross the wire. Never runs: `assert_wire` fails the
+    /// build for such a type. It is an error rather than a second compile error.
+    pub trait WireCodecFallback<T> {
+        fn encode_wire(&self, value: &T, out: &mut Vec<u8>) -> crate::Result<()> {
+            let _ = (value, out);
+            Err(crate::Error::internal(
+                "a value without serde crossed the wire",
+            ))
+        }
+
+        fn decode_wire(
+            &self,
+            class: &str,
+            method: &str,
+            what: &str,
+            bytes: &[u8],
+        ) -> crate::Result<T> {
+            let _ = bytes;
+            Err(crate::Error::internal(format!(
+                "`{class}::{method}`: its {what} cannot cross the wire (no serde implementation)"
+            )))
+        }
+    }
+
+    impl<T> WireCodecFallback<T> for WireProbe<T> {}
+
     /// Never implemented: reached only for a type that is not `Serialize`.
     #[diagnostic::on_unimplemented(
         message = "`{Self}` cannot cross the wire: it is not `serde::Serialize + serde::Deserialize`",

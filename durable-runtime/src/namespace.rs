@@ -96,7 +96,7 @@ impl<T: DurableObject> NamespaceCore<T> {
                 options.name
             )));
         }
-        let class = ClassTag::new(options.name, options.renamed_from.unwrap_or(options.name));
+        let class = ClassTag::new(options.name, options.wire_name());
         Ok(NamespaceCore {
             class,
             options,

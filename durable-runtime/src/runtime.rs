@@ -315,9 +315,8 @@ impl Runtime {
             }
             Kind::Connected(client) => {
                 let options = T::class_options();
-                let storage_name = options.renamed_from.unwrap_or(options.name);
                 Ok(Namespace::remote(Arc::new(RemoteClass {
-                    class: ClassTag::new(options.name, storage_name),
+                    class: ClassTag::new(options.name, options.wire_name()),
                     client: client.clone(),
                 })))
             }

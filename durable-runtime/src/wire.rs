@@ -6,6 +6,11 @@
 //! ([`MethodSchema::method_id`]) is a fixed hash of the class name and the wire name, the same
 //! on every build and platform.
 //!
+//! The class name that method IDs derive from is the one object IDs and stored data derive
+//! from too: [`ClassOptions::wire_name`](crate::ClassOptions::wire_name), which is
+//! `renamed_from` when the class was renamed (`#[durable_object(name = "Points", renamed_from =
+//! "Score")]` keeps the method IDs of `Score`), else `name`.
+//!
 //! `#[durable_object]` generates each class's [`schema`](crate::DurableObject::schema); the
 //! workspace keeps a committed lock of the schemas of its classes (`ui-tests/schema.lock`), and
 //! a test fails when a schema changes without the lock being updated.
@@ -60,8 +65,8 @@ pub struct MethodSchema {
     pub name: &'static str,
     /// The name the method has on the wire.
     pub wire_name: &'static str,
-    /// The method's ID on the wire: [`MethodSchema::method_id`] of the class name and the
-    /// wire name.
+    /// The method's ID on the wire: [`MethodSchema::method_id`] of the class's wire name
+    /// ([`ClassOptions::wire_name`](crate::ClassOptions::wire_name)) and the method's wire name.
     pub id: u64,
     /// Shared or exclusive.
     pub access: Access,

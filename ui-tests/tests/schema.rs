@@ -41,13 +41,27 @@ const HEADER: &str = "\
 # peers running the previous build cannot make.
 ";
 
-/// Every class whose schema is locked: its class name and its methods.
-fn classes() -> Vec<(&'static str, &'static [MethodSchema])> {
-    fn of<T: DurableObject>() -> (&'static str, &'static [MethodSchema]) {
-        (T::class_options().name, T::schema())
+/// A locked class: its name, the name its IDs derive from (see `ClassOptions::wire_name`), and
+/// its methods.
+struct Locked {
+    name: &'static str,
+    wire_name: &'static str,
+    methods: &'static [MethodSchema],
+}
+
+/// Every class whose schema is locked.
+fn classes() -> Vec<Locked> {
+    fn of<T: DurableObject>() -> Locked {
+        let options = T::class_options();
+        Locked {
+            name: options.name,
+            wire_name: options.wire_name(),
+            methods: T::schema(),
+        }
     }
     vec![
         of::<class_options::ChatRoom>(),
+        of::<class_options::Lobby>(),
         of::<class_options::Plain>(),
         of::<counter::Counter>(),
         of::<crate_override::Overridden>(),
@@ -75,7 +89,7 @@ fn lock_line(class: &str, m: &MethodSchema) -> String {
 fn schema_lock_matches_the_classes() {
     let lines: BTreeSet<String> = classes()
         .into_iter()
-        .flat_map(|(class, methods)| methods.iter().map(move |m| lock_line(class, m)))
+        .flat_map(|class| class.methods.iter().map(move |m| lock_line(class.name, m)))
         .collect();
     let actual = format!(
         "{HEADER}{}\n",
@@ -111,17 +125,24 @@ fn schema_lock_matches_the_classes() {
 
 #[test]
 fn method_ids_derive_from_class_and_wire_name_and_are_unique() {
-    let mut classes_seen = BTreeSet::new();
-    for (class, methods) in classes() {
+    let (mut names, mut wire_names) = (BTreeSet::new(), BTreeSet::new());
+    for Locked {
+        name: class,
+        wire_name,
+        methods,
+    } in classes()
+    {
+        assert!(names.insert(class), "two locked classes named {class}");
         assert!(
-            classes_seen.insert(class),
-            "two locked classes named {class}"
+            wire_names.insert(wire_name),
+            "two locked classes with the wire name {wire_name}"
         );
         let mut ids = BTreeSet::new();
         for m in methods {
+            // The stored name (`renamed_from`, if any), not the display name.
             assert_eq!(
                 m.id,
-                MethodSchema::method_id(class, m.wire_name),
+                MethodSchema::method_id(wire_name, m.wire_name),
                 "{class}.{}",
                 m.wire_name
             );

@@ -14,6 +14,24 @@ pub enum __CounterOutput {
     get_counter_value(Result<i64>),
     increment(Result<i64>),
 }
+/// The class's options and its method IDs, for the `DurableObject` impl. Calls are
+/// told apart on the wire by these IDs, never by their position in the enums.
+#[allow(non_upper_case_globals)]
+impl __CounterOutput {
+    const __CLASS: ::durable_runtime::ClassOptions = {
+        #[allow(unused_imports)]
+        use ::durable_runtime::__private::UndeclaredClass as _;
+        ::durable_runtime::__private::class_options(Counter::__DURABLE_CLASS, "Counter")
+    };
+    const __ID_get_counter_value: u64 = ::durable_runtime::MethodSchema::method_id(
+        Self::__CLASS.wire_name(),
+        "get_counter_value",
+    );
+    const __ID_increment: u64 = ::durable_runtime::MethodSchema::method_id(
+        Self::__CLASS.wire_name(),
+        "increment",
+    );
+}
 ///The typed stub of [`Counter`]: each method sends a call to one `Counter` object and waits for its reply. Cheap to clone; get one from `Namespace<Counter>::get`.
 pub struct CounterStub
 where
@@ -124,9 +142,7 @@ where
     type Output = __CounterOutput;
     type Stub = CounterStub;
     fn class_options() -> ::durable_runtime::ClassOptions {
-        #[allow(unused_imports)]
-        use ::durable_runtime::__private::UndeclaredClass as _;
-        ::durable_runtime::__private::class_options(Counter::__DURABLE_CLASS, "Counter")
+        __CounterOutput::__CLASS
     }
     fn activate(ctx: ::durable_runtime::Context) -> Self {
         Counter::new(ctx)
@@ -193,21 +209,11 @@ where
         }
     }
     fn schema() -> &'static [::durable_runtime::MethodSchema] {
-        #[allow(unused_imports)]
-        use ::durable_runtime::__private::UndeclaredClass as _;
-        const CLASS: &str = ::durable_runtime::__private::class_options(
-                Counter::__DURABLE_CLASS,
-                "Counter",
-            )
-            .name;
         const SCHEMA: &[::durable_runtime::MethodSchema] = &[
             ::durable_runtime::MethodSchema {
                 name: "get_counter_value",
                 wire_name: "get_counter_value",
-                id: ::durable_runtime::MethodSchema::method_id(
-                    CLASS,
-                    "get_counter_value",
-                ),
+                id: __CounterOutput::__ID_get_counter_value,
                 access: ::durable_runtime::Access::Shared,
                 args: &[],
                 output: "Result<i64>",
@@ -215,12 +221,157 @@ where
             ::durable_runtime::MethodSchema {
                 name: "increment",
                 wire_name: "increment",
-                id: ::durable_runtime::MethodSchema::method_id(CLASS, "increment"),
+                id: __CounterOutput::__ID_increment,
                 access: ::durable_runtime::Access::Exclusive,
                 args: &[("amount", "i64")],
                 output: "Result<i64>",
             },
         ];
         SCHEMA
+    }
+    fn encode_call(
+        __call: &::durable_runtime::__private::Call<
+            __CounterSharedCall,
+            __CounterExclusiveCall,
+        >,
+        __out: &mut ::std::vec::Vec<u8>,
+    ) -> ::durable_runtime::Result<u64> {
+        #[allow(unused_imports)]
+        use ::durable_runtime::__private::{
+            WireCodecFallback as _, WireDecode as _, WireEncode as _,
+        };
+        match *__call {
+            ::durable_runtime::__private::Call::Shared(ref __call) => {
+                match *__call {
+                    __CounterSharedCall::get_counter_value {} => {
+                        (&&::durable_runtime::__private::WireProbe::<()>::new())
+                            .encode_wire(&(), __out)?;
+                        ::core::result::Result::Ok(
+                            __CounterOutput::__ID_get_counter_value,
+                        )
+                    }
+                }
+            }
+            ::durable_runtime::__private::Call::Exclusive(ref __call) => {
+                match *__call {
+                    __CounterExclusiveCall::increment { amount: ref __arg0 } => {
+                        (&&::durable_runtime::__private::WireProbe::<(&i64,)>::new())
+                            .encode_wire(&(__arg0,), __out)?;
+                        ::core::result::Result::Ok(__CounterOutput::__ID_increment)
+                    }
+                }
+            }
+        }
+    }
+    fn decode_call(
+        __method: u64,
+        __bytes: &[u8],
+    ) -> ::durable_runtime::Result<
+        ::durable_runtime::__private::Call<__CounterSharedCall, __CounterExclusiveCall>,
+    > {
+        #[allow(unused_imports)]
+        use ::durable_runtime::__private::{
+            WireCodecFallback as _, WireDecode as _, WireEncode as _,
+        };
+        match __method {
+            __CounterOutput::__ID_get_counter_value => {
+                let () = (&&::durable_runtime::__private::WireProbe::<()>::new())
+                    .decode_wire(
+                        __CounterOutput::__CLASS.name,
+                        "get_counter_value",
+                        "arguments",
+                        __bytes,
+                    )?;
+                ::core::result::Result::Ok(
+                    ::durable_runtime::__private::Call::Shared(__CounterSharedCall::get_counter_value {}),
+                )
+            }
+            __CounterOutput::__ID_increment => {
+                let __args: (i64,) = (&&::durable_runtime::__private::WireProbe::<
+                    (i64,),
+                >::new())
+                    .decode_wire(
+                        __CounterOutput::__CLASS.name,
+                        "increment",
+                        "arguments",
+                        __bytes,
+                    )?;
+                ::core::result::Result::Ok(
+                    ::durable_runtime::__private::Call::Exclusive(__CounterExclusiveCall::increment {
+                        amount: __args.0,
+                    }),
+                )
+            }
+            __method => {
+                ::core::result::Result::Err(
+                    ::durable_runtime::__private::unknown_method(
+                        __CounterOutput::__CLASS.name,
+                        __method,
+                    ),
+                )
+            }
+        }
+    }
+    fn encode_output(
+        __output: &__CounterOutput,
+        __out: &mut ::std::vec::Vec<u8>,
+    ) -> ::durable_runtime::Result<()> {
+        #[allow(unused_imports)]
+        use ::durable_runtime::__private::{
+            WireCodecFallback as _, WireDecode as _, WireEncode as _,
+        };
+        match *__output {
+            __CounterOutput::get_counter_value(ref __value) => {
+                (&&::durable_runtime::__private::WireProbe::<Result<i64>>::new())
+                    .encode_wire(__value, __out)
+            }
+            __CounterOutput::increment(ref __value) => {
+                (&&::durable_runtime::__private::WireProbe::<Result<i64>>::new())
+                    .encode_wire(__value, __out)
+            }
+        }
+    }
+    fn decode_output(
+        __method: u64,
+        __bytes: &[u8],
+    ) -> ::durable_runtime::Result<__CounterOutput> {
+        #[allow(unused_imports)]
+        use ::durable_runtime::__private::{
+            WireCodecFallback as _, WireDecode as _, WireEncode as _,
+        };
+        match __method {
+            __CounterOutput::__ID_get_counter_value => {
+                ::core::result::Result::map(
+                    (&&::durable_runtime::__private::WireProbe::<Result<i64>>::new())
+                        .decode_wire(
+                            __CounterOutput::__CLASS.name,
+                            "get_counter_value",
+                            "return value",
+                            __bytes,
+                        ),
+                    __CounterOutput::get_counter_value,
+                )
+            }
+            __CounterOutput::__ID_increment => {
+                ::core::result::Result::map(
+                    (&&::durable_runtime::__private::WireProbe::<Result<i64>>::new())
+                        .decode_wire(
+                            __CounterOutput::__CLASS.name,
+                            "increment",
+                            "return value",
+                            __bytes,
+                        ),
+                    __CounterOutput::increment,
+                )
+            }
+            __method => {
+                ::core::result::Result::Err(
+                    ::durable_runtime::__private::unknown_method(
+                        __CounterOutput::__CLASS.name,
+                        __method,
+                    ),
+                )
+            }
+        }
     }
 }

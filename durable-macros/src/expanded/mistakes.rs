@@ -25,6 +25,20 @@ pub enum __CounterExclusiveCall {}
 pub enum __CounterOutput {
     get(Result<i64>),
 }
+/// The class's options and its method IDs, for the `DurableObject` impl. Calls are
+/// told apart on the wire by these IDs, never by their position in the enums.
+#[allow(non_upper_case_globals)]
+impl __CounterOutput {
+    const __CLASS: ::durable_runtime::ClassOptions = {
+        #[allow(unused_imports)]
+        use ::durable_runtime::__private::UndeclaredClass as _;
+        ::durable_runtime::__private::class_options(Counter::__DURABLE_CLASS, "Counter")
+    };
+    const __ID_get: u64 = ::durable_runtime::MethodSchema::method_id(
+        Self::__CLASS.wire_name(),
+        "get",
+    );
+}
 ///The typed stub of [`Counter`]: each method sends a call to one `Counter` object and waits for its reply. Cheap to clone; get one from `Namespace<Counter>::get`.
 pub struct CounterStub
 where
@@ -110,9 +124,7 @@ where
     type Output = __CounterOutput;
     type Stub = CounterStub;
     fn class_options() -> ::durable_runtime::ClassOptions {
-        #[allow(unused_imports)]
-        use ::durable_runtime::__private::UndeclaredClass as _;
-        ::durable_runtime::__private::class_options(Counter::__DURABLE_CLASS, "Counter")
+        __CounterOutput::__CLASS
     }
     fn activate(ctx: ::durable_runtime::Context) -> Self {
         Counter::new(ctx)
@@ -162,24 +174,120 @@ where
         async move { match call {} }
     }
     fn schema() -> &'static [::durable_runtime::MethodSchema] {
-        #[allow(unused_imports)]
-        use ::durable_runtime::__private::UndeclaredClass as _;
-        const CLASS: &str = ::durable_runtime::__private::class_options(
-                Counter::__DURABLE_CLASS,
-                "Counter",
-            )
-            .name;
         const SCHEMA: &[::durable_runtime::MethodSchema] = &[
             ::durable_runtime::MethodSchema {
                 name: "get",
                 wire_name: "get",
-                id: ::durable_runtime::MethodSchema::method_id(CLASS, "get"),
+                id: __CounterOutput::__ID_get,
                 access: ::durable_runtime::Access::Shared,
                 args: &[],
                 output: "Result<i64>",
             },
         ];
         SCHEMA
+    }
+    fn encode_call(
+        __call: &::durable_runtime::__private::Call<
+            __CounterSharedCall,
+            __CounterExclusiveCall,
+        >,
+        __out: &mut ::std::vec::Vec<u8>,
+    ) -> ::durable_runtime::Result<u64> {
+        #[allow(unused_imports)]
+        use ::durable_runtime::__private::{
+            WireCodecFallback as _, WireDecode as _, WireEncode as _,
+        };
+        match *__call {
+            ::durable_runtime::__private::Call::Shared(ref __call) => {
+                match *__call {
+                    __CounterSharedCall::get {} => {
+                        (&&::durable_runtime::__private::WireProbe::<()>::new())
+                            .encode_wire(&(), __out)?;
+                        ::core::result::Result::Ok(__CounterOutput::__ID_get)
+                    }
+                }
+            }
+            ::durable_runtime::__private::Call::Exclusive(ref __call) => match *__call {}
+        }
+    }
+    fn decode_call(
+        __method: u64,
+        __bytes: &[u8],
+    ) -> ::durable_runtime::Result<
+        ::durable_runtime::__private::Call<__CounterSharedCall, __CounterExclusiveCall>,
+    > {
+        #[allow(unused_imports)]
+        use ::durable_runtime::__private::{
+            WireCodecFallback as _, WireDecode as _, WireEncode as _,
+        };
+        match __method {
+            __CounterOutput::__ID_get => {
+                let () = (&&::durable_runtime::__private::WireProbe::<()>::new())
+                    .decode_wire(
+                        __CounterOutput::__CLASS.name,
+                        "get",
+                        "arguments",
+                        __bytes,
+                    )?;
+                ::core::result::Result::Ok(
+                    ::durable_runtime::__private::Call::Shared(__CounterSharedCall::get {}),
+                )
+            }
+            __method => {
+                ::core::result::Result::Err(
+                    ::durable_runtime::__private::unknown_method(
+                        __CounterOutput::__CLASS.name,
+                        __method,
+                    ),
+                )
+            }
+        }
+    }
+    fn encode_output(
+        __output: &__CounterOutput,
+        __out: &mut ::std::vec::Vec<u8>,
+    ) -> ::durable_runtime::Result<()> {
+        #[allow(unused_imports)]
+        use ::durable_runtime::__private::{
+            WireCodecFallback as _, WireDecode as _, WireEncode as _,
+        };
+        match *__output {
+            __CounterOutput::get(ref __value) => {
+                (&&::durable_runtime::__private::WireProbe::<Result<i64>>::new())
+                    .encode_wire(__value, __out)
+            }
+        }
+    }
+    fn decode_output(
+        __method: u64,
+        __bytes: &[u8],
+    ) -> ::durable_runtime::Result<__CounterOutput> {
+        #[allow(unused_imports)]
+        use ::durable_runtime::__private::{
+            WireCodecFallback as _, WireDecode as _, WireEncode as _,
+        };
+        match __method {
+            __CounterOutput::__ID_get => {
+                ::core::result::Result::map(
+                    (&&::durable_runtime::__private::WireProbe::<Result<i64>>::new())
+                        .decode_wire(
+                            __CounterOutput::__CLASS.name,
+                            "get",
+                            "return value",
+                            __bytes,
+                        ),
+                    __CounterOutput::get,
+                )
+            }
+            __method => {
+                ::core::result::Result::Err(
+                    ::durable_runtime::__private::unknown_method(
+                        __CounterOutput::__CLASS.name,
+                        __method,
+                    ),
+                )
+            }
+        }
     }
 }
 ::core::compile_error! {

@@ -34,6 +34,24 @@ pub enum __RoomOutput {
     post_message(Result<u64, RoomError>),
     clear(()),
 }
+/// The class's options and its method IDs, for the `DurableObject` impl. Calls are
+/// told apart on the wire by these IDs, never by their position in the enums.
+#[allow(non_upper_case_globals)]
+impl __RoomOutput {
+    const __CLASS: ::durable_runtime::ClassOptions = {
+        #[allow(unused_imports)]
+        use ::durable_runtime::__private::UndeclaredClass as _;
+        ::durable_runtime::__private::class_options(Room::__DURABLE_CLASS, "Room")
+    };
+    const __ID_post_message: u64 = ::durable_runtime::MethodSchema::method_id(
+        Self::__CLASS.wire_name(),
+        "post",
+    );
+    const __ID_clear: u64 = ::durable_runtime::MethodSchema::method_id(
+        Self::__CLASS.wire_name(),
+        "clear",
+    );
+}
 ///The typed stub of [`Room`]: each method sends a call to one `Room` object and waits for its reply. Cheap to clone; get one from `Namespace<Room>::get`.
 pub struct RoomStub
 where
@@ -151,9 +169,7 @@ where
     type Output = __RoomOutput;
     type Stub = RoomStub;
     fn class_options() -> ::durable_runtime::ClassOptions {
-        #[allow(unused_imports)]
-        use ::durable_runtime::__private::UndeclaredClass as _;
-        ::durable_runtime::__private::class_options(Room::__DURABLE_CLASS, "Room")
+        __RoomOutput::__CLASS
     }
     fn activate(ctx: ::durable_runtime::Context) -> Self {
         Room::new(ctx)
@@ -252,18 +268,11 @@ where
         }
     }
     fn schema() -> &'static [::durable_runtime::MethodSchema] {
-        #[allow(unused_imports)]
-        use ::durable_runtime::__private::UndeclaredClass as _;
-        const CLASS: &str = ::durable_runtime::__private::class_options(
-                Room::__DURABLE_CLASS,
-                "Room",
-            )
-            .name;
         const SCHEMA: &[::durable_runtime::MethodSchema] = &[
             ::durable_runtime::MethodSchema {
                 name: "post_message",
                 wire_name: "post",
-                id: ::durable_runtime::MethodSchema::method_id(CLASS, "post"),
+                id: __RoomOutput::__ID_post_message,
                 access: ::durable_runtime::Access::Exclusive,
                 args: &[("author", "String"), ("text", "String")],
                 output: "Result<u64, RoomError>",
@@ -271,12 +280,162 @@ where
             ::durable_runtime::MethodSchema {
                 name: "clear",
                 wire_name: "clear",
-                id: ::durable_runtime::MethodSchema::method_id(CLASS, "clear"),
+                id: __RoomOutput::__ID_clear,
                 access: ::durable_runtime::Access::Exclusive,
                 args: &[],
                 output: "()",
             },
         ];
         SCHEMA
+    }
+    fn encode_call(
+        __call: &::durable_runtime::__private::Call<
+            __RoomSharedCall,
+            __RoomExclusiveCall,
+        >,
+        __out: &mut ::std::vec::Vec<u8>,
+    ) -> ::durable_runtime::Result<u64> {
+        #[allow(unused_imports)]
+        use ::durable_runtime::__private::{
+            WireCodecFallback as _, WireDecode as _, WireEncode as _,
+        };
+        match *__call {
+            ::durable_runtime::__private::Call::Shared(ref __call) => match *__call {}
+            ::durable_runtime::__private::Call::Exclusive(ref __call) => {
+                match *__call {
+                    __RoomExclusiveCall::post_message {
+                        author: ref __arg0,
+                        text: ref __arg1,
+                    } => {
+                        (&&::durable_runtime::__private::WireProbe::<
+                            (&String, &String),
+                        >::new())
+                            .encode_wire(&(__arg0, __arg1), __out)?;
+                        ::core::result::Result::Ok(__RoomOutput::__ID_post_message)
+                    }
+                    __RoomExclusiveCall::clear {} => {
+                        (&&::durable_runtime::__private::WireProbe::<()>::new())
+                            .encode_wire(&(), __out)?;
+                        ::core::result::Result::Ok(__RoomOutput::__ID_clear)
+                    }
+                }
+            }
+        }
+    }
+    fn decode_call(
+        __method: u64,
+        __bytes: &[u8],
+    ) -> ::durable_runtime::Result<
+        ::durable_runtime::__private::Call<__RoomSharedCall, __RoomExclusiveCall>,
+    > {
+        #[allow(unused_imports)]
+        use ::durable_runtime::__private::{
+            WireCodecFallback as _, WireDecode as _, WireEncode as _,
+        };
+        match __method {
+            __RoomOutput::__ID_post_message => {
+                let __args: (String, String) = (&&::durable_runtime::__private::WireProbe::<
+                    (String, String),
+                >::new())
+                    .decode_wire(
+                        __RoomOutput::__CLASS.name,
+                        "post",
+                        "arguments",
+                        __bytes,
+                    )?;
+                ::core::result::Result::Ok(
+                    ::durable_runtime::__private::Call::Exclusive(__RoomExclusiveCall::post_message {
+                        author: __args.0,
+                        text: __args.1,
+                    }),
+                )
+            }
+            __RoomOutput::__ID_clear => {
+                let () = (&&::durable_runtime::__private::WireProbe::<()>::new())
+                    .decode_wire(
+                        __RoomOutput::__CLASS.name,
+                        "clear",
+                        "arguments",
+                        __bytes,
+                    )?;
+                ::core::result::Result::Ok(
+                    ::durable_runtime::__private::Call::Exclusive(__RoomExclusiveCall::clear {}),
+                )
+            }
+            __method => {
+                ::core::result::Result::Err(
+                    ::durable_runtime::__private::unknown_method(
+                        __RoomOutput::__CLASS.name,
+                        __method,
+                    ),
+                )
+            }
+        }
+    }
+    fn encode_output(
+        __output: &__RoomOutput,
+        __out: &mut ::std::vec::Vec<u8>,
+    ) -> ::durable_runtime::Result<()> {
+        #[allow(unused_imports)]
+        use ::durable_runtime::__private::{
+            WireCodecFallback as _, WireDecode as _, WireEncode as _,
+        };
+        match *__output {
+            __RoomOutput::post_message(ref __value) => {
+                (&&::durable_runtime::__private::WireProbe::<
+                    Result<u64, RoomError>,
+                >::new())
+                    .encode_wire(__value, __out)
+            }
+            __RoomOutput::clear(ref __value) => {
+                (&&::durable_runtime::__private::WireProbe::<()>::new())
+                    .encode_wire(__value, __out)
+            }
+        }
+    }
+    fn decode_output(
+        __method: u64,
+        __bytes: &[u8],
+    ) -> ::durable_runtime::Result<__RoomOutput> {
+        #[allow(unused_imports)]
+        use ::durable_runtime::__private::{
+            WireCodecFallback as _, WireDecode as _, WireEncode as _,
+        };
+        match __method {
+            __RoomOutput::__ID_post_message => {
+                ::core::result::Result::map(
+                    (&&::durable_runtime::__private::WireProbe::<
+                        Result<u64, RoomError>,
+                    >::new())
+                        .decode_wire(
+                            __RoomOutput::__CLASS.name,
+                            "post",
+                            "return value",
+                            __bytes,
+                        ),
+                    __RoomOutput::post_message,
+                )
+            }
+            __RoomOutput::__ID_clear => {
+                ::core::result::Result::map(
+                    (&&::durable_runtime::__private::WireProbe::<()>::new())
+                        .decode_wire(
+                            __RoomOutput::__CLASS.name,
+                            "clear",
+                            "return value",
+                            __bytes,
+                        ),
+                    __RoomOutput::clear,
+                )
+            }
+            __method => {
+                ::core::result::Result::Err(
+                    ::durable_runtime::__private::unknown_method(
+                        __RoomOutput::__CLASS.name,
+                        __method,
+                    ),
+                )
+            }
+        }
     }
 }
