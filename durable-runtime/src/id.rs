@@ -205,6 +205,18 @@ pub(crate) struct ClassTag {
 }
 
 impl ClassTag {
+    /// `Ok` if `id` is of this class; an [`InvalidId`](crate::ErrorKind::InvalidId) error
+    /// otherwise.
+    pub(crate) fn check(&self, id: &ObjectId) -> Result<()> {
+        if id.as_bytes()[..TAG_BYTES] != self.tag {
+            return Err(Error::invalid_id(format!(
+                "this ID belongs to another class, not `{}`",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+
     pub(crate) fn new(name: &'static str, storage_name: &'static str) -> ClassTag {
         let digest = Sha256::new()
             .chain_update(b"durable/class/v1\0")

@@ -158,12 +158,7 @@ impl<T: DurableObject> NamespaceCore<T> {
         if self.runtime.is_closed() {
             return Err(Error::closed());
         }
-        if id.as_bytes()[..8] != self.class.tag {
-            return Err(Error::invalid_id(format!(
-                "this ID belongs to another class, not `{}`",
-                self.class.name
-            )));
-        }
+        self.class.check(id)?;
         let key = id.as_bytes();
         let envelope = {
             let shard = self.shard(key).read().unwrap_or_else(|p| p.into_inner());

@@ -153,6 +153,7 @@ impl<T: DurableObject> Stub<T> {
         remote: &RemoteClass,
         call: Call<T::SharedCall, T::ExclusiveCall>,
     ) -> Result<T::Output> {
+        remote.class.check(&self.id)?;
         let exclusive = matches!(call, Call::Exclusive(_));
         let chain = cycle::caller_chain(remote.class.name, &self.id, exclusive)?;
         let mut args = Vec::new();
