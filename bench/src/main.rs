@@ -2,7 +2,7 @@
 //! objects, 256 callers; elapsed time and peak RSS; `--open-only [--objects N | --writes N]`:
 //! open time only, see `open.rs`; `--durable-only`: the durable increments against the raw
 //! fjall ceiling and SQLite only; `--tput`: see `tput.rs`; `--remote`: remote calls over
-//! loopback against a raw TCP protocol, see `remote.rs`)
+//! loopback against a raw TCP protocol and tonic gRPC, see `remote.rs`)
 //!
 //! Every figure is measured next to a baseline in the same run and printed as
 //! `NAME: ours X UNIT, BASELINE Y UNIT, ratio R` (ratio > 1: we are better).

@@ -1,4 +1,4 @@
-//! `--remote`: a call to an object in another runtime over loopback TCP, against its
+//! `--remote`: a call to an object in another runtime over loopback TCP, against its two
 //! baselines, measured in the same run:
 //!
 //! - **raw**: a hand-written tokio TCP request/response carrying the same payload as an
@@ -9,6 +9,9 @@
 //!   i64 BE`, the server's counter after the increment. The server serves each connection
 //!   from one task, through a `BufReader` and a `BufWriter` it flushes whenever no more input
 //!   is buffered. TCP_NODELAY on both sides.
+//! - **tonic**: unary gRPC, `Increment(IncrementRequest { id: bytes (32), amount: int64 }) ->
+//!   IncrementReply { value: int64 }`, the server on an in-memory counter, the client on one
+//!   `Channel` (one HTTP/2 connection): what a Rust user would pick instead.
 //!
 //! Two figures each: the latency of one caller (sequential calls; the median of the calls'
 //! own times, after a warm-up) and the calls per second of [`CALLERS`] concurrent tasks
@@ -25,7 +28,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -338,6 +341,72 @@ impl RawMux {
     }
 }
 
+// ---- tonic: unary gRPC over one HTTP/2 connection
+
+/// The messages (hand-written: no `protoc`) and the client and server `build.rs` generates
+/// for them with `tonic_build::manual`.
+pub mod grpc {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct IncrementRequest {
+        #[prost(bytes = "vec", tag = "1")]
+        pub id: Vec<u8>,
+        #[prost(int64, tag = "2")]
+        pub amount: i64,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct IncrementReply {
+        #[prost(int64, tag = "1")]
+        pub value: i64,
+    }
+
+    include!(concat!(env!("OUT_DIR"), "/bench.Counter.rs"));
+}
+
+#[derive(Default)]
+struct TonicCounter {
+    value: AtomicI64,
+}
+
+#[tonic::async_trait]
+impl grpc::counter_server::Counter for TonicCounter {
+    async fn increment(
+        &self,
+        request: tonic::Request<grpc::IncrementRequest>,
+    ) -> Result<tonic::Response<grpc::IncrementReply>, tonic::Status> {
+        let amount = request.into_inner().amount;
+        let value = self.value.fetch_add(amount, Ordering::Relaxed) + amount;
+        Ok(tonic::Response::new(grpc::IncrementReply { value }))
+    }
+}
+
+async fn tonic_server() -> (SocketAddr, Serving) {
+    use tonic::transport::server::TcpIncoming;
+    let incoming = TcpIncoming::bind("127.0.0.1:0".parse().unwrap())
+        .unwrap()
+        .with_nodelay(Some(true));
+    let addr = incoming.local_addr().unwrap();
+    let server = tonic::transport::Server::builder()
+        .add_service(grpc::counter_server::CounterServer::new(
+            TonicCounter::default(),
+        ))
+        .serve_with_incoming(incoming);
+    let task = tokio::spawn(async move { server.await.unwrap() });
+    (addr, Serving(task))
+}
+
+async fn tonic_client(
+    addr: SocketAddr,
+) -> grpc::counter_client::CounterClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .unwrap();
+    grpc::counter_client::CounterClient::new(channel)
+}
+
 // ---- the section
 
 /// The figures of one run; each a median over [`Config::rounds`].
@@ -348,9 +417,10 @@ pub struct Results {
     pub raw: Figures,
     /// One caller through the raw multiplexer: the floor of a multiplexed client.
     pub raw_mux_latency_ns: f64,
+    pub tonic: Figures,
 }
 
-/// Runs the contestants, interleaved, `cfg.rounds` times (fresh servers and
+/// Runs the raw and tonic contestants, interleaved, `cfg.rounds` times (fresh servers and
 /// connections each round), and returns the medians.
 pub async fn run(cfg: &Config) -> Results {
     let payload = raw_payload();
@@ -372,6 +442,18 @@ pub async fn run(cfg: &Config) -> Results {
         })
         .await;
 
+        let (tonic_addr, _tonic_server) = tonic_server().await;
+        let client = tonic_client(tonic_addr).await;
+        let id = payload[..32].to_vec();
+        let tonic = measure(cfg, move || {
+            let (mut client, id) = (client.clone(), id.clone());
+            async move {
+                let request = grpc::IncrementRequest { id, amount: 1 };
+                client.increment(request).await.unwrap().into_inner().value
+            }
+        })
+        .await;
+
         // ours (the durable remote call) plugs in here, the same way:
         //
         //     let server = Runtime::builder().in_memory().register::<Counter>()
@@ -385,7 +467,7 @@ pub async fn run(cfg: &Config) -> Results {
         //     })
         //     .await;
         //
-        // then an `ours: Figures` in `Results`, and `line(...)`s against the baselines in
+        // then an `ours: Figures` in `Results`, and `line(...)`s against raw and tonic in
         // `print`.
 
         rounds.push(Results {
@@ -394,6 +476,7 @@ pub async fn run(cfg: &Config) -> Results {
                 calls_per_sec: raw_mux.calls_per_sec,
             },
             raw_mux_latency_ns: raw_mux.latency_ns,
+            tonic,
         });
     }
     let med = |f: fn(&Results) -> f64| median(rounds.iter().map(f).collect());
@@ -403,6 +486,10 @@ pub async fn run(cfg: &Config) -> Results {
             calls_per_sec: med(|r| r.raw.calls_per_sec),
         },
         raw_mux_latency_ns: med(|r| r.raw_mux_latency_ns),
+        tonic: Figures {
+            latency_ns: med(|r| r.tonic.latency_ns),
+            calls_per_sec: med(|r| r.tonic.calls_per_sec),
+        },
     }
 }
 
@@ -412,8 +499,13 @@ pub fn print(r: &Results) {
         "remote raw (multiplexed) latency: {:.0} ns",
         r.raw_mux_latency_ns
     );
+    println!("remote tonic latency: {:.0} ns", r.tonic.latency_ns);
     println!(
         "remote raw {CALLERS} callers: {:.0} calls/s",
         r.raw.calls_per_sec
+    );
+    println!(
+        "remote tonic {CALLERS} callers: {:.0} calls/s",
+        r.tonic.calls_per_sec
     );
 }
