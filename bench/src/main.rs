@@ -1,7 +1,8 @@
 //! `cargo run --release -p durable-bench -- [--quick]` (`--load`: 1,000,000 calls, 10,000
 //! objects, 256 callers; elapsed time and peak RSS; `--open-only [--objects N | --writes N]`:
 //! open time only, see `open.rs`; `--durable-only`: the durable increments against the raw
-//! fjall ceiling and SQLite only; `--tput`: see `tput.rs`)
+//! fjall ceiling and SQLite only; `--tput`: see `tput.rs`; `--remote`: remote calls over
+//! loopback against a raw TCP protocol and tonic gRPC, see `remote.rs`)
 //!
 //! Every figure is measured next to a baseline in the same run and printed as
 //! `NAME: ours X UNIT, BASELINE Y UNIT, ratio R` (ratio > 1: we are better).
@@ -17,6 +18,7 @@ mod durable_cmp;
 mod fjall_ceiling;
 mod http;
 mod open;
+mod remote;
 mod sqlite;
 mod tput;
 
@@ -301,6 +303,10 @@ async fn main() {
             fsync_per_write_per_s(dur)
         );
         durable_cmp::run(if quick { 1 } else { 3 }, dur).await;
+        return;
+    }
+    if argv.iter().any(|a| a == "--remote") {
+        remote::print(&remote::run(&remote::Config::new(quick)).await);
         return;
     }
     if argv.iter().any(|a| a == "--tput") {
