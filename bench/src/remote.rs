@@ -39,7 +39,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::{median, Counter};
+use crate::{median, Counter, Pinger};
 
 /// Concurrent callers on one connection in the throughput measurement.
 pub const CALLERS: usize = 64;
@@ -418,6 +418,8 @@ pub struct Results {
     /// One caller through the raw multiplexer: the floor of a multiplexed client.
     pub raw_mux_latency_ns: f64,
     pub tonic: Figures,
+    /// A remote call of `Pinger::bump` through a connected runtime.
+    pub ours: Figures,
 }
 
 /// Runs the raw and tonic contestants, interleaved, `cfg.rounds` times (fresh servers and
@@ -454,21 +456,30 @@ pub async fn run(cfg: &Config) -> Results {
         })
         .await;
 
-        // ours (the durable remote call) plugs in here, the same way:
-        //
-        //     let server = Runtime::builder().in_memory().register::<Counter>()
-        //         .listen("127.0.0.1:0").secret("s").open().unwrap();
-        //     let front = Runtime::builder().connect(server.local_addr()).secret("s")
-        //         .open().unwrap();
-        //     let stub = front.namespace::<Counter>().get_by_name("A");
-        //     let ours = measure(cfg, move || {
-        //         let stub = stub.clone();
-        //         async move { stub.increment(1).await.unwrap() }
-        //     })
-        //     .await;
-        //
-        // then an `ours: Figures` in `Results`, and `line(...)`s against raw and tonic in
-        // `print`.
+        // Ours: a connected runtime calling an in-memory object server, through one
+        // connection. `Pinger::bump` keeps its state in a field, like the baselines' counters
+        // (no storage write, so no durability wait: the transport alone is measured).
+        let server = Runtime::builder()
+            .in_memory()
+            .register::<Pinger>()
+            .listen("127.0.0.1:0")
+            .secret("bench")
+            .open()
+            .unwrap();
+        let addr = server.local_addr().unwrap();
+        let front = Runtime::builder()
+            .connect(addr.to_string())
+            .secret("bench")
+            .open()
+            .unwrap();
+        let stub = front.namespace::<Pinger>().get_by_name("A");
+        let ours = measure(cfg, move || {
+            let stub = stub.clone();
+            async move { stub.bump(1).await.unwrap() }
+        })
+        .await;
+        drop(front);
+        server.shutdown().await.unwrap();
 
         rounds.push(Results {
             raw: Figures {
@@ -477,6 +488,7 @@ pub async fn run(cfg: &Config) -> Results {
             },
             raw_mux_latency_ns: raw_mux.latency_ns,
             tonic,
+            ours,
         });
     }
     let med = |f: fn(&Results) -> f64| median(rounds.iter().map(f).collect());
@@ -490,10 +502,55 @@ pub async fn run(cfg: &Config) -> Results {
             latency_ns: med(|r| r.tonic.latency_ns),
             calls_per_sec: med(|r| r.tonic.calls_per_sec),
         },
+        ours: Figures {
+            latency_ns: med(|r| r.ours.latency_ns),
+            calls_per_sec: med(|r| r.ours.calls_per_sec),
+        },
     }
 }
 
 pub fn print(r: &Results) {
+    let o = &r.ours;
+    crate::line(
+        "remote call latency, 1 caller",
+        o.latency_ns / 1e3,
+        "raw TCP",
+        r.raw.latency_ns / 1e3,
+        "us",
+        true,
+    );
+    crate::line(
+        "remote call latency, 1 caller",
+        o.latency_ns / 1e3,
+        "raw TCP multiplexed",
+        r.raw_mux_latency_ns / 1e3,
+        "us",
+        true,
+    );
+    crate::line(
+        "remote call latency, 1 caller",
+        o.latency_ns / 1e3,
+        "tonic",
+        r.tonic.latency_ns / 1e3,
+        "us",
+        true,
+    );
+    crate::line(
+        &format!("remote calls, {CALLERS} callers on 1 connection"),
+        o.calls_per_sec,
+        "raw TCP",
+        r.raw.calls_per_sec,
+        "calls/s",
+        false,
+    );
+    crate::line(
+        &format!("remote calls, {CALLERS} callers on 1 connection"),
+        o.calls_per_sec,
+        "tonic",
+        r.tonic.calls_per_sec,
+        "calls/s",
+        false,
+    );
     println!("remote raw latency: {:.0} ns", r.raw.latency_ns);
     println!(
         "remote raw (multiplexed) latency: {:.0} ns",

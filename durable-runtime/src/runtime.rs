@@ -41,6 +41,9 @@ impl<T: DurableObject> ClassControl for NamespaceCore<T> {
 struct Registry {
     by_type: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
     by_name: HashMap<&'static str, (TypeId, &'static str)>,
+    /// Type names by the name the class's IDs, data and method IDs derive from
+    /// ([`ClassOptions::wire_name`](crate::ClassOptions::wire_name)).
+    by_wire_name: HashMap<&'static str, &'static str>,
     /// What the server calls, by the class tag at the front of every object ID.
     by_tag: HashMap<[u8; 8], Arc<dyn ServedClass>>,
     classes: Vec<Arc<dyn ClassControl>>,
@@ -168,10 +171,19 @@ impl RuntimeShared {
                 options.name
             )));
         }
+        if let Some(other) = registry.by_wire_name.get(options.wire_name()) {
+            return Err(Error::config(format!(
+                "`{other}` and `{type_name}` would share their IDs and stored data, both \
+                 being (or renamed from) `{}`; a class renamed with `renamed_from` replaces \
+                 the old one, which must go",
+                options.wire_name()
+            )));
+        }
         let core = Arc::new(NamespaceCore::<T>::new(options, self.clone())?);
         registry
             .by_name
             .insert(options.name, (TypeId::of::<T>(), type_name));
+        registry.by_wire_name.insert(options.wire_name(), type_name);
         registry.by_type.insert(TypeId::of::<T>(), core.clone());
         registry.by_tag.insert(core.class.tag, core.clone());
         registry.classes.push(core.clone());

@@ -667,6 +667,57 @@ async fn two_classes_with_one_name_are_refused() {
     );
 }
 
+// A class renamed from another one's name: both would own the same IDs and data.
+
+#[durable_object(name = "Points", renamed_from = "Score")]
+pub struct Points {
+    ctx: Context,
+}
+
+#[durable_object]
+impl Points {
+    pub fn new(ctx: Context) -> Self {
+        Points { ctx }
+    }
+
+    pub async fn id(&self) -> Result<String> {
+        Ok(self.ctx.id().to_string())
+    }
+}
+
+#[durable_object(name = "Score")]
+pub struct Score {
+    ctx: Context,
+}
+
+#[durable_object]
+impl Score {
+    pub fn new(ctx: Context) -> Self {
+        Score { ctx }
+    }
+
+    pub async fn id(&self) -> Result<String> {
+        Ok(self.ctx.id().to_string())
+    }
+}
+
+#[tokio::test]
+async fn a_class_renamed_from_a_live_classs_name_is_refused() {
+    let rt = Runtime::in_memory();
+    let score = rt.try_namespace::<Score>().unwrap();
+    let err = rt.try_namespace::<Points>().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert!(err.to_string().contains("share their IDs"), "{err}");
+    // The renamed class alone owns the old IDs.
+    let rt2 = Runtime::in_memory();
+    let points = rt2.try_namespace::<Points>().unwrap();
+    assert_eq!(points.id_from_name("x"), score.id_from_name("x"));
+    assert_eq!(
+        rt2.try_namespace::<Score>().unwrap_err().kind(),
+        ErrorKind::Config
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Overload.
 
