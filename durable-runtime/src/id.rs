@@ -115,22 +115,33 @@ impl ObjectId {
         }
     }
 
-    /// An ID that arrived from another process, checked like a parsed one; a name sent with
-    /// it must be the one the ID was made from.
+    /// An ID that arrived from another process, checked like a parsed one. A name sent with
+    /// it is kept as is: [`check_name`](Self::check_name) verifies it before an actor takes
+    /// this ID (hashing the name on every call would cost more than the rest of decoding).
     pub(crate) fn from_wire(
         class: &ClassTag,
         bytes: [u8; ID_BYTES],
         name: Option<&str>,
     ) -> Result<ObjectId> {
         let id = Self::from_bytes(class, bytes)?;
-        let Some(name) = name else { return Ok(id) };
-        let named = Self::from_name(class, name);
-        if named.bytes != bytes {
+        Ok(match name {
+            Some(name) => id.with_name(name),
+            None => id,
+        })
+    }
+
+    /// `Ok` if the ID has no name or the name it was made from; an
+    /// [`InvalidId`](crate::ErrorKind::InvalidId) error for a name that does not hash to it.
+    pub(crate) fn check_name(&self, class: &ClassTag) -> Result<()> {
+        let Some(name) = self.name() else {
+            return Ok(());
+        };
+        if Self::from_name(class, name).bytes != self.bytes {
             return Err(Error::invalid_id(format!(
                 "the name {name:?} sent with this ID is not the name it was made from"
             )));
         }
-        Ok(named)
+        Ok(())
     }
 
     pub(crate) fn from_bytes(class: &ClassTag, bytes: [u8; ID_BYTES]) -> Result<ObjectId> {

@@ -176,6 +176,9 @@ impl<T: DurableObject> NamespaceCore<T> {
             return Ok(());
         };
         let handle = self.runtime.tokio_handle()?;
+        // The new actor keeps this ID, name included: a name that arrived from another
+        // process is checked here, once per activation rather than once per call.
+        id.check_name(&self.class)?;
         let mailbox = Arc::new(Mailbox::with_first(envelope));
         let settle = shard.settling.get(key).map(|s| s.done.clone());
         let store = Arc::new(ObjectStore::new(id, self.runtime.backend.clone()));

@@ -4,8 +4,10 @@
 //!   loss. Failed attempts back off (50 ms, doubling to 2 s); calls made while the client
 //!   waits to retry fail at once with the last attempt's error, instead of piling up.
 //! - Calls share the connection: each gets a request ID (strictly increasing) and waits for
-//!   the reply carrying it, so replies arrive in any order. A writer task sends the frames of
-//!   every caller together.
+//!   the reply carrying it, so replies arrive in any order. A lone caller writes its frame
+//!   itself, without blocking (no hand-off to another task on the way out); concurrent
+//!   callers queue theirs for a writer task, which writes everything queued meanwhile in one
+//!   go.
 //! - A call whose connection is lost before its reply fails with
 //!   [`Disconnected`](crate::ErrorKind::Disconnected) (retryable: it may or may not have run).
 //!   A server that breaks the protocol (garbage, a reply to a request never made) is
@@ -18,10 +20,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{oneshot, Notify};
 
 use super::frame::{self, CallFrame, ChainLink, ClientFrame, FrameBuffer, ReplyBody, ServerFrame};
 use super::handshake;
@@ -72,15 +74,32 @@ struct Backoff {
 
 type Waiter = oneshot::Sender<Result<Reply>>;
 
-/// One connection: its writer's queue and the calls waiting for replies.
+/// One connection: its write half and the calls waiting for replies. Dropping it stops the
+/// writer task, which closes the write half: the server sees the end of the stream.
 struct Connection {
-    frames: mpsc::UnboundedSender<Vec<u8>>,
     pending: Arc<Pending>,
+    outbox: Arc<Outbox>,
 }
 
-/// The calls waiting on one connection, by request ID.
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.pending.lock().closing = true;
+        self.outbox.flush.notify_one();
+    }
+}
+
+/// The calls waiting on one connection, by request ID, and the bytes waiting to be written.
 struct Pending {
     state: Mutex<PendingState>,
+}
+
+/// The connection's write half. Held by the connection and its writer task only (not by
+/// the reader, nor by waiting calls), so that it is dropped — which closes it — once the
+/// client lets go of the connection.
+struct Outbox {
+    writer: OwnedWriteHalf,
+    /// Wakes the writer task: bytes were queued, or the connection is closing.
+    flush: Notify,
 }
 
 struct PendingState {
@@ -88,6 +107,13 @@ struct PendingState {
     next_request: u64,
     /// Set once, when the connection is lost: no call is admitted after it.
     lost: Option<Error>,
+    /// Frames the socket did not take at once, in request order, for the writer task.
+    queued: Vec<u8>,
+    /// The writer task owns the socket's output until `queued` is empty: callers queue
+    /// behind it instead of writing, so frames never overtake one another.
+    flushing: bool,
+    /// The client let go of the connection: the writer task ends.
+    closing: bool,
 }
 
 impl Pending {
@@ -112,6 +138,37 @@ impl Pending {
 
     fn is_lost(&self) -> bool {
         self.lock().lost.is_some()
+    }
+}
+
+impl Outbox {
+    /// Writes `frame` now when it is the connection's only call (a lone caller pays no
+    /// hand-off) and the socket takes it without waiting; otherwise queues (the rest of) it
+    /// for the writer task, which writes the frames of concurrent callers together.
+    fn send(&self, state: &mut PendingState, frame: &[u8]) -> Result<()> {
+        if state.flushing || !state.waiters.is_empty() {
+            state.queued.extend_from_slice(frame);
+            if !state.flushing {
+                state.flushing = true;
+                self.flush.notify_one();
+            }
+            return Ok(());
+        }
+        let written = match self.writer.try_write(frame) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+            Err(e) => {
+                let err = Error::disconnected(format!("writing to the server failed: {e}"));
+                state.lost.get_or_insert_with(|| err.clone());
+                return Err(err);
+            }
+        };
+        if let Some(rest) = frame.get(written..).filter(|rest| !rest.is_empty()) {
+            state.queued.extend_from_slice(rest);
+            state.flushing = true;
+            self.flush.notify_one();
+        }
+        Ok(())
     }
 }
 
@@ -233,12 +290,7 @@ impl Client {
             }
             state.next_request += 1;
             // Sent under the lock: frames leave in request order, which the server checks.
-            if connection.frames.send(out).is_err() {
-                return Err(state
-                    .lost
-                    .clone()
-                    .unwrap_or_else(|| Error::disconnected("the connection's writer stopped")));
-            }
+            connection.outbox.send(&mut state, &out)?;
             state.waiters.insert(request, waiter);
             request
         };
@@ -334,17 +386,23 @@ impl Client {
                 waiters: HashMap::new(),
                 next_request: 1,
                 lost: None,
+                queued: Vec::new(),
+                flushing: false,
+                closing: false,
             }),
         });
-        let (frames, queue) = mpsc::unbounded_channel();
-        tokio::spawn(write_loop(writer, queue, pending.clone()));
+        let outbox = Arc::new(Outbox {
+            writer,
+            flush: Notify::new(),
+        });
+        tokio::spawn(write_loop(pending.clone(), outbox.clone()));
         tokio::spawn(read_loop(
             reader,
             buffer,
             pending.clone(),
             self.addr.clone(),
         ));
-        Ok(Connection { frames, pending })
+        Ok(Connection { pending, outbox })
     }
 }
 
@@ -352,39 +410,47 @@ fn unexpected(reply: &Reply) -> Error {
     Error::internal(format!("the server answered with {reply:?}"))
 }
 
-/// Writes queued frames, as many as are ready in one write. Ends when every sender is gone
-/// (the client dropped the connection) or the socket fails.
-async fn write_loop(
-    mut writer: OwnedWriteHalf,
-    mut queue: mpsc::UnboundedReceiver<Vec<u8>>,
-    pending: Arc<Pending>,
-) {
+/// Writes what callers queued (the socket did not take it at once), everything queued
+/// meanwhile in one go, then hands the socket back to the callers. Ends when the client lets
+/// go of the connection or the socket fails; the write half closes when the last reference
+/// to it (this task's or the connection's) goes.
+async fn write_loop(pending: Arc<Pending>, outbox: Arc<Outbox>) {
     let mut batch = Vec::new();
-    while let Some(first) = queue.recv().await {
-        let result = match queue.try_recv() {
-            Err(_) => writer.write_all(&first).await,
-            Ok(second) => {
-                batch.extend_from_slice(&first);
-                batch.extend_from_slice(&second);
-                while batch.len() < 256 * 1024 {
-                    match queue.try_recv() {
-                        Ok(next) => batch.extend_from_slice(&next),
-                        Err(_) => break,
-                    }
-                }
-                let result = writer.write_all(&batch).await;
-                batch.clear();
-                result
+    loop {
+        {
+            let mut state = pending.lock();
+            if state.closing || state.lost.is_some() {
+                return;
             }
-        };
-        if let Err(e) = result {
-            pending.fail_all(Error::disconnected(format!(
-                "writing to the server failed: {e}"
-            )));
-            return;
+            if state.queued.is_empty() {
+                state.flushing = false;
+            } else {
+                std::mem::swap(&mut batch, &mut state.queued);
+            }
         }
+        if batch.is_empty() {
+            outbox.flush.notified().await;
+            continue;
+        }
+        let mut written = 0;
+        while written < batch.len() {
+            let result = match outbox.writer.writable().await {
+                Ok(()) => outbox.writer.try_write(&batch[written..]),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    pending.fail_all(Error::disconnected(format!(
+                        "writing to the server failed: {e}"
+                    )));
+                    return;
+                }
+            }
+        }
+        batch.clear();
     }
-    let _ = writer.shutdown().await;
 }
 
 /// Routes replies to their callers until the connection ends.
