@@ -41,12 +41,34 @@ use crate::mailbox::Mailbox;
 use crate::namespace::NamespaceCore;
 use crate::storage::{now_ms, ObjectStore};
 
+/// Where a call's reply goes: to a caller in this process, or out of a connection (the
+/// server's callback encodes it and writes it from the task that finishes the call, with no
+/// hand-off to the connection's task).
+pub(crate) enum ReplyTo<O> {
+    Local(oneshot::Sender<Result<O>>),
+    /// Called once with the reply; dropped uncalled, it answers that the runtime closed.
+    Remote(Box<dyn FnOnce(Result<O>) + Send>),
+}
+
+impl<O> ReplyTo<O> {
+    /// Delivers the reply; `false` if a local caller stopped waiting.
+    pub(crate) fn send(self, result: Result<O>) -> bool {
+        match self {
+            ReplyTo::Local(sender) => sender.send(result).is_ok(),
+            ReplyTo::Remote(send) => {
+                send(result);
+                true
+            }
+        }
+    }
+}
+
 /// What an actor receives.
 pub(crate) enum Envelope<T: DurableObject> {
     /// A call from a stub.
     Call {
         call: Call<T::SharedCall, T::ExclusiveCall>,
-        reply: oneshot::Sender<Result<T::Output>>,
+        reply: ReplyTo<T::Output>,
         /// Past it, nobody waits for the reply: the call is dropped unrun.
         deadline: Option<Instant>,
         /// The calls waiting on this one, for cycle detection.
@@ -255,7 +277,7 @@ impl<T: DurableObject> Actor<T> {
         &mut self,
         call: Call<T::SharedCall, T::ExclusiveCall>,
         method: &'static str,
-        reply: oneshot::Sender<Result<T::Output>>,
+        reply: ReplyTo<T::Output>,
         chain: Option<Arc<Link>>,
         mailbox: &Mailbox<Envelope<T>>,
     ) -> Step<T> {
@@ -411,7 +433,7 @@ impl<T: DurableObject> Actor<T> {
     }
 
     /// Sends a call's reply: an error at once, a success held until its writes are durable.
-    fn send_reply<O: Send + 'static>(&self, reply: oneshot::Sender<Result<O>>, result: Result<O>) {
+    fn send_reply<O: Send + 'static>(&self, reply: ReplyTo<O>, result: Result<O>) {
         if result.is_err() {
             // An error acknowledges nothing: it need not wait for the disk.
             let _ = reply.send(result);
@@ -426,7 +448,7 @@ impl<T: DurableObject> Actor<T> {
         &mut self,
         call: T::ExclusiveCall,
         method: &'static str,
-        reply: oneshot::Sender<Result<T::Output>>,
+        reply: ReplyTo<T::Output>,
         chain: Option<Arc<Link>>,
     ) {
         let frame = self.frame(true, chain);
@@ -461,7 +483,7 @@ impl<T: DurableObject> Actor<T> {
         &mut self,
         call: T::SharedCall,
         method: &'static str,
-        reply: oneshot::Sender<Result<T::Output>>,
+        reply: ReplyTo<T::Output>,
         chain: Option<Arc<Link>>,
         mailbox: &Mailbox<Envelope<T>>,
     ) -> Option<Envelope<T>> {

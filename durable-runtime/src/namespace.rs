@@ -72,6 +72,12 @@ struct Shard<T: DurableObject> {
     settling: IdMap<Settling>,
 }
 
+/// An envelope the namespace did not take, and why.
+pub(crate) struct Refused<T: DurableObject> {
+    pub(crate) error: Error,
+    pub(crate) envelope: Envelope<T>,
+}
+
 /// Proof that an actor left its namespace; dropping `done` lets its successor start.
 pub(crate) struct Retired {
     token: u64,
@@ -155,10 +161,24 @@ impl<T: DurableObject> NamespaceCore<T> {
 
     /// Delivers an envelope to the object, activating it if it has no live actor.
     pub(crate) fn send(self: &Arc<Self>, id: &ObjectId, envelope: Envelope<T>) -> Result<()> {
+        self.send_or_return(id, envelope)
+            .map_err(|refused| refused.error)
+    }
+
+    /// As [`send`](Self::send), but a refused envelope comes back with the error, so that its
+    /// reply can be answered with it (the server's replies are callbacks, not channels).
+    pub(crate) fn send_or_return(
+        self: &Arc<Self>,
+        id: &ObjectId,
+        envelope: Envelope<T>,
+    ) -> Result<(), Refused<T>> {
+        let refuse = |error: Error, envelope| Err(Refused { error, envelope });
         if self.runtime.is_closed() {
-            return Err(Error::closed());
+            return refuse(Error::closed(), envelope);
         }
-        self.class.check(id)?;
+        if let Err(e) = self.class.check(id) {
+            return refuse(e, envelope);
+        }
         let key = id.as_bytes();
         let envelope = {
             let shard = self.shard(key).read().unwrap_or_else(|p| p.into_inner());
@@ -170,15 +190,20 @@ impl<T: DurableObject> NamespaceCore<T> {
         self.ensure_tasks();
         let mut shard = self.write_shard(key);
         if self.runtime.is_closed() {
-            return Err(Error::closed());
+            return refuse(Error::closed(), envelope);
         }
         let Some(envelope) = self.deliver(&shard.live, key, envelope)? else {
             return Ok(());
         };
-        let handle = self.runtime.tokio_handle()?;
+        let handle = match self.runtime.tokio_handle() {
+            Ok(handle) => handle,
+            Err(e) => return refuse(e, envelope),
+        };
         // The new actor keeps this ID, name included: a name that arrived from another
         // process is checked here, once per activation rather than once per call.
-        id.check_name(&self.class)?;
+        if let Err(e) = id.check_name(&self.class) {
+            return refuse(e, envelope);
+        }
         let mailbox = Arc::new(Mailbox::with_first(envelope));
         let settle = shard.settling.get(key).map(|s| s.done.clone());
         let store = Arc::new(ObjectStore::new(id, self.runtime.backend.clone()));
@@ -190,21 +215,25 @@ impl<T: DurableObject> NamespaceCore<T> {
     }
 
     /// Queues the envelope for the live actor of `key`: `Ok(None)` if queued, `Ok(Some(..))`
-    /// (the envelope back) if there is no live actor, an overloaded error if its queue is full.
+    /// (the envelope back) if there is no live actor, refused as overloaded if its queue is
+    /// full.
     fn deliver(
         &self,
         live: &IdMap<Live<T>>,
         key: &[u8; ID_BYTES],
         envelope: Envelope<T>,
-    ) -> Result<Option<Envelope<T>>> {
+    ) -> Result<Option<Envelope<T>>, Refused<T>> {
         let Some(live) = live.get(key) else {
             return Ok(Some(envelope));
         };
         match live.mailbox.try_send(envelope, self.options.max_queue) {
             Ok(()) => Ok(None),
-            Err(SendError::Full(_)) => {
+            Err(SendError::Full(envelope)) => {
                 self.runtime.metrics.overloads.inc();
-                Err(Error::overloaded())
+                Err(Refused {
+                    error: Error::overloaded(),
+                    envelope,
+                })
             }
             Err(SendError::Closed(envelope)) => Ok(Some(envelope)),
         }

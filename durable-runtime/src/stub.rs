@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::actor::Envelope;
+use crate::actor::{Envelope, ReplyTo};
 use crate::class::{Call, DurableObject};
 use crate::cycle;
 use crate::error::{Error, Result};
@@ -119,7 +119,7 @@ impl<T: DurableObject> Stub<T> {
                 &self.id,
                 Envelope::Call {
                     call,
-                    reply,
+                    reply: ReplyTo::Local(reply),
                     deadline: None,
                     chain,
                 },
@@ -133,7 +133,7 @@ impl<T: DurableObject> Stub<T> {
             &self.id,
             Envelope::Call {
                 call,
-                reply,
+                reply: ReplyTo::Local(reply),
                 deadline: Some(deadline),
                 chain,
             },

@@ -21,12 +21,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 
 use super::frame::{self, CallFrame, ChainLink, ClientFrame, FrameBuffer, ReplyBody, ServerFrame};
 use super::handshake;
+use super::outbox::Outbox;
 use super::TransportConfig;
 use crate::error::{Error, Result};
 use crate::id::{ObjectId, ID_BYTES};
@@ -74,8 +75,8 @@ struct Backoff {
 
 type Waiter = oneshot::Sender<Result<Reply>>;
 
-/// One connection: its write half and the calls waiting for replies. Dropping it stops the
-/// writer task, which closes the write half: the server sees the end of the stream.
+/// One connection: the way out, and the calls waiting for replies. Dropping it closes the
+/// output: the server sees the end of the stream, and closes its side.
 struct Connection {
     pending: Arc<Pending>,
     outbox: Arc<Outbox>,
@@ -83,23 +84,13 @@ struct Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        self.pending.lock().closing = true;
-        self.outbox.flush.notify_one();
+        self.outbox.close();
     }
 }
 
-/// The calls waiting on one connection, by request ID, and the bytes waiting to be written.
+/// The calls waiting on one connection, by request ID.
 struct Pending {
     state: Mutex<PendingState>,
-}
-
-/// The connection's write half. Held by the connection and its writer task only (not by
-/// the reader, nor by waiting calls), so that it is dropped — which closes it — once the
-/// client lets go of the connection.
-struct Outbox {
-    writer: OwnedWriteHalf,
-    /// Wakes the writer task: bytes were queued, or the connection is closing.
-    flush: Notify,
 }
 
 struct PendingState {
@@ -107,13 +98,6 @@ struct PendingState {
     next_request: u64,
     /// Set once, when the connection is lost: no call is admitted after it.
     lost: Option<Error>,
-    /// Frames the socket did not take at once, in request order, for the writer task.
-    queued: Vec<u8>,
-    /// The writer task owns the socket's output until `queued` is empty: callers queue
-    /// behind it instead of writing, so frames never overtake one another.
-    flushing: bool,
-    /// The client let go of the connection: the writer task ends.
-    closing: bool,
 }
 
 impl Pending {
@@ -138,37 +122,6 @@ impl Pending {
 
     fn is_lost(&self) -> bool {
         self.lock().lost.is_some()
-    }
-}
-
-impl Outbox {
-    /// Writes `frame` now when it is the connection's only call (a lone caller pays no
-    /// hand-off) and the socket takes it without waiting; otherwise queues (the rest of) it
-    /// for the writer task, which writes the frames of concurrent callers together.
-    fn send(&self, state: &mut PendingState, frame: &[u8]) -> Result<()> {
-        if state.flushing || !state.waiters.is_empty() {
-            state.queued.extend_from_slice(frame);
-            if !state.flushing {
-                state.flushing = true;
-                self.flush.notify_one();
-            }
-            return Ok(());
-        }
-        let written = match self.writer.try_write(frame) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
-            Err(e) => {
-                let err = Error::disconnected(format!("writing to the server failed: {e}"));
-                state.lost.get_or_insert_with(|| err.clone());
-                return Err(err);
-            }
-        };
-        if let Some(rest) = frame.get(written..).filter(|rest| !rest.is_empty()) {
-            state.queued.extend_from_slice(rest);
-            state.flushing = true;
-            self.flush.notify_one();
-        }
-        Ok(())
     }
 }
 
@@ -289,8 +242,12 @@ impl Client {
                 return Err(Error::overloaded());
             }
             state.next_request += 1;
-            // Sent under the lock: frames leave in request order, which the server checks.
-            connection.outbox.send(&mut state, &out)?;
+            // Sent under the lock: frames leave in request order, which the server checks. A
+            // lone call writes its frame itself; concurrent calls' frames go out together.
+            if let Err(e) = connection.outbox.send(&out, state.waiters.is_empty()) {
+                let err = Error::disconnected(format!("writing to the server failed: {e}"));
+                return Err(state.lost.get_or_insert(err).clone());
+            }
             state.waiters.insert(request, waiter);
             request
         };
@@ -386,16 +343,17 @@ impl Client {
                 waiters: HashMap::new(),
                 next_request: 1,
                 lost: None,
-                queued: Vec::new(),
-                flushing: false,
-                closing: false,
             }),
         });
-        let outbox = Arc::new(Outbox {
-            writer,
-            flush: Notify::new(),
+        let (outbox, write_queued) = Outbox::new(writer);
+        let failed = pending.clone();
+        tokio::spawn(async move {
+            if let Err(e) = write_queued.await {
+                failed.fail_all(Error::disconnected(format!(
+                    "writing to the server failed: {e}"
+                )));
+            }
         });
-        tokio::spawn(write_loop(pending.clone(), outbox.clone()));
         tokio::spawn(read_loop(
             reader,
             buffer,
@@ -408,49 +366,6 @@ impl Client {
 
 fn unexpected(reply: &Reply) -> Error {
     Error::internal(format!("the server answered with {reply:?}"))
-}
-
-/// Writes what callers queued (the socket did not take it at once), everything queued
-/// meanwhile in one go, then hands the socket back to the callers. Ends when the client lets
-/// go of the connection or the socket fails; the write half closes when the last reference
-/// to it (this task's or the connection's) goes.
-async fn write_loop(pending: Arc<Pending>, outbox: Arc<Outbox>) {
-    let mut batch = Vec::new();
-    loop {
-        {
-            let mut state = pending.lock();
-            if state.closing || state.lost.is_some() {
-                return;
-            }
-            if state.queued.is_empty() {
-                state.flushing = false;
-            } else {
-                std::mem::swap(&mut batch, &mut state.queued);
-            }
-        }
-        if batch.is_empty() {
-            outbox.flush.notified().await;
-            continue;
-        }
-        let mut written = 0;
-        while written < batch.len() {
-            let result = match outbox.writer.writable().await {
-                Ok(()) => outbox.writer.try_write(&batch[written..]),
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(n) => written += n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => {
-                    pending.fail_all(Error::disconnected(format!(
-                        "writing to the server failed: {e}"
-                    )));
-                    return;
-                }
-            }
-        }
-        batch.clear();
-    }
 }
 
 /// Routes replies to their callers until the connection ends.

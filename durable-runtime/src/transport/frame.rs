@@ -282,7 +282,7 @@ mod tests {
         let ones = "01".repeat(32);
         assert_eq!(
             hex(&frame(&ClientFrame::Hello { nonce: [1; 32] })),
-            format!("0000002201" /* len 34, version 1 */) + "00" + &ones
+            "0000002201".to_owned() /* len 34, version 1 */ + "00" + &ones
         );
         assert_eq!(
             hex(&frame(&ClientFrame::Proof { mac: [1; 32] })),

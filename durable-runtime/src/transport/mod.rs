@@ -2,11 +2,13 @@
 //! connected runtime sends its calls there ([`client`]), through the same typed stubs.
 //!
 //! The pieces, each in its file: [`frame`] (the bytes on the wire), [`handshake`] (both
-//! ends prove they hold the secret), [`server`] and [`client`].
+//! ends prove they hold the secret), [`outbox`] (the way out of a connection, shared by its
+//! writers), [`server`] and [`client`].
 
 pub(crate) mod client;
 pub(crate) mod frame;
 pub(crate) mod handshake;
+pub(crate) mod outbox;
 pub(crate) mod server;
 
 use std::sync::Arc;

@@ -1,13 +1,14 @@
 //! The server: serves a runtime's objects to other processes.
 //!
 //! One task accepts connections; one task per connection runs the handshake, then reads
-//! frames, starts each call on its object and writes replies as they finish, in any order.
-//! What it guarantees:
+//! frames and starts each call on its object. A call's reply is encoded and written by the
+//! task that finishes the call, as soon as the output gate releases it, in any order. What
+//! it guarantees:
 //! - a reply is written only once the object's output gate released it (the call's writes,
-//!   and every earlier write of that object, are durable): the server awaits the same reply
-//!   a local stub awaits;
+//!   and every earlier write of that object, are durable): the server's reply is released by
+//!   the same gate as a local caller's;
 //! - a slow object holds up no other call of the connection: calls run on their objects, and
-//!   the connection task only starts them and collects their replies;
+//!   the connection task only starts them;
 //! - at most `max_calls_in_flight` calls of one connection run at once; beyond it a call is
 //!   answered [`Overloaded`](crate::ErrorKind::Overloaded) at once, unrun;
 //! - a frame is never buffered beyond `max_frame_bytes`; a peer that sends garbage (a bad
@@ -15,34 +16,30 @@
 //!   and only it.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use futures_util::stream::{FuturesUnordered, StreamExt};
-use futures_util::FutureExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::sync::Notify;
 
 use super::frame::{self, CallFrame, ClientFrame, FrameBuffer, ReplyBody, ServerFrame};
 use super::handshake;
+use super::outbox::Outbox;
 use super::TransportConfig;
-use crate::actor::Envelope;
+use crate::actor::{Envelope, ReplyTo};
 use crate::class::DurableObject;
 use crate::cycle;
 use crate::error::{Error, Result};
 use crate::id::{ObjectId, ID_BYTES};
-use crate::namespace::NamespaceCore;
+use crate::namespace::{NamespaceCore, Refused};
 use crate::runtime::RuntimeShared;
 
 /// How long a new connection may take to prove it holds the secret.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// What a call's reply becomes: the encoded output, or a runtime error.
-pub(crate) type ReplyFuture = Pin<Box<dyn Future<Output = Answer> + Send>>;
 
 /// A finished request, ready to be written.
 pub(crate) enum Answer {
@@ -52,71 +49,76 @@ pub(crate) enum Answer {
     Count(u64),
 }
 
-impl From<Result<Answer>> for Answer {
-    fn from(result: Result<Answer>) -> Answer {
-        result.unwrap_or_else(Answer::Error)
-    }
-}
-
 /// A class as the server sees it: calls arrive as bytes, replies leave as bytes.
 pub(crate) trait ServedClass: Send + Sync {
-    /// Decodes and queues a call on its object; the future resolves to its reply once the
-    /// output gate releases it.
-    fn start_call(self: Arc<Self>, call: &CallFrame<'_>) -> Result<ReplyFuture>;
+    /// Decodes and queues a call on its object. `responder` answers it, once, when the
+    /// output gate releases the reply (or at once, if the call is refused).
+    fn start_call(self: Arc<Self>, call: &CallFrame<'_>, responder: Responder);
 
-    /// The class's stored object IDs.
-    fn list_ids(self: Arc<Self>) -> ReplyFuture;
+    /// Answers with the class's stored object IDs.
+    fn list_ids(self: Arc<Self>, responder: Responder);
 
-    /// Deletes every object of the class.
-    fn delete_all(self: Arc<Self>) -> ReplyFuture;
+    /// Deletes every object of the class, then answers how many had data.
+    fn delete_all(self: Arc<Self>, responder: Responder);
 }
 
 impl<T: DurableObject> ServedClass for NamespaceCore<T> {
-    fn start_call(self: Arc<Self>, frame: &CallFrame<'_>) -> Result<ReplyFuture> {
-        let id = ObjectId::from_wire(&self.class, frame.object, frame.name)?;
-        let method = frame.method;
-        let call = T::decode_call(method, frame.args)?;
+    fn start_call(self: Arc<Self>, frame: &CallFrame<'_>, responder: Responder) {
+        let decoded = (|| {
+            let id = ObjectId::from_wire(&self.class, frame.object, frame.name)?;
+            let call = T::decode_call(frame.method, frame.args)?;
+            let chain = cycle::from_wire(&frame.chain)?;
+            Ok((id, call, chain))
+        })();
+        let (id, call, chain) = match decoded {
+            Ok(decoded) => decoded,
+            Err(e) => return responder.answer(Answer::Error(e)),
+        };
         let deadline = frame
             .timeout_ms
             .map(|ms| Instant::now() + Duration::from_millis(ms));
-        let chain = cycle::from_wire(&frame.chain)?;
-        let (reply, rx) = oneshot::channel();
-        self.send(
-            &id,
-            Envelope::Call {
-                call,
-                reply,
-                deadline,
-                chain,
-            },
-        )?;
-        Ok(Box::pin(async move {
-            match rx.await {
-                Ok(Ok(output)) => {
+        let reply = ReplyTo::Remote(Box::new(move |result: Result<T::Output>| {
+            let answer = match result {
+                Ok(output) => {
                     let mut out = Vec::new();
                     match T::encode_output(&output, &mut out) {
                         Ok(()) => Answer::Output(out),
                         Err(e) => Answer::Error(e),
                     }
                 }
-                Ok(Err(e)) => Answer::Error(e),
-                Err(_) => Answer::Error(Error::closed()),
-            }
-        }))
+                Err(e) => Answer::Error(e),
+            };
+            responder.answer(answer);
+        }));
+        let envelope = Envelope::Call {
+            call,
+            reply,
+            deadline,
+            chain,
+        };
+        if let Err(Refused {
+            error,
+            envelope: Envelope::Call { reply, .. },
+        }) = self.send_or_return(&id, envelope)
+        {
+            reply.send(Err(error));
+        }
     }
 
-    fn list_ids(self: Arc<Self>) -> ReplyFuture {
-        let ids = self.stored_ids();
-        Box::pin(async move { ids.map(Answer::Ids).into() })
+    fn list_ids(self: Arc<Self>, responder: Responder) {
+        responder.answer(match self.stored_ids() {
+            Ok(ids) => Answer::Ids(ids),
+            Err(e) => Answer::Error(e),
+        });
     }
 
-    fn delete_all(self: Arc<Self>) -> ReplyFuture {
-        Box::pin(async move {
-            NamespaceCore::delete_all(&self)
-                .await
-                .map(|n| Answer::Count(n as u64))
-                .into()
-        })
+    fn delete_all(self: Arc<Self>, responder: Responder) {
+        tokio::spawn(async move {
+            responder.answer(match NamespaceCore::delete_all(&self).await {
+                Ok(n) => Answer::Count(n as u64),
+                Err(e) => Answer::Error(e),
+            });
+        });
     }
 }
 
@@ -194,98 +196,167 @@ async fn serve(
             return;
         }
     }
+    let (outbox, write_queued) = Outbox::new(writer);
+    tokio::spawn(async move {
+        if let Err(e) = write_queued.await {
+            tracing::debug!(%peer, error = %e, "writing to a client failed");
+        }
+    });
     let mut connection = Connection {
         runtime,
         classes: HashMap::new(),
-        in_flight: FuturesUnordered::new(),
-        out: Vec::with_capacity(16 * 1024),
+        replies: Arc::new(Replies {
+            outbox,
+            in_flight: AtomicUsize::new(0),
+            idle: Notify::new(),
+            max_frame_bytes: config.max_frame_bytes,
+        }),
         last_request: None,
         max_in_flight: config.max_calls_in_flight,
-        max_frame_bytes: config.max_frame_bytes,
     };
-    if let Err(reason) = connection.run(&mut reader, &mut writer, &mut buffer).await {
+    if let Err(reason) = connection.run(&mut reader, &mut buffer).await {
         tracing::warn!(%peer, %reason, "closed a connection");
     }
-    let _ = writer.shutdown().await;
+    // Replies of calls still running are dropped: nobody reads them any more.
+    connection.replies.outbox.close();
 }
 
 struct Connection {
     runtime: Weak<RuntimeShared>,
     /// Classes already looked up, by tag: the runtime's registry is locked on a miss only.
     classes: HashMap<[u8; 8], Arc<dyn ServedClass>>,
-    in_flight: FuturesUnordered<Request>,
-    /// Replies encoded and not yet written.
-    out: Vec<u8>,
+    replies: Arc<Replies>,
     last_request: Option<u64>,
     max_in_flight: usize,
+}
+
+/// What a connection's calls share to answer: the way out, and how many are in flight.
+struct Replies {
+    outbox: Arc<Outbox>,
+    in_flight: AtomicUsize,
+    /// Notified when the last call in flight is answered (a closing connection waits).
+    idle: Notify,
     max_frame_bytes: usize,
 }
 
-/// A request in flight: its ID and its answer to come.
-struct Request {
-    id: u64,
-    answer: ReplyFuture,
+/// Answers one request, once. Dropped unanswered (its call was dropped with the runtime),
+/// it answers [`Closed`](crate::ErrorKind::Closed).
+pub(crate) struct Responder {
+    replies: Arc<Replies>,
+    request: u64,
+    answered: bool,
 }
 
-impl Future for Request {
-    type Output = (u64, Answer);
+impl Responder {
+    fn answer(mut self, answer: Answer) {
+        self.answered = true;
+        self.replies.finish(self.request, answer);
+    }
+}
 
-    fn poll(
-        mut self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        let id = self.id;
-        self.answer.as_mut().poll(cx).map(|answer| (id, answer))
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.replies
+                .finish(self.request, Answer::Error(Error::closed()));
+        }
+    }
+}
+
+impl Replies {
+    /// A call starts: its reply will come through a [`Responder`].
+    fn start(self: &Arc<Self>, request: u64) -> Responder {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        Responder {
+            replies: self.clone(),
+            request,
+            answered: false,
+        }
+    }
+
+    /// A call's reply: written, and the call no longer counts as in flight.
+    fn finish(&self, request: u64, answer: Answer) {
+        let alone = self.in_flight.load(Ordering::Acquire) == 1;
+        self.write(request, answer, alone);
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Encodes the reply frame and sends it (a lone reply is written at once).
+    fn write(&self, request: u64, mut answer: Answer, alone: bool) {
+        if let Answer::Output(bytes) = &answer {
+            // The frame's header and the reply's ID fit in 32 bytes.
+            if bytes.len() + 32 > self.max_frame_bytes {
+                answer = Answer::Error(Error::invalid_argument(format!(
+                    "the reply is {} bytes, over the limit of {} bytes a frame may carry \
+                     (RuntimeBuilder::max_frame_bytes); it ran, but its result cannot be sent",
+                    bytes.len(),
+                    self.max_frame_bytes
+                )));
+            }
+        }
+        let error;
+        let body = match &answer {
+            Answer::Output(bytes) => ReplyBody::Output(bytes),
+            Answer::Error(e) => {
+                error = frame::encode_error(e);
+                ReplyBody::Error(&error)
+            }
+            Answer::Ids(ids) => ReplyBody::Ids(ids.clone()),
+            Answer::Count(n) => ReplyBody::Count(*n),
+        };
+        let mut out = Vec::with_capacity(64);
+        if let Err(e) = frame::encode(&ServerFrame::Reply { request, body }, &mut out) {
+            // Only a reply over 4 GiB can fail to encode: answer with the error instead.
+            out.clear();
+            let error = frame::encode_error(&e);
+            let body = ReplyBody::Error(&error);
+            let _ = frame::encode(&ServerFrame::Reply { request, body }, &mut out);
+        }
+        // A closed outbox: the connection is gone, and nobody waits for this reply.
+        let _ = self.outbox.send(&out, alone);
     }
 }
 
 impl Connection {
     /// The connection's loop. `Err` names the protocol violation or I/O error that ended it;
-    /// `Ok` when the peer closed or the runtime is closing (calls in flight are answered first).
+    /// `Ok` when the peer closed, or when the runtime is closing (calls in flight are
+    /// answered first).
     async fn run(
         &mut self,
-        reader: &mut tokio::net::tcp::OwnedReadHalf,
-        writer: &mut tokio::net::tcp::OwnedWriteHalf,
+        reader: &mut OwnedReadHalf,
         buffer: &mut FrameBuffer,
     ) -> std::result::Result<(), String> {
         let mut closing = match self.runtime.upgrade() {
             Some(rt) => rt.watch_closing(),
             None => return Ok(()),
         };
-        let mut open = !*closing.borrow();
         loop {
             while let Some(body) = buffer.next_frame().map_err(|e| e.to_string())? {
                 self.handle(body)?;
             }
-            while let Some(Some((id, answer))) = self.in_flight.next().now_or_never() {
-                self.answer(id, answer);
-            }
-            if !self.out.is_empty() {
-                writer
-                    .write_all(&self.out)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                self.out.clear();
-                continue;
-            }
-            if !open && self.in_flight.is_empty() {
-                return Ok(());
+            if *closing.borrow() {
+                break;
             }
             let spare = buffer.spare().map_err(|e| e.to_string())?;
             tokio::select! {
-                read = reader.read_buf(spare), if open => match read {
-                    Ok(0) => {
-                        // The peer left: its calls still run and commit, nobody waits for them.
-                        return Ok(());
-                    }
+                read = reader.read_buf(spare) => match read {
+                    // The peer left: its calls still run and commit, nobody waits for them.
+                    Ok(0) => return Ok(()),
                     Ok(_) => {}
                     Err(e) => return Err(e.to_string()),
                 },
-                Some((id, answer)) = self.in_flight.next(), if !self.in_flight.is_empty() => {
-                    self.answer(id, answer);
-                }
-                _ = closing.changed(), if open => open = false,
+                _ = closing.changed() => {}
             }
+        }
+        // Closing: no new calls; the ones in flight are answered before the connection ends.
+        loop {
+            let idle = self.replies.idle.notified();
+            if self.replies.in_flight.load(Ordering::Acquire) == 0 {
+                return Ok(());
+            }
+            idle.await;
         }
     }
 
@@ -303,26 +374,23 @@ impl Connection {
             return Err(format!("request ID {id} is not above the previous one"));
         }
         self.last_request = Some(id);
-        if self.in_flight.len() >= self.max_in_flight {
-            self.answer(id, Answer::Error(Error::overloaded()));
+        let responder = self.replies.start(id);
+        if self.replies.in_flight.load(Ordering::Acquire) > self.max_in_flight {
+            responder.answer(Answer::Error(Error::overloaded()));
             return Ok(());
         }
         let served = match self.class(class) {
             Ok(served) => served,
             Err(e) => {
-                self.answer(id, Answer::Error(e));
+                responder.answer(Answer::Error(e));
                 return Ok(());
             }
         };
-        let started = match frame {
-            ClientFrame::Call(call) => served.start_call(&call),
-            ClientFrame::ListIds { .. } => Ok(served.list_ids()),
-            ClientFrame::DeleteAll { .. } => Ok(served.delete_all()),
+        match frame {
+            ClientFrame::Call(call) => served.start_call(&call, responder),
+            ClientFrame::ListIds { .. } => served.list_ids(responder),
+            ClientFrame::DeleteAll { .. } => served.delete_all(responder),
             _ => unreachable!("checked above"),
-        };
-        match started {
-            Ok(answer) => self.in_flight.push(Request { id, answer }),
-            Err(e) => self.answer(id, Answer::Error(e)),
         }
         Ok(())
     }
@@ -344,35 +412,6 @@ impl Connection {
         })?;
         self.classes.insert(tag, served.clone());
         Ok(served)
-    }
-
-    fn answer(&mut self, request: u64, mut answer: Answer) {
-        if let Answer::Output(bytes) = &answer {
-            // The frame's header and the reply's ID fit in 32 bytes.
-            if bytes.len() + 32 > self.max_frame_bytes {
-                answer = Answer::Error(Error::invalid_argument(format!(
-                    "the reply is {} bytes, over the limit of {} bytes a frame may carry                      (RuntimeBuilder::max_frame_bytes); it ran, but its result cannot be sent",
-                    bytes.len(),
-                    self.max_frame_bytes
-                )));
-            }
-        }
-        let error;
-        let body = match &answer {
-            Answer::Output(bytes) => ReplyBody::Output(bytes),
-            Answer::Error(e) => {
-                error = frame::encode_error(e);
-                ReplyBody::Error(&error)
-            }
-            Answer::Ids(ids) => ReplyBody::Ids(ids.clone()),
-            Answer::Count(n) => ReplyBody::Count(*n),
-        };
-        if let Err(e) = frame::encode(&ServerFrame::Reply { request, body }, &mut self.out) {
-            // Only a reply over 4 GiB can fail to encode: answer with the error instead.
-            let error = frame::encode_error(&e);
-            let body = ReplyBody::Error(&error);
-            let _ = frame::encode(&ServerFrame::Reply { request, body }, &mut self.out);
-        }
     }
 }
 
