@@ -91,6 +91,8 @@ impl Drop for Connection {
 /// The calls waiting on one connection, by request ID.
 struct Pending {
     state: Mutex<PendingState>,
+    /// `state.lost.is_some()`, readable without the lock (every call checks it).
+    is_lost: AtomicBool,
 }
 
 struct PendingState {
@@ -112,6 +114,7 @@ impl Pending {
             let mut state = self.lock();
             if state.lost.is_none() {
                 state.lost = Some(err.clone());
+                self.is_lost.store(true, Ordering::Release);
             }
             std::mem::take(&mut state.waiters)
         };
@@ -121,7 +124,7 @@ impl Pending {
     }
 
     fn is_lost(&self) -> bool {
-        self.lock().lost.is_some()
+        self.is_lost.load(Ordering::Acquire)
     }
 }
 
@@ -246,6 +249,7 @@ impl Client {
             // lone call writes its frame itself; concurrent calls' frames go out together.
             if let Err(e) = connection.outbox.send(&out, state.waiters.is_empty()) {
                 let err = Error::disconnected(format!("writing to the server failed: {e}"));
+                connection.pending.is_lost.store(true, Ordering::Release);
                 return Err(state.lost.get_or_insert(err).clone());
             }
             state.waiters.insert(request, waiter);
@@ -344,6 +348,7 @@ impl Client {
                 next_request: 1,
                 lost: None,
             }),
+            is_lost: AtomicBool::new(false),
         });
         let (outbox, write_queued) = Outbox::new(writer);
         let failed = pending.clone();
