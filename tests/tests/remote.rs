@@ -695,32 +695,11 @@ async fn a_request_id_not_above_the_previous_one_closes_the_connection() {
     let id = front.namespace::<Counter>().id_from_name("forged");
     let method = durable_runtime::MethodSchema::method_id("Counter", "increment");
     // A Call frame by hand: request, object, no name, method, no timeout, no chain, args (1,).
-    let call = |request: u8| {
-        let mut body = vec![1u8, 2, request];
-        body.extend_from_slice(id.as_bytes());
-        body.push(0);
-        let mut m = method;
-        loop {
-            let byte = (m & 0x7f) as u8;
-            m >>= 7;
-            if m == 0 {
-                body.push(byte);
-                break;
-            }
-            body.push(byte | 0x80);
-        }
-        body.extend_from_slice(&[0, 0, 1, 2]);
-        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
-        frame.extend_from_slice(&body);
-        frame
-    };
+    let call = |request: u8| call_frame(request, &id, None, method);
     let mut stream = handshaken(addr, SECRET.as_bytes()).await;
     stream.write_all(&call(5)).await.unwrap();
-    let mut reply = [0u8; 4];
-    stream.read_exact(&mut reply).await.unwrap();
-    let mut body = vec![0u8; u32::from_be_bytes(reply) as usize];
-    stream.read_exact(&mut body).await.unwrap();
-    assert_eq!(&body[..3], &[1, 3, 5], "a reply to request 5");
+    let body = read_reply(&mut stream).await;
+    assert_eq!(&body[..4], &[1, 3, 5, 0], "an output for request 5");
     stream.write_all(&call(5)).await.unwrap();
     assert!(
         read_to_close(&mut stream).await.is_empty(),
@@ -736,4 +715,82 @@ async fn a_request_id_not_above_the_previous_one_closes_the_connection() {
         1,
         "the replayed call ran"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_sent_with_another_name_is_refused() {
+    let (server, front) = pair();
+    let addr = server.local_addr().unwrap();
+    let id = front.namespace::<Counter>().id_from_name("fresh");
+    let method = durable_runtime::MethodSchema::method_id("Counter", "increment");
+    let mut stream = handshaken(addr, SECRET.as_bytes()).await;
+    stream
+        .write_all(&call_frame(1, &id, Some("not fresh"), method))
+        .await
+        .unwrap();
+    let body = read_reply(&mut stream).await;
+    // Reply to request 1, an error (variant 1), of kind InvalidId (Repr variant 2).
+    assert_eq!(
+        &body[..4],
+        &[1, 3, 1, 1],
+        "an error for request 1: {body:?}"
+    );
+    assert_eq!(body[5], 2, "an InvalidId error: {body:?}");
+    // The right name is accepted on the same connection.
+    stream
+        .write_all(&call_frame(2, &id, Some("fresh"), method))
+        .await
+        .unwrap();
+    let body = read_reply(&mut stream).await;
+    assert_eq!(
+        &body[..4],
+        &[1, 3, 2, 0],
+        "an output for request 2: {body:?}"
+    );
+    assert_eq!(
+        server.namespace::<Counter>().list_ids().await.unwrap(),
+        vec![id]
+    );
+}
+
+/// A `Call` frame by hand (frame.rs's layout): request, object, name, method, no timeout,
+/// no chain, and the arguments `(1i64,)`.
+fn call_frame(
+    request: u8,
+    id: &durable_runtime::ObjectId,
+    name: Option<&str>,
+    method: u64,
+) -> Vec<u8> {
+    let mut body = vec![1u8, 2, request];
+    body.extend_from_slice(id.as_bytes());
+    match name {
+        None => body.push(0),
+        Some(name) => {
+            body.extend_from_slice(&[1, name.len() as u8]);
+            body.extend_from_slice(name.as_bytes());
+        }
+    }
+    let mut m = method;
+    loop {
+        let byte = (m & 0x7f) as u8;
+        m >>= 7;
+        if m == 0 {
+            body.push(byte);
+            break;
+        }
+        body.push(byte | 0x80);
+    }
+    body.extend_from_slice(&[0, 0, 1, 2]);
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// Reads one reply frame's body (version byte first).
+async fn read_reply(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).await.unwrap();
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    stream.read_exact(&mut body).await.unwrap();
+    body
 }
