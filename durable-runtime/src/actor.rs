@@ -52,6 +52,7 @@ pub(crate) enum ReplyTo<O> {
 
 impl<O> ReplyTo<O> {
     /// Delivers the reply; `false` if a local caller stopped waiting.
+    #[inline]
     pub(crate) fn send(self, result: Result<O>) -> bool {
         match self {
             ReplyTo::Local(sender) => sender.send(result).is_ok(),

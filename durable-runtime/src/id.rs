@@ -218,6 +218,7 @@ pub(crate) struct ClassTag {
 impl ClassTag {
     /// `Ok` if `id` is of this class; an [`InvalidId`](crate::ErrorKind::InvalidId) error
     /// otherwise.
+    #[inline]
     pub(crate) fn check(&self, id: &ObjectId) -> Result<()> {
         if id.as_bytes()[..TAG_BYTES] != self.tag {
             return Err(Error::invalid_id(format!(

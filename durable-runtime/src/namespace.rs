@@ -161,8 +161,7 @@ impl<T: DurableObject> NamespaceCore<T> {
 
     /// Delivers an envelope to the object, activating it if it has no live actor.
     pub(crate) fn send(self: &Arc<Self>, id: &ObjectId, envelope: Envelope<T>) -> Result<()> {
-        self.send_or_return(id, envelope)
-            .map_err(|refused| refused.error)
+        self.send_with(id, envelope, |error, _| error)
     }
 
     /// As [`send`](Self::send), but a refused envelope comes back with the error, so that its
@@ -172,7 +171,20 @@ impl<T: DurableObject> NamespaceCore<T> {
         id: &ObjectId,
         envelope: Envelope<T>,
     ) -> Result<(), Refused<T>> {
-        let refuse = |error: Error, envelope| Err(Refused { error, envelope });
+        self.send_with(id, envelope, |error, envelope| Refused { error, envelope })
+    }
+
+    /// The one delivery path of both: `refused` makes the error from a refused envelope. A
+    /// local call's `send` drops the envelope there and returns a plain error, so its happy
+    /// path carries no room for the envelope in its result.
+    #[inline]
+    fn send_with<R>(
+        self: &Arc<Self>,
+        id: &ObjectId,
+        envelope: Envelope<T>,
+        refused: impl Fn(Error, Envelope<T>) -> R,
+    ) -> Result<(), R> {
+        let refuse = |error: Error, envelope| Err(refused(error, envelope));
         if self.runtime.is_closed() {
             return refuse(Error::closed(), envelope);
         }
@@ -182,7 +194,7 @@ impl<T: DurableObject> NamespaceCore<T> {
         let key = id.as_bytes();
         let envelope = {
             let shard = self.shard(key).read().unwrap_or_else(|p| p.into_inner());
-            match self.deliver(&shard.live, key, envelope)? {
+            match self.deliver(&shard.live, key, envelope, &refused)? {
                 Some(envelope) => envelope,
                 None => return Ok(()),
             }
@@ -192,7 +204,7 @@ impl<T: DurableObject> NamespaceCore<T> {
         if self.runtime.is_closed() {
             return refuse(Error::closed(), envelope);
         }
-        let Some(envelope) = self.deliver(&shard.live, key, envelope)? else {
+        let Some(envelope) = self.deliver(&shard.live, key, envelope, &refused)? else {
             return Ok(());
         };
         let handle = match self.runtime.tokio_handle() {
@@ -217,12 +229,13 @@ impl<T: DurableObject> NamespaceCore<T> {
     /// Queues the envelope for the live actor of `key`: `Ok(None)` if queued, `Ok(Some(..))`
     /// (the envelope back) if there is no live actor, refused as overloaded if its queue is
     /// full.
-    fn deliver(
+    fn deliver<R>(
         &self,
         live: &IdMap<Live<T>>,
         key: &[u8; ID_BYTES],
         envelope: Envelope<T>,
-    ) -> Result<Option<Envelope<T>>, Refused<T>> {
+        refused: &impl Fn(Error, Envelope<T>) -> R,
+    ) -> Result<Option<Envelope<T>>, R> {
         let Some(live) = live.get(key) else {
             return Ok(Some(envelope));
         };
@@ -230,10 +243,7 @@ impl<T: DurableObject> NamespaceCore<T> {
             Ok(()) => Ok(None),
             Err(SendError::Full(envelope)) => {
                 self.runtime.metrics.overloads.inc();
-                Err(Refused {
-                    error: Error::overloaded(),
-                    envelope,
-                })
+                Err(refused(Error::overloaded(), envelope))
             }
             Err(SendError::Closed(envelope)) => Ok(Some(envelope)),
         }

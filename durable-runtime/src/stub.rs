@@ -109,7 +109,9 @@ impl<T: DurableObject> Stub<T> {
     pub async fn call(&self, call: Call<T::SharedCall, T::ExclusiveCall>) -> Result<T::Output> {
         let ns = match &self.route {
             Route::Local(ns) => ns,
-            Route::Remote(remote) => return self.call_remote(remote, call).await,
+            // Boxed: a remote call's state (encoded arguments, the connection's wait) is much
+            // larger than a local one's, and every caller embeds this future in its own.
+            Route::Remote(remote) => return Box::pin(self.call_remote(remote, call)).await,
         };
         let exclusive = matches!(call, Call::Exclusive(_));
         let chain = cycle::caller_chain(ns.class.name, &self.id, exclusive)?;
