@@ -497,6 +497,35 @@ impl RuntimeBuilder {
     ///
     /// Other processes must prove they hold the [`secret`](Self::secret). Without one, only
     /// loopback addresses are allowed: `open` refuses any other.
+    ///
+    /// ```
+    /// # use durable_runtime::{durable_object, Context, Result, Runtime};
+    /// # #[durable_object] pub struct Counter { ctx: Context }
+    /// # #[durable_object] impl Counter {
+    /// #     pub fn new(ctx: Context) -> Self { Counter { ctx } }
+    /// #     pub async fn increment(&mut self, amount: i64) -> Result<i64> {
+    /// #         let value = self.ctx.storage().get::<i64>("value")?.unwrap_or(0) + amount;
+    /// #         self.ctx.storage_mut().put("value", &value)?;
+    /// #         Ok(value)
+    /// #     }
+    /// # }
+    /// # #[tokio::main] async fn main() -> Result<()> {
+    /// // The object server (here in memory, on a free port).
+    /// let server = Runtime::builder()
+    ///     .in_memory()
+    ///     .register::<Counter>()
+    ///     .listen("127.0.0.1:0")
+    ///     .secret("s3cret")
+    ///     .open()?;
+    /// let addr = server.local_addr().expect("it listens");
+    ///
+    /// // A runtime with no objects: its stubs call the server.
+    /// let front = Runtime::builder().connect(addr.to_string()).secret("s3cret").open()?;
+    /// let a = front.namespace::<Counter>().get_by_name("A");
+    /// assert_eq!(a.increment(2).await?, 2);
+    /// assert_eq!(server.namespace::<Counter>().get_by_name("A").increment(1).await?, 3);
+    /// # Ok(()) }
+    /// ```
     pub fn listen(mut self, addr: impl Into<String>) -> Self {
         self.listen = Some(addr.into());
         self
