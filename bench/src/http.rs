@@ -31,18 +31,21 @@ fn free_port() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
-/// A server process, killed when dropped.
+/// A server: its processes (the one the load goes to, on `addr`, first), killed when
+/// dropped.
 struct Server {
     name: &'static str,
     addr: SocketAddr,
-    child: Child,
-    _dir: tempfile::TempDir,
+    children: Vec<Child>,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -66,8 +69,8 @@ fn start_ours(bin: &Path) -> Server {
     Server {
         name: "ours",
         addr,
-        child,
-        _dir: dir,
+        children: vec![child],
+        dir,
     }
 }
 
@@ -90,13 +93,13 @@ fn start_workerd(bin: &Path, config: &Path) -> Server {
     Server {
         name: "workerd",
         addr,
-        child,
-        _dir: dir,
+        children: vec![child],
+        dir,
     }
 }
 
 /// One keep-alive connection: sends `GET path`, reads one whole response (Content-Length or
-/// chunked), returns whether the status was 200.
+/// chunked), returns its status code.
 struct Conn {
     stream: TcpStream,
     buf: Vec<u8>,
@@ -116,7 +119,7 @@ impl Conn {
         })
     }
 
-    async fn get(&mut self, path: &str) -> std::io::Result<bool> {
+    async fn get(&mut self, path: &str) -> std::io::Result<u16> {
         let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
         self.stream.write_all(req.as_bytes()).await?;
         self.buf.clear();
@@ -135,7 +138,10 @@ impl Conn {
                     true
                 };
                 if complete {
-                    return Ok(head.starts_with("http/1.1 200"));
+                    let status = head
+                        .strip_prefix("http/1.1 ")
+                        .and_then(|rest| rest.get(..3));
+                    return Ok(status.and_then(|s| s.parse().ok()).unwrap_or(0));
                 }
             }
             let n = self.stream.read(&mut chunk).await?;
@@ -147,18 +153,61 @@ impl Conn {
     }
 }
 
+/// The last lines of what the server's processes wrote to stderr (ours log at `warn`), one
+/// paragraph per non-empty log.
+fn log_tails(server: &Server) -> String {
+    let mut out = String::new();
+    let Ok(entries) = std::fs::read_dir(server.dir.path()) else {
+        return out;
+    };
+    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    paths.sort();
+    for path in paths {
+        let file = path.file_name().unwrap().to_string_lossy();
+        if !file.ends_with("stderr") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        if lines.is_empty() {
+            continue;
+        }
+        out += &format!(
+            "{} ({file}): {} log lines; the last ones:\n",
+            server.name,
+            lines.len()
+        );
+        for l in &lines[lines.len().saturating_sub(5)..] {
+            out += &format!("  {l}\n");
+        }
+    }
+    out
+}
+
+/// Panics if one of the server's processes has exited (its logs go with the panic: the
+/// temporary directory holding them is removed).
+fn check_alive(server: &mut Server) {
+    for child in &mut server.children {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{} exited at start-up: {status}\n{}",
+                server.name,
+                log_tails(server)
+            );
+        }
+    }
+}
+
 /// Waits until the server answers the counter's route.
 async fn wait_ready(server: &mut Server) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(mut c) = Conn::open(server.addr).await {
-            if let Ok(true) = c.get("/increment?name=ready").await {
+            if let Ok(200) = c.get("/increment?name=ready").await {
                 return;
             }
         }
-        if let Ok(Some(status)) = server.child.try_wait() {
-            panic!("{} exited at start-up: {status}", server.name);
-        }
+        check_alive(server);
         assert!(
             Instant::now() < deadline,
             "{} did not start on {}",
@@ -197,8 +246,8 @@ async fn drive(addr: SocketAddr, conns: usize, names: usize, dur: Duration) -> L
                 k += conns;
                 let t = Instant::now();
                 match conn.get(&path).await {
-                    Ok(true) => lat.push(t.elapsed().as_micros() as u32),
-                    Ok(false) => errors += 1,
+                    Ok(200) => lat.push(t.elapsed().as_micros() as u32),
+                    Ok(_) => errors += 1,
                     Err(_) => {
                         errors += 1;
                         conn = Conn::open(addr).await.unwrap();
