@@ -3,6 +3,12 @@
 //! keep-alive connections, one request in flight per connection, latency of every request).
 //! `bench/workerd/run.sh` installs workerd from npm, builds the counter and runs this.
 //!
+//! A third contestant is ours in two processes, as the README's "Remote calls" runs it: an
+//! object server (`counter --listen`, the data directory) and a front end holding no objects
+//! (`counter --connect`), with a shared secret. The load goes to the front end, so every
+//! request crosses a loopback connection to the object server; it is compared with ours in
+//! one process and with workerd.
+//!
 //! Flags: `--counter-bin PATH` (the built `counter` example), `--workerd-bin PATH`,
 //! `--workerd-config PATH` (config.capnp, with worker.js beside it); `--quick` for one short
 //! round.
@@ -72,6 +78,58 @@ fn start_ours(bin: &Path) -> Server {
         children: vec![child],
         dir,
     }
+}
+
+/// Ours in two processes: the object server (data directory, `--listen`), then, once it
+/// accepts connections, the front end (`--connect`, no data directory) the load goes to.
+async fn start_ours_two_processes(bin: &Path) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let (objects, server_http, front_http) = (free_port(), free_port(), free_port());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let secret = format!("bench-{}-{nanos:x}", std::process::id());
+    let object_server = Command::new(bin)
+        .arg("--addr")
+        .arg(server_http.to_string())
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--listen")
+        .arg(objects.to_string())
+        .arg("--secret")
+        .arg(&secret)
+        .env_remove("DURABLE_CONNECT")
+        .env("RUST_LOG", "warn")
+        .stdout(log_file(dir.path(), "server.stdout"))
+        .stderr(log_file(dir.path(), "server.stderr"))
+        .spawn()
+        .unwrap();
+    let mut server = Server {
+        name: "ours, two processes",
+        addr: front_http,
+        children: vec![object_server],
+        dir,
+    };
+    wait_listening(&mut server, objects).await;
+    wait_listening(&mut server, server_http).await;
+    let front_end = Command::new(bin)
+        .arg("--addr")
+        .arg(front_http.to_string())
+        .arg("--connect")
+        .arg(objects.to_string())
+        .arg("--secret")
+        .arg(&secret)
+        .env_remove("DURABLE_DATA_DIR")
+        .env_remove("DURABLE_LISTEN")
+        .env("RUST_LOG", "warn")
+        .stdout(log_file(server.dir.path(), "front.stdout"))
+        .stderr(log_file(server.dir.path(), "front.stderr"))
+        .spawn()
+        .unwrap();
+    // The front end first: killed before the object server it calls.
+    server.children.insert(0, front_end);
+    server
 }
 
 fn start_workerd(bin: &Path, config: &Path) -> Server {
@@ -198,6 +256,20 @@ fn check_alive(server: &mut Server) {
     }
 }
 
+/// Waits until something accepts connections on `addr` (one of the server's ports).
+async fn wait_listening(server: &mut Server, addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(addr).await.is_err() {
+        check_alive(server);
+        assert!(
+            Instant::now() < deadline,
+            "{}: nothing listens on {addr}",
+            server.name
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits until the server answers the counter's route.
 async fn wait_ready(server: &mut Server) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -222,7 +294,10 @@ struct Load {
     req_per_s: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// Requests not answered 200 (any status, or a broken connection).
     errors: u64,
+    /// Of which answered 503 (overloaded, or the object server unreachable).
+    unavailable: u64,
 }
 
 /// `conns` connections, each sending requests back to back for `dur`; `names` = 1: all on
@@ -235,6 +310,7 @@ async fn drive(addr: SocketAddr, conns: usize, names: usize, dur: Duration) -> L
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0u64;
+            let mut unavailable = 0u64;
             let mut conn = Conn::open(addr).await.unwrap();
             let mut k = c;
             while Instant::now() < deadline {
@@ -247,22 +323,27 @@ async fn drive(addr: SocketAddr, conns: usize, names: usize, dur: Duration) -> L
                 let t = Instant::now();
                 match conn.get(&path).await {
                     Ok(200) => lat.push(t.elapsed().as_micros() as u32),
-                    Ok(_) => errors += 1,
+                    Ok(status) => {
+                        errors += 1;
+                        unavailable += u64::from(status == 503);
+                    }
                     Err(_) => {
                         errors += 1;
                         conn = Conn::open(addr).await.unwrap();
                     }
                 }
             }
-            (lat, errors)
+            (lat, errors, unavailable)
         }));
     }
     let mut lat = Vec::new();
     let mut errors = 0;
+    let mut unavailable = 0;
     for t in tasks {
-        let (l, e) = t.await.unwrap();
+        let (l, e, u) = t.await.unwrap();
         lat.extend(l);
         errors += e;
+        unavailable += u;
     }
     let elapsed = start.elapsed().as_secs_f64();
     lat.sort_unstable();
@@ -275,6 +356,7 @@ async fn drive(addr: SocketAddr, conns: usize, names: usize, dur: Duration) -> L
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
         errors,
+        unavailable,
     }
 }
 
@@ -287,12 +369,17 @@ pub async fn run(argv: &[String], quick: bool) {
     let config = std::fs::canonicalize(flag(argv, "--workerd-config")).unwrap();
     let rounds = if quick { 1 } else { 3 };
     let dur = Duration::from_secs(if quick { 3 } else { 10 });
-    let mut servers = [start_ours(&counter), start_workerd(&workerd, &config)];
+    // Ours, workerd, ours in two processes (the load goes to the front end).
+    let mut servers = [
+        start_ours(&counter),
+        start_workerd(&workerd, &config),
+        start_ours_two_processes(&counter).await,
+    ];
     for s in &mut servers {
         wait_ready(s).await;
     }
     // [case][server] -> per-round figures
-    let mut results: Vec<[Vec<Load>; 2]> = CASES.iter().map(|_| Default::default()).collect();
+    let mut results: Vec<[Vec<Load>; 3]> = CASES.iter().map(|_| Default::default()).collect();
     for _ in 0..rounds {
         for (i, &(conns, names)) in CASES.iter().enumerate() {
             for (s, server) in servers.iter().enumerate() {
@@ -338,6 +425,44 @@ pub async fn run(argv: &[String], quick: bool) {
         );
         if errors.iter().any(|&e| e > 0) {
             println!("{name}: errors: ours {}, workerd {}", errors[0], errors[1]);
+        }
+        // Ours in two processes (front end + object server) against ours in one process,
+        // then against workerd.
+        let two = format!("{name}, two processes");
+        for (s, baseline) in [(0, "one process"), (1, "workerd")] {
+            line(
+                &two,
+                m(2, |l| l.req_per_s),
+                baseline,
+                m(s, |l| l.req_per_s),
+                "req/s",
+                false,
+            );
+        }
+        for (s, baseline) in [(0, "one process"), (1, "workerd")] {
+            line(
+                &format!("{two}, p50"),
+                m(2, |l| l.p50_ms),
+                baseline,
+                m(s, |l| l.p50_ms),
+                "ms",
+                true,
+            );
+        }
+        for (s, baseline) in [(0, "one process"), (1, "workerd")] {
+            line(
+                &format!("{two}, p99"),
+                m(2, |l| l.p99_ms),
+                baseline,
+                m(s, |l| l.p99_ms),
+                "ms",
+                true,
+            );
+        }
+        let errors: u64 = results[i][2].iter().map(|l| l.errors).sum();
+        if errors > 0 {
+            let unavailable: u64 = results[i][2].iter().map(|l| l.unavailable).sum();
+            println!("{two}: errors: {errors} (503: {unavailable})");
         }
     }
 }
