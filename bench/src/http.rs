@@ -389,6 +389,12 @@ pub async fn run(argv: &[String], quick: bool) {
             }
         }
     }
+    // Anything our processes logged (they log at `warn`), to stderr.
+    for s in &servers {
+        if s.name.starts_with("ours") {
+            eprint!("{}", log_tails(s));
+        }
+    }
     for (i, &(conns, names)) in CASES.iter().enumerate() {
         let name = format!(
             "HTTP counter /increment, {names} object{}, {conns} connection{}",
