@@ -111,7 +111,8 @@ async fn start_ours_two_processes(bin: &Path) -> Server {
         children: vec![object_server],
         dir,
     };
-    wait_listening(&mut server, objects).await;
+    // Its runtime (and the `--listen` socket) is open before its HTTP socket listens. A bare
+    // connection to the `--listen` socket would be logged as a failed handshake.
     wait_listening(&mut server, server_http).await;
     let front_end = Command::new(bin)
         .arg("--addr")
