@@ -3,6 +3,12 @@
 //! keep-alive connections, one request in flight per connection, latency of every request).
 //! `bench/workerd/run.sh` installs workerd from npm, builds the counter and runs this.
 //!
+//! A third contestant is ours in two processes, as the README's "Remote calls" runs it: an
+//! object server (`counter --listen`, the data directory) and a front end holding no objects
+//! (`counter --connect`), with a shared secret. The load goes to the front end, so every
+//! request crosses a loopback connection to the object server; it is compared with ours in
+//! one process and with workerd.
+//!
 //! Flags: `--counter-bin PATH` (the built `counter` example), `--workerd-bin PATH`,
 //! `--workerd-config PATH` (config.capnp, with worker.js beside it); `--quick` for one short
 //! round.
@@ -31,18 +37,21 @@ fn free_port() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
-/// A server process, killed when dropped.
+/// A server: its processes (the one the load goes to, on `addr`, first), killed when
+/// dropped.
 struct Server {
     name: &'static str,
     addr: SocketAddr,
-    child: Child,
-    _dir: tempfile::TempDir,
+    children: Vec<Child>,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -66,9 +75,62 @@ fn start_ours(bin: &Path) -> Server {
     Server {
         name: "ours",
         addr,
-        child,
-        _dir: dir,
+        children: vec![child],
+        dir,
     }
+}
+
+/// Ours in two processes: the object server (data directory, `--listen`), then, once it
+/// accepts connections, the front end (`--connect`, no data directory) the load goes to.
+async fn start_ours_two_processes(bin: &Path) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let (objects, server_http, front_http) = (free_port(), free_port(), free_port());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let secret = format!("bench-{}-{nanos:x}", std::process::id());
+    let object_server = Command::new(bin)
+        .arg("--addr")
+        .arg(server_http.to_string())
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--listen")
+        .arg(objects.to_string())
+        .arg("--secret")
+        .arg(&secret)
+        .env_remove("DURABLE_CONNECT")
+        .env("RUST_LOG", "warn")
+        .stdout(log_file(dir.path(), "server.stdout"))
+        .stderr(log_file(dir.path(), "server.stderr"))
+        .spawn()
+        .unwrap();
+    let mut server = Server {
+        name: "ours, two processes",
+        addr: front_http,
+        children: vec![object_server],
+        dir,
+    };
+    // Its runtime (and the `--listen` socket) is open before its HTTP socket listens. A bare
+    // connection to the `--listen` socket would be logged as a failed handshake.
+    wait_listening(&mut server, server_http).await;
+    let front_end = Command::new(bin)
+        .arg("--addr")
+        .arg(front_http.to_string())
+        .arg("--connect")
+        .arg(objects.to_string())
+        .arg("--secret")
+        .arg(&secret)
+        .env_remove("DURABLE_DATA_DIR")
+        .env_remove("DURABLE_LISTEN")
+        .env("RUST_LOG", "warn")
+        .stdout(log_file(server.dir.path(), "front.stdout"))
+        .stderr(log_file(server.dir.path(), "front.stderr"))
+        .spawn()
+        .unwrap();
+    // The front end first: killed before the object server it calls.
+    server.children.insert(0, front_end);
+    server
 }
 
 fn start_workerd(bin: &Path, config: &Path) -> Server {
@@ -90,13 +152,13 @@ fn start_workerd(bin: &Path, config: &Path) -> Server {
     Server {
         name: "workerd",
         addr,
-        child,
-        _dir: dir,
+        children: vec![child],
+        dir,
     }
 }
 
 /// One keep-alive connection: sends `GET path`, reads one whole response (Content-Length or
-/// chunked), returns whether the status was 200.
+/// chunked), returns its status code.
 struct Conn {
     stream: TcpStream,
     buf: Vec<u8>,
@@ -116,7 +178,7 @@ impl Conn {
         })
     }
 
-    async fn get(&mut self, path: &str) -> std::io::Result<bool> {
+    async fn get(&mut self, path: &str) -> std::io::Result<u16> {
         let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
         self.stream.write_all(req.as_bytes()).await?;
         self.buf.clear();
@@ -135,7 +197,10 @@ impl Conn {
                     true
                 };
                 if complete {
-                    return Ok(head.starts_with("http/1.1 200"));
+                    let status = head
+                        .strip_prefix("http/1.1 ")
+                        .and_then(|rest| rest.get(..3));
+                    return Ok(status.and_then(|s| s.parse().ok()).unwrap_or(0));
                 }
             }
             let n = self.stream.read(&mut chunk).await?;
@@ -147,18 +212,75 @@ impl Conn {
     }
 }
 
+/// The last lines of what the server's processes wrote to stderr (ours log at `warn`), one
+/// paragraph per non-empty log.
+fn log_tails(server: &Server) -> String {
+    let mut out = String::new();
+    let Ok(entries) = std::fs::read_dir(server.dir.path()) else {
+        return out;
+    };
+    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    paths.sort();
+    for path in paths {
+        let file = path.file_name().unwrap().to_string_lossy();
+        if !file.ends_with("stderr") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        if lines.is_empty() {
+            continue;
+        }
+        out += &format!(
+            "{} ({file}): {} log lines; the last ones:\n",
+            server.name,
+            lines.len()
+        );
+        for l in &lines[lines.len().saturating_sub(5)..] {
+            out += &format!("  {l}\n");
+        }
+    }
+    out
+}
+
+/// Panics if one of the server's processes has exited (its logs go with the panic: the
+/// temporary directory holding them is removed).
+fn check_alive(server: &mut Server) {
+    for child in &mut server.children {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{} exited at start-up: {status}\n{}",
+                server.name,
+                log_tails(server)
+            );
+        }
+    }
+}
+
+/// Waits until something accepts connections on `addr` (one of the server's ports).
+async fn wait_listening(server: &mut Server, addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(addr).await.is_err() {
+        check_alive(server);
+        assert!(
+            Instant::now() < deadline,
+            "{}: nothing listens on {addr}",
+            server.name
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits until the server answers the counter's route.
 async fn wait_ready(server: &mut Server) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(mut c) = Conn::open(server.addr).await {
-            if let Ok(true) = c.get("/increment?name=ready").await {
+            if let Ok(200) = c.get("/increment?name=ready").await {
                 return;
             }
         }
-        if let Ok(Some(status)) = server.child.try_wait() {
-            panic!("{} exited at start-up: {status}", server.name);
-        }
+        check_alive(server);
         assert!(
             Instant::now() < deadline,
             "{} did not start on {}",
@@ -173,7 +295,10 @@ struct Load {
     req_per_s: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// Requests not answered 200 (any status, or a broken connection).
     errors: u64,
+    /// Of which answered 503 (overloaded, or the object server unreachable).
+    unavailable: u64,
 }
 
 /// `conns` connections, each sending requests back to back for `dur`; `names` = 1: all on
@@ -186,6 +311,7 @@ async fn drive(addr: SocketAddr, conns: usize, names: usize, dur: Duration) -> L
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0u64;
+            let mut unavailable = 0u64;
             let mut conn = Conn::open(addr).await.unwrap();
             let mut k = c;
             while Instant::now() < deadline {
@@ -197,23 +323,28 @@ async fn drive(addr: SocketAddr, conns: usize, names: usize, dur: Duration) -> L
                 k += conns;
                 let t = Instant::now();
                 match conn.get(&path).await {
-                    Ok(true) => lat.push(t.elapsed().as_micros() as u32),
-                    Ok(false) => errors += 1,
+                    Ok(200) => lat.push(t.elapsed().as_micros() as u32),
+                    Ok(status) => {
+                        errors += 1;
+                        unavailable += u64::from(status == 503);
+                    }
                     Err(_) => {
                         errors += 1;
                         conn = Conn::open(addr).await.unwrap();
                     }
                 }
             }
-            (lat, errors)
+            (lat, errors, unavailable)
         }));
     }
     let mut lat = Vec::new();
     let mut errors = 0;
+    let mut unavailable = 0;
     for t in tasks {
-        let (l, e) = t.await.unwrap();
+        let (l, e, u) = t.await.unwrap();
         lat.extend(l);
         errors += e;
+        unavailable += u;
     }
     let elapsed = start.elapsed().as_secs_f64();
     lat.sort_unstable();
@@ -226,6 +357,7 @@ async fn drive(addr: SocketAddr, conns: usize, names: usize, dur: Duration) -> L
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
         errors,
+        unavailable,
     }
 }
 
@@ -238,12 +370,17 @@ pub async fn run(argv: &[String], quick: bool) {
     let config = std::fs::canonicalize(flag(argv, "--workerd-config")).unwrap();
     let rounds = if quick { 1 } else { 3 };
     let dur = Duration::from_secs(if quick { 3 } else { 10 });
-    let mut servers = [start_ours(&counter), start_workerd(&workerd, &config)];
+    // Ours, workerd, ours in two processes (the load goes to the front end).
+    let mut servers = [
+        start_ours(&counter),
+        start_workerd(&workerd, &config),
+        start_ours_two_processes(&counter).await,
+    ];
     for s in &mut servers {
         wait_ready(s).await;
     }
     // [case][server] -> per-round figures
-    let mut results: Vec<[Vec<Load>; 2]> = CASES.iter().map(|_| Default::default()).collect();
+    let mut results: Vec<[Vec<Load>; 3]> = CASES.iter().map(|_| Default::default()).collect();
     for _ in 0..rounds {
         for (i, &(conns, names)) in CASES.iter().enumerate() {
             for (s, server) in servers.iter().enumerate() {
@@ -251,6 +388,12 @@ pub async fn run(argv: &[String], quick: bool) {
                 drive(server.addr, conns, names, Duration::from_millis(300)).await;
                 results[i][s].push(drive(server.addr, conns, names, dur).await);
             }
+        }
+    }
+    // Anything our processes logged (they log at `warn`), to stderr.
+    for s in &servers {
+        if s.name.starts_with("ours") {
+            eprint!("{}", log_tails(s));
         }
     }
     for (i, &(conns, names)) in CASES.iter().enumerate() {
@@ -289,6 +432,44 @@ pub async fn run(argv: &[String], quick: bool) {
         );
         if errors.iter().any(|&e| e > 0) {
             println!("{name}: errors: ours {}, workerd {}", errors[0], errors[1]);
+        }
+        // Ours in two processes (front end + object server) against ours in one process,
+        // then against workerd.
+        let two = format!("{name}, two processes");
+        for (s, baseline) in [(0, "one process"), (1, "workerd")] {
+            line(
+                &two,
+                m(2, |l| l.req_per_s),
+                baseline,
+                m(s, |l| l.req_per_s),
+                "req/s",
+                false,
+            );
+        }
+        for (s, baseline) in [(0, "one process"), (1, "workerd")] {
+            line(
+                &format!("{two}, p50"),
+                m(2, |l| l.p50_ms),
+                baseline,
+                m(s, |l| l.p50_ms),
+                "ms",
+                true,
+            );
+        }
+        for (s, baseline) in [(0, "one process"), (1, "workerd")] {
+            line(
+                &format!("{two}, p99"),
+                m(2, |l| l.p99_ms),
+                baseline,
+                m(s, |l| l.p99_ms),
+                "ms",
+                true,
+            );
+        }
+        let errors: u64 = results[i][2].iter().map(|l| l.errors).sum();
+        if errors > 0 {
+            let unavailable: u64 = results[i][2].iter().map(|l| l.unavailable).sum();
+            println!("{two}: errors: {errors} (503: {unavailable})");
         }
     }
 }

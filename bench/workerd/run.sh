@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The seed's HTTP counter, ours against workerd, side by side on 127.0.0.1 (on-disk storage
-# for both, the same load generator: durable-bench --http).
+# for both, the same load generator: durable-bench --http). Ours also runs in two processes
+# (an object server and a front end calling it over loopback), loaded through the front end.
 #
 #   bench/workerd/run.sh            # 3 rounds of 10 s per case, medians
 #   bench/workerd/run.sh --quick    # one round of 3 s per case
