@@ -279,6 +279,10 @@ async fn overload_and_timeout_cross_intact() {
     assert_eq!(ok, 4, "the four queued calls ran");
     running.await.expect("task").expect("the running call");
     first.await.expect("task").expect("the first call");
+    // What ran: t's first call, o's running call and o's four queued ones. The two timed-out
+    // calls were dropped unrun by the server at their deadline (the remote one's deadline
+    // crossed the wire), and the seven refused ones never ran.
+    assert_eq!(gates.entered.load(Ordering::SeqCst), 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -751,6 +755,33 @@ async fn an_id_sent_with_another_name_is_refused() {
         server.namespace::<Counter>().list_ids().await.unwrap(),
         vec![id]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_method_id_the_class_does_not_have_is_unknown_method() {
+    let (server, front) = pair();
+    let addr = server.local_addr().unwrap();
+    let id = front.namespace::<Counter>().id_from_name("m");
+    let mut stream = handshaken(addr, SECRET.as_bytes()).await;
+    stream
+        .write_all(&call_frame(1, &id, None, 12345))
+        .await
+        .unwrap();
+    let body = read_reply(&mut stream).await;
+    // Reply to request 1, an error, of kind UnknownMethod (Repr variant 16).
+    assert_eq!(
+        &body[..4],
+        &[1, 3, 1, 1],
+        "an error for request 1: {body:?}"
+    );
+    assert_eq!(body[5], 16, "an UnknownMethod error: {body:?}");
+    // The connection goes on.
+    let increment = durable_runtime::MethodSchema::method_id("Counter", "increment");
+    stream
+        .write_all(&call_frame(2, &id, None, increment))
+        .await
+        .unwrap();
+    assert_eq!(&read_reply(&mut stream).await[..4], &[1, 3, 2, 0]);
 }
 
 /// A `Call` frame by hand (frame.rs's layout): request, object, name, method, no timeout,
