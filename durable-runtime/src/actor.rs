@@ -254,7 +254,7 @@ impl<T: DurableObject> Actor<T> {
                     // room for concurrent shared calls, which an exclusive call would copy
                     // and allocate for nothing.
                     Call::Exclusive(call) => {
-                        self.ns.runtime.metrics.calls.inc();
+                        self.ns.host.metrics.calls.inc();
                         Box::pin(async move {
                             self.run_exclusive(call, method, reply, chain).await;
                             Step::Done
@@ -282,7 +282,7 @@ impl<T: DurableObject> Actor<T> {
         chain: Option<Arc<Link>>,
         mailbox: &Mailbox<Envelope<T>>,
     ) -> Step<T> {
-        self.ns.runtime.metrics.calls.inc();
+        self.ns.host.metrics.calls.inc();
         match call {
             Call::Exclusive(call) => {
                 self.run_exclusive(call, method, reply, chain).await;
@@ -390,7 +390,7 @@ impl<T: DurableObject> Actor<T> {
                 return Err(self.panicked("on_activate", &*payload));
             }
         }
-        self.ns.runtime.metrics.activations.inc();
+        self.ns.host.metrics.activations.inc();
         self.instance = Some(instance);
         // Writes made by `new` and `on_activate` commit like a call's.
         self.commit().map(|_| ())
@@ -409,7 +409,7 @@ impl<T: DurableObject> Actor<T> {
                 if naming && name.is_none() {
                     self.unrecorded_name = false;
                 }
-                self.last_seq = self.ns.runtime.gate.submit(&self.store, batch)?;
+                self.last_seq = self.ns.host.gate.submit(&self.store, batch)?;
             }
             Ok(None) => {}
             Err(e) => {
@@ -428,7 +428,7 @@ impl<T: DurableObject> Actor<T> {
     fn hold(&self, send: impl FnOnce(Result<()>) + Send + 'static) {
         let incarnation = self.store.incarnation();
         self.ns
-            .runtime
+            .host
             .gate
             .hold(&self.store, incarnation, self.last_seq, send);
     }
@@ -547,7 +547,7 @@ impl<T: DurableObject> Actor<T> {
                                     }
                                     Call::Shared(call) => {
                                         self.store.touch();
-                                        self.ns.runtime.metrics.calls.inc();
+                                        self.ns.host.metrics.calls.inc();
                                         running.push(start(call, method, reply, chain));
                                     }
                                     call @ Call::Exclusive(_) => {
@@ -610,7 +610,7 @@ impl<T: DurableObject> Actor<T> {
         if let Ok(Err(e)) = durable.await {
             tracing::error!(class = self.ns.class.name, id = %self.id, error = %e, "an evicted object's last writes failed");
         }
-        self.ns.runtime.metrics.evictions.inc();
+        self.ns.host.metrics.evictions.inc();
         self.ns.settled(&self.id, settling);
         self.ns.actor_exited();
         true
@@ -626,7 +626,7 @@ impl<T: DurableObject> Actor<T> {
             _ => return Ok(AlarmOutcome::NotDue),
         }
         self.store.set_schedule(&name, None)?;
-        self.ns.runtime.metrics.alarm_runs.inc();
+        self.ns.host.metrics.alarm_runs.inc();
         let frame = self.frame(true, None);
         let span = tracing::debug_span!("alarm", class = self.ns.class.name, id = %self.id, schedule = %name, retry = info.retry_count);
         let Some(instance) = self.instance.as_mut() else {
@@ -653,8 +653,8 @@ impl<T: DurableObject> Actor<T> {
             return Ok(AlarmOutcome::Ran);
         };
         self.store.discard_call_writes();
-        self.ns.runtime.metrics.alarm_failures.inc();
-        if info.retry_count >= self.ns.runtime.config.alarm_retries {
+        self.ns.host.metrics.alarm_failures.inc();
+        if info.retry_count >= self.ns.host.config.alarm_retries {
             tracing::error!(class = self.ns.class.name, id = %self.id, schedule = %name, error = %err, retries = info.retry_count, "alarm failed after its last retry; giving up");
             self.store.set_schedule(&name, None)?;
             self.commit()?;

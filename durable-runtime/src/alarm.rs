@@ -43,14 +43,14 @@ enum Busy {
 }
 
 pub(crate) async fn run_scheduler<T: DurableObject>(ns: Arc<NamespaceCore<T>>) {
-    let mut changes = ns.runtime.gate.watch_schedules();
-    let mut closing = ns.runtime.watch_closing();
+    let mut changes = ns.host.gate.watch_schedules();
+    let mut closing = ns.host.watch_closing();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Key, u32, Result<AlarmOutcome>)>();
     let mut busy: HashMap<Key, Busy> = HashMap::new();
     let prefix = keys::due_class_prefix(&ns.class.tag);
     let end = keys::prefix_successor(&prefix);
     loop {
-        if ns.runtime.is_closed() {
+        if ns.host.is_closed() {
             return;
         }
         let now = now_ms();
@@ -81,7 +81,7 @@ pub(crate) async fn run_scheduler<T: DurableObject>(ns: Arc<NamespaceCore<T>>) {
                 }
             }
             Err(e) => {
-                if ns.runtime.is_closed() {
+                if ns.host.is_closed() {
                     return;
                 }
                 tracing::error!(class = ns.class.name, error = %e, "cannot read the alarm index; retrying in 1 s");
@@ -127,10 +127,10 @@ pub(crate) async fn run_scheduler<T: DurableObject>(ns: Arc<NamespaceCore<T>>) {
                         busy.insert(key, Busy::NotDue);
                     }
                     Err(e) => {
-                        if ns.runtime.is_closed() {
+                        if ns.host.is_closed() {
                             return;
                         }
-                        let backoff = ns.runtime.config.alarm_backoff.saturating_mul(1 << count.min(20));
+                        let backoff = ns.host.config.alarm_backoff.saturating_mul(1 << count.min(20));
                         let at_ms = now_ms() + u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX);
                         tracing::debug!(class = ns.class.name, error = %e, retry_in_ms = %backoff.as_millis(), "alarm run failed");
                         busy.insert(key, Busy::Retry { at_ms, count: count + 1 });
@@ -155,7 +155,7 @@ fn due_entries<T: DurableObject>(
     let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
     let mut due = Vec::new();
     for entry in ns
-        .runtime
+        .host
         .backend
         .scan(Bound::Included(prefix), upper, false)?
     {

@@ -51,6 +51,7 @@ mod commit;
 mod context;
 mod cycle;
 mod error;
+mod host;
 mod id;
 mod mailbox;
 mod namespace;

@@ -10,6 +10,7 @@ use tokio::sync::{oneshot, watch};
 use crate::actor::{Actor, AlarmOutcome, Envelope};
 use crate::class::{AlarmInfo, ClassOptions, DurableObject};
 use crate::error::{Error, Result};
+use crate::host::Host;
 use crate::id::{ClassTag, ObjectId, ID_BYTES};
 use crate::mailbox::{Mailbox, SendError};
 use crate::runtime::RuntimeShared;
@@ -88,6 +89,8 @@ pub(crate) struct Retired {
 pub(crate) struct NamespaceCore<T: DurableObject> {
     pub(crate) class: ClassTag,
     pub(crate) options: ClassOptions,
+    pub(crate) host: Arc<Host>,
+    /// For the contexts of the class's objects.
     pub(crate) runtime: Arc<RuntimeShared>,
     shards: Box<[RwLock<Shard<T>>]>,
     next_token: AtomicU64,
@@ -106,6 +109,7 @@ impl<T: DurableObject> NamespaceCore<T> {
         Ok(NamespaceCore {
             class,
             options,
+            host: runtime.host.clone(),
             runtime,
             shards: (0..SHARDS)
                 .map(|_| {
@@ -134,7 +138,7 @@ impl<T: DurableObject> NamespaceCore<T> {
         if self.tasks_started.load(Ordering::Acquire) {
             return;
         }
-        let Ok(handle) = self.runtime.tokio_handle() else {
+        let Ok(handle) = self.host.tokio_handle() else {
             return;
         };
         if self.tasks_started.swap(true, Ordering::AcqRel) {
@@ -185,7 +189,7 @@ impl<T: DurableObject> NamespaceCore<T> {
         refused: impl Fn(Error, Envelope<T>) -> R,
     ) -> Result<(), R> {
         let refuse = |error: Error, envelope| Err(refused(error, envelope));
-        if self.runtime.is_closed() {
+        if self.host.is_closed() {
             return refuse(Error::closed(), envelope);
         }
         if let Err(e) = self.class.check(id) {
@@ -201,13 +205,13 @@ impl<T: DurableObject> NamespaceCore<T> {
         };
         self.ensure_tasks();
         let mut shard = self.write_shard(key);
-        if self.runtime.is_closed() {
+        if self.host.is_closed() {
             return refuse(Error::closed(), envelope);
         }
         let Some(envelope) = self.deliver(&shard.live, key, envelope, &refused)? else {
             return Ok(());
         };
-        let handle = match self.runtime.tokio_handle() {
+        let handle = match self.host.tokio_handle() {
             Ok(handle) => handle,
             Err(e) => return refuse(e, envelope),
         };
@@ -218,9 +222,9 @@ impl<T: DurableObject> NamespaceCore<T> {
         }
         let mailbox = Arc::new(Mailbox::with_first(envelope));
         let settle = shard.settling.get(key).map(|s| s.done.clone());
-        let store = Arc::new(ObjectStore::new(id, self.runtime.backend.clone()));
+        let store = Arc::new(ObjectStore::new(id, self.host.backend.clone()));
         let actor = Box::new(Actor::new(self.clone(), id.clone(), store.clone(), settle));
-        self.runtime.actor_started();
+        self.host.actor_started();
         handle.spawn(actor.run(mailbox.clone()));
         shard.live.insert(*key, Live { mailbox, store });
         Ok(())
@@ -242,7 +246,7 @@ impl<T: DurableObject> NamespaceCore<T> {
         match live.mailbox.try_send(envelope, self.options.max_queue) {
             Ok(()) => Ok(None),
             Err(SendError::Full(envelope)) => {
-                self.runtime.metrics.overloads.inc();
+                self.host.metrics.overloads.inc();
                 Err(refused(Error::overloaded(), envelope))
             }
             Err(SendError::Closed(envelope)) => Ok(Some(envelope)),
@@ -306,7 +310,7 @@ impl<T: DurableObject> NamespaceCore<T> {
     }
 
     pub(crate) fn actor_exited(&self) {
-        self.runtime.actor_exited();
+        self.host.actor_exited();
     }
 
     /// How many objects of this class are live (activated and not evicted).
@@ -319,10 +323,10 @@ impl<T: DurableObject> NamespaceCore<T> {
 
     /// The IDs of the class's objects that have stored data, each once, in ID order.
     pub(crate) fn stored_ids(&self) -> Result<Vec<[u8; ID_BYTES]>> {
-        if self.runtime.is_closed() {
+        if self.host.is_closed() {
             return Err(Error::closed());
         }
-        stored_object_ids(&*self.runtime.backend, &self.class.tag)
+        stored_object_ids(&*self.host.backend, &self.class.tag)
     }
 
     /// Deletes every object's data, each as an exclusive step of its object; returns how
@@ -356,14 +360,14 @@ impl<T: DurableObject> NamespaceCore<T> {
 /// object goes one to two idle timeouts after its last call. One task per class, instead of a
 /// timer per object, keeps the call path free of timer work.
 async fn run_sweeper<T: DurableObject>(ns: Arc<NamespaceCore<T>>) {
-    let mut closing = ns.runtime.watch_closing();
-    let period = ns.runtime.config.idle_timeout;
+    let mut closing = ns.host.watch_closing();
+    let period = ns.host.config.idle_timeout;
     loop {
         tokio::select! {
             () = tokio::time::sleep(period) => ns.sweep(),
             _ = closing.changed() => return,
         }
-        if ns.runtime.is_closed() {
+        if ns.host.is_closed() {
             return;
         }
     }

@@ -4,16 +4,15 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 use crate::class::DurableObject;
 use crate::commit::OutputGate;
 use crate::error::{Error, Result};
+use crate::host::{Config, Host};
 use crate::id::ClassTag;
 use crate::namespace::{Namespace, NamespaceCore};
 use crate::storage::{Backend, Durability, FjallBackend, MemoryBackend};
@@ -49,48 +48,6 @@ struct Registry {
     classes: Vec<Arc<dyn ClassControl>>,
 }
 
-/// Settings fixed when the runtime opens.
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) idle_timeout: Duration,
-    pub(crate) alarm_backoff: Duration,
-    pub(crate) alarm_retries: u32,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            idle_timeout: Duration::from_secs(70),
-            alarm_backoff: Duration::from_secs(2),
-            alarm_retries: 6,
-        }
-    }
-}
-
-/// A monotonic counter of [`Metrics`].
-#[derive(Debug, Default)]
-pub(crate) struct Counter(AtomicU64);
-
-impl Counter {
-    pub(crate) fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) calls: Counter,
-    pub(crate) activations: Counter,
-    pub(crate) evictions: Counter,
-    pub(crate) overloads: Counter,
-    pub(crate) alarm_runs: Counter,
-    pub(crate) alarm_failures: Counter,
-}
-
 /// A snapshot of the runtime's counters, from [`Runtime::metrics`]. Counts are since the
 /// runtime opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -114,45 +71,26 @@ pub struct Metrics {
     pub syncs: u64,
 }
 
-/// State shared by the runtime, its namespaces, stubs and objects.
+/// The state of a runtime that holds objects: its host (shared with its classes), its env
+/// and its classes.
 pub(crate) struct RuntimeShared {
-    pub(crate) backend: Arc<dyn Backend>,
-    pub(crate) gate: OutputGate,
+    pub(crate) host: Arc<Host>,
     pub(crate) env: Option<Arc<dyn Any + Send + Sync>>,
-    pub(crate) config: Config,
-    pub(crate) metrics: Counters,
-    closing: watch::Sender<bool>,
-    closed: AtomicBool,
     registry: Mutex<Registry>,
-    tokio: Option<tokio::runtime::Handle>,
-    live_actors: AtomicUsize,
-    actors_idle: Notify,
 }
 
 impl RuntimeShared {
     pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
+        self.host.is_closed()
     }
 
     /// Changes (to `true`) when the runtime stops taking calls.
     pub(crate) fn watch_closing(&self) -> watch::Receiver<bool> {
-        self.closing.subscribe()
+        self.host.watch_closing()
     }
 
     fn registry(&self) -> MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub(crate) fn tokio_handle(&self) -> Result<tokio::runtime::Handle> {
-        tokio::runtime::Handle::try_current()
-            .ok()
-            .or_else(|| self.tokio.clone())
-            .ok_or_else(|| {
-                Error::config(
-                    "calls need a tokio runtime: call from async code running on tokio, \
-                     or open the durable runtime inside one",
-                )
-            })
     }
 
     pub(crate) fn namespace<T: DurableObject>(self: &Arc<Self>) -> Result<Namespace<T>> {
@@ -195,21 +133,10 @@ impl RuntimeShared {
         self.registry().by_tag.get(tag).cloned()
     }
 
-    pub(crate) fn actor_started(&self) {
-        self.live_actors.fetch_add(1, Ordering::AcqRel);
-    }
-
-    pub(crate) fn actor_exited(&self) {
-        if self.live_actors.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.actors_idle.notify_waiters();
-        }
-    }
-
     /// Stops taking calls: closes every mailbox and forgets the namespaces (which breaks the
     /// reference cycle runtime → namespace → runtime).
     fn stop_taking_calls(&self) {
-        self.closed.store(true, Ordering::Release);
-        self.closing.send_replace(true);
+        self.host.close();
         let classes = std::mem::take(&mut *self.registry()).classes;
         for class in classes {
             class.close_mailboxes();
@@ -217,8 +144,7 @@ impl RuntimeShared {
     }
 
     fn close_storage(&self) -> Result<()> {
-        self.gate.close();
-        self.backend.close()
+        self.host.close_storage()
     }
 }
 
@@ -338,7 +264,7 @@ impl Runtime {
     /// How many times the commit thread has synced storage. Each sync covers every write
     /// committed before it (group commit). Always 0 on a connected runtime.
     pub fn sync_count(&self) -> u64 {
-        self.shared().map_or(0, |shared| shared.gate.syncs())
+        self.shared().map_or(0, |shared| shared.host.gate.syncs())
     }
 
     /// A snapshot of the runtime's counters: calls, activations, evictions, overloads,
@@ -354,7 +280,7 @@ impl Runtime {
             // A connected runtime runs no objects.
             return Metrics::default();
         };
-        let m = &shared.metrics;
+        let m = &shared.host.metrics;
         let live = shared
             .registry()
             .classes
@@ -369,7 +295,7 @@ impl Runtime {
             alarm_runs: m.alarm_runs.get(),
             alarm_failures: m.alarm_failures.get(),
             live_objects: live,
-            syncs: shared.gate.syncs(),
+            syncs: shared.host.gate.syncs(),
         }
     }
 
@@ -393,13 +319,7 @@ impl Runtime {
             }
         };
         shared.stop_taking_calls();
-        loop {
-            let idle = shared.actors_idle.notified();
-            if shared.live_actors.load(Ordering::Acquire) == 0 {
-                break;
-            }
-            idle.await;
-        }
+        shared.host.actors_exited().await;
         shared.close_storage()
     }
 }
@@ -632,17 +552,9 @@ impl RuntimeBuilder {
         };
         let gate = OutputGate::start(backend.clone(), self.durability)?;
         let shared = Arc::new(RuntimeShared {
-            backend,
-            gate,
+            host: Arc::new(Host::new(backend, gate, self.config)),
             env: self.env,
-            config: self.config,
-            metrics: Counters::default(),
-            closing: watch::Sender::new(false),
-            closed: AtomicBool::new(false),
             registry: Mutex::new(Registry::default()),
-            tokio: tokio::runtime::Handle::try_current().ok(),
-            live_actors: AtomicUsize::new(0),
-            actors_idle: Notify::new(),
         });
         for register in self.classes {
             register(&shared)?;
