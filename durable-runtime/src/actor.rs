@@ -367,7 +367,11 @@ impl<T: DurableObject> Actor<T> {
             (None, Some(name)) => self.id = self.id.clone().with_name(&name),
             (None, None) => {}
         }
-        let ctx = Context::new(self.id.clone(), self.store.clone(), self.ns.runtime.clone());
+        let ctx = Context::new(
+            self.id.clone(),
+            self.store.clone(),
+            self.ns.directory.clone(),
+        );
         let mut instance = match std::panic::catch_unwind(AssertUnwindSafe(|| T::activate(ctx))) {
             Ok(instance) => instance,
             Err(payload) => {

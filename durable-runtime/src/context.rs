@@ -1,15 +1,44 @@
 //! The context an object is built with: its ID, its storage, and the way out to other objects.
+//!
+//! A [`Context`] does not hold its runtime, only a [`Directory`]: the one thing an object needs
+//! from the runtime besides its own storage, the namespaces of the classes it calls (and the
+//! runtime's env). This module depends on neither the runtime nor the namespaces, so the actor
+//! loop, which builds contexts, can depend on it without depending on what runs the actors.
+//! [`Context::namespace`] is for that reason defined in `namespace.rs`, beside `Namespace`.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::sync::Arc;
 
-use crate::class::DurableObject;
+use crate::error::Result;
 use crate::id::ObjectId;
-use crate::namespace::Namespace;
-use crate::runtime::RuntimeShared;
 use crate::storage::{ObjectStore, Storage};
 
-/// What an object receives in `new(ctx)`: its identity, its storage and the runtime.
+/// What a [`Context`] reaches beyond its own object: its runtime's classes, and the env.
+///
+/// Implemented by the runtime. Type-erased where classes appear, because classes are built and
+/// named by `namespace.rs`, which depends on this module: `Context::namespace` passes the class
+/// in and downcasts what comes out.
+pub(crate) trait Directory: Send + Sync {
+    /// The core of the class whose type ID is `class` (an `Arc<NamespaceCore<U>>` for class
+    /// `U`): the runtime's own if it knows the class, else one it opens from `open` (a
+    /// `namespace::OpenClass` for `U`), registers, and keeps from now on.
+    ///
+    /// # Errors
+    ///
+    /// A `Config` error if another class of the runtime has the same name or wire name, or
+    /// if the class's options are invalid.
+    fn namespace_any(
+        self: Arc<Self>,
+        class: TypeId,
+        open: &dyn Any,
+    ) -> Result<Arc<dyn Any + Send + Sync>>;
+
+    /// The runtime's env ([`RuntimeBuilder::env`](crate::RuntimeBuilder::env)), if it has one.
+    fn env(&self) -> Option<&(dyn Any + Send + Sync)>;
+}
+
+/// What an object receives in `new(ctx)`: its identity, its storage, and the way to other
+/// objects and to the runtime's env.
 ///
 /// `Context` is not `Clone`, and [`storage_mut`](Context::storage_mut) needs `&mut self`: only
 /// an exclusive call (`&mut self` on the object) can write, so a shared call can never get a
@@ -17,7 +46,7 @@ use crate::storage::{ObjectStore, Storage};
 pub struct Context {
     id: ObjectId,
     storage: Storage,
-    runtime: Arc<RuntimeShared>,
+    directory: Arc<dyn Directory>,
 }
 
 impl std::fmt::Debug for Context {
@@ -29,12 +58,21 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
-    pub(crate) fn new(id: ObjectId, store: Arc<ObjectStore>, runtime: Arc<RuntimeShared>) -> Self {
+    pub(crate) fn new(
+        id: ObjectId,
+        store: Arc<ObjectStore>,
+        directory: Arc<dyn Directory>,
+    ) -> Self {
         Context {
             id,
             storage: Storage::new(store),
-            runtime,
+            directory,
         }
+    }
+
+    /// The way to the runtime's classes, for [`Context::namespace`].
+    pub(crate) fn directory(&self) -> &Arc<dyn Directory> {
+        &self.directory
     }
 
     /// This object's ID (with its name, if it was reached by name).
@@ -52,22 +90,9 @@ impl Context {
         &mut self.storage
     }
 
-    /// The namespace of another class (or this one), to call other objects.
-    ///
-    /// # Panics
-    ///
-    /// As [`Runtime::namespace`](crate::Runtime::namespace): if another class of this runtime
-    /// has the same class name.
-    pub fn namespace<U: DurableObject>(&self) -> Namespace<U> {
-        match self.runtime.namespace::<U>() {
-            Ok(ns) => ns,
-            Err(e) => panic!("{e}"),
-        }
-    }
-
     /// The shared state given to [`RuntimeBuilder::env`](crate::RuntimeBuilder::env), if it
     /// is of type `E`.
     pub fn env<E: Any + Send + Sync>(&self) -> Option<&E> {
-        self.runtime.env.as_deref()?.downcast_ref()
+        self.directory.env()?.downcast_ref()
     }
 }

@@ -1,5 +1,11 @@
 //! Namespaces: the objects of one class, reached by ID.
+//!
+//! [`Namespace`] is the handle users hold; [`NamespaceCore`] runs the class's objects in this
+//! process (one actor per live object). A runtime's registry knows class types only as
+//! [`TypeId`]s: a class is opened here, where its type is known, from the [`OpenClass`] that
+//! [`Context::namespace`] and `Runtime::namespace` hand the runtime through its [`Directory`].
 
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -9,13 +15,14 @@ use tokio::sync::{oneshot, watch};
 
 use crate::actor::{Actor, AlarmOutcome, Envelope};
 use crate::class::{AlarmInfo, ClassOptions, DurableObject};
+use crate::context::{Context, Directory};
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::id::{ClassTag, ObjectId, ID_BYTES};
 use crate::mailbox::{Mailbox, SendError};
-use crate::runtime::RuntimeShared;
 use crate::storage::{stored_object_ids, ObjectStore};
 use crate::stub::{RemoteClass, Route, Stub};
+use crate::transport::server::ServedClass;
 
 const SHARDS: usize = 32;
 
@@ -91,14 +98,18 @@ pub(crate) struct NamespaceCore<T: DurableObject> {
     pub(crate) options: ClassOptions,
     pub(crate) host: Arc<Host>,
     /// For the contexts of the class's objects.
-    pub(crate) runtime: Arc<RuntimeShared>,
+    pub(crate) directory: Arc<dyn Directory>,
     shards: Box<[RwLock<Shard<T>>]>,
     next_token: AtomicU64,
     tasks_started: AtomicBool,
 }
 
 impl<T: DurableObject> NamespaceCore<T> {
-    pub(crate) fn new(options: ClassOptions, runtime: Arc<RuntimeShared>) -> Result<Self> {
+    pub(crate) fn new(
+        options: ClassOptions,
+        host: Arc<Host>,
+        directory: Arc<dyn Directory>,
+    ) -> Result<Self> {
         if options.max_queue == 0 {
             return Err(Error::config(format!(
                 "class `{}`: max_queue must be at least 1",
@@ -109,8 +120,8 @@ impl<T: DurableObject> NamespaceCore<T> {
         Ok(NamespaceCore {
             class,
             options,
-            host: runtime.host.clone(),
-            runtime,
+            host,
+            directory,
             shards: (0..SHARDS)
                 .map(|_| {
                     RwLock::new(Shard {
@@ -356,6 +367,90 @@ impl<T: DurableObject> NamespaceCore<T> {
     }
 }
 
+/// What a runtime controls of each of its classes, whatever its type.
+pub(crate) trait ClassControl: Send + Sync {
+    /// Closes every mailbox of the class (see [`NamespaceCore::close_mailboxes`]).
+    fn close_mailboxes(&self);
+    /// How many objects of the class are live.
+    fn live_count(&self) -> usize;
+}
+
+impl<T: DurableObject> ClassControl for NamespaceCore<T> {
+    fn close_mailboxes(&self) {
+        NamespaceCore::close_mailboxes(self)
+    }
+
+    fn live_count(&self) -> usize {
+        NamespaceCore::live_count(self)
+    }
+}
+
+/// A class for a runtime to open if it does not know it yet: what the runtime checks before
+/// (the class's names) and how to build its core. Made by [`namespace_of`], where the class's
+/// type is known, for the runtime's registry, which knows no class types: it reaches the
+/// registry through [`Directory::namespace_any`], type-erased.
+pub(crate) struct OpenClass {
+    pub(crate) options: ClassOptions,
+    /// The class's Rust type, for errors naming two classes that clash.
+    pub(crate) type_name: &'static str,
+    /// Builds the class's core, on the runtime's host; `directory` is the runtime's, for the
+    /// contexts of the class's objects.
+    pub(crate) open: fn(
+        options: ClassOptions,
+        host: Arc<Host>,
+        directory: Arc<dyn Directory>,
+    ) -> Result<OpenedClass>,
+}
+
+/// A class's new core, as each part of its runtime keeps it.
+pub(crate) struct OpenedClass {
+    /// The class tag at the front of the class's IDs.
+    pub(crate) tag: [u8; 8],
+    /// The core itself, to hand back to [`namespace_of`] (which knows its type).
+    pub(crate) core: Arc<dyn Any + Send + Sync>,
+    /// What the server calls.
+    pub(crate) served: Arc<dyn ServedClass>,
+    pub(crate) control: Arc<dyn ClassControl>,
+}
+
+impl<T: DurableObject> NamespaceCore<T> {
+    fn open(
+        options: ClassOptions,
+        host: Arc<Host>,
+        directory: Arc<dyn Directory>,
+    ) -> Result<OpenedClass> {
+        let core = Arc::new(NamespaceCore::<T>::new(options, host, directory)?);
+        Ok(OpenedClass {
+            tag: core.class.tag,
+            core: core.clone(),
+            served: core.clone(),
+            control: core,
+        })
+    }
+}
+
+/// The namespace of class `U` on the runtime `directory` leads to: its own if it knows `U`,
+/// else a new one it keeps from now on.
+///
+/// # Errors
+///
+/// As [`Directory::namespace_any`].
+pub(crate) fn namespace_of<U: DurableObject>(
+    directory: Arc<dyn Directory>,
+) -> Result<Namespace<U>> {
+    let open = OpenClass {
+        options: U::class_options(),
+        type_name: std::any::type_name::<U>(),
+        open: NamespaceCore::<U>::open,
+    };
+    let core = directory.namespace_any(TypeId::of::<U>(), &open)?;
+    match core.downcast::<NamespaceCore<U>>() {
+        Ok(core) => Ok(Namespace::from_core(core)),
+        // The registry keeps each core under its class's type ID.
+        Err(_) => Err(Error::internal("a class's core is of another type")),
+    }
+}
+
 /// Every idle timeout, asks the objects idle since the previous sweep to leave memory: an
 /// object goes one to two idle timeouts after its last call. One task per class, instead of a
 /// timer per object, keeps the call path free of timer work.
@@ -519,6 +614,24 @@ impl<T: DurableObject> Namespace<T> {
                 let n = remote.client.delete_all(remote.class.tag).await?;
                 Ok(usize::try_from(n).unwrap_or(usize::MAX))
             }
+        }
+    }
+}
+
+// Defined here rather than in context.rs: a context reaches namespaces only through its
+// `Directory`, so that context.rs (which the actor loop depends on) does not depend on this
+// module (which depends on the actor loop).
+impl Context {
+    /// The namespace of another class (or this one), to call other objects.
+    ///
+    /// # Panics
+    ///
+    /// As [`Runtime::namespace`](crate::Runtime::namespace): if another class of this runtime
+    /// has the same class name.
+    pub fn namespace<U: DurableObject>(&self) -> Namespace<U> {
+        match namespace_of::<U>(self.directory().clone()) {
+            Ok(ns) => ns,
+            Err(e) => panic!("{e}"),
         }
     }
 }

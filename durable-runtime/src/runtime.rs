@@ -11,30 +11,16 @@ use tokio::sync::watch;
 
 use crate::class::DurableObject;
 use crate::commit::OutputGate;
+use crate::context::Directory;
 use crate::error::{Error, Result};
 use crate::host::{Config, Host};
 use crate::id::ClassTag;
-use crate::namespace::{Namespace, NamespaceCore};
+use crate::namespace::{namespace_of, ClassControl, Namespace, OpenClass};
 use crate::storage::{Backend, Durability, FjallBackend, MemoryBackend};
 use crate::stub::RemoteClass;
 use crate::transport::client::Client;
 use crate::transport::server::{self, ServedClass};
 use crate::transport::TransportConfig;
-
-trait ClassControl: Send + Sync {
-    fn close_mailboxes(&self);
-    fn live_count(&self) -> usize;
-}
-
-impl<T: DurableObject> ClassControl for NamespaceCore<T> {
-    fn close_mailboxes(&self) {
-        NamespaceCore::close_mailboxes(self)
-    }
-
-    fn live_count(&self) -> usize {
-        NamespaceCore::live_count(self)
-    }
-}
 
 #[derive(Default)]
 struct Registry {
@@ -93,39 +79,10 @@ impl RuntimeShared {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The namespace of class `T`, opened if the runtime does not know `T` yet: the same way
+    /// as an object's [`Context::namespace`](crate::Context::namespace).
     pub(crate) fn namespace<T: DurableObject>(self: &Arc<Self>) -> Result<Namespace<T>> {
-        let mut registry = self.registry();
-        if let Some(core) = registry.by_type.get(&TypeId::of::<T>()) {
-            if let Ok(core) = core.clone().downcast::<NamespaceCore<T>>() {
-                return Ok(Namespace::from_core(core));
-            }
-        }
-        let options = T::class_options();
-        let type_name = std::any::type_name::<T>();
-        if let Some((_, other)) = registry.by_name.get(options.name) {
-            return Err(Error::config(format!(
-                "two classes are named `{}`: `{other}` and `{type_name}`; give one another \
-                 name with #[durable_object(name = \"...\")]",
-                options.name
-            )));
-        }
-        if let Some(other) = registry.by_wire_name.get(options.wire_name()) {
-            return Err(Error::config(format!(
-                "`{other}` and `{type_name}` would share their IDs and stored data, both \
-                 being (or renamed from) `{}`; a class renamed with `renamed_from` replaces \
-                 the old one, which must go",
-                options.wire_name()
-            )));
-        }
-        let core = Arc::new(NamespaceCore::<T>::new(options, self.clone())?);
-        registry
-            .by_name
-            .insert(options.name, (TypeId::of::<T>(), type_name));
-        registry.by_wire_name.insert(options.wire_name(), type_name);
-        registry.by_type.insert(TypeId::of::<T>(), core.clone());
-        registry.by_tag.insert(core.class.tag, core.clone());
-        registry.classes.push(core.clone());
-        Ok(Namespace::from_core(core))
+        namespace_of::<T>(self.clone())
     }
 
     /// The class the server routes calls with this tag to.
@@ -145,6 +102,51 @@ impl RuntimeShared {
 
     fn close_storage(&self) -> Result<()> {
         self.host.close_storage()
+    }
+}
+
+impl Directory for RuntimeShared {
+    fn namespace_any(
+        self: Arc<Self>,
+        class: TypeId,
+        open: &dyn Any,
+    ) -> Result<Arc<dyn Any + Send + Sync>> {
+        let mut registry = self.registry();
+        if let Some(core) = registry.by_type.get(&class) {
+            return Ok(core.clone());
+        }
+        let Some(open) = open.downcast_ref::<OpenClass>() else {
+            return Err(Error::internal(
+                "a class to open that is not an `OpenClass`",
+            ));
+        };
+        let (options, type_name) = (open.options, open.type_name);
+        if let Some((_, other)) = registry.by_name.get(options.name) {
+            return Err(Error::config(format!(
+                "two classes are named `{}`: `{other}` and `{type_name}`; give one another \
+                 name with #[durable_object(name = \"...\")]",
+                options.name
+            )));
+        }
+        if let Some(other) = registry.by_wire_name.get(options.wire_name()) {
+            return Err(Error::config(format!(
+                "`{other}` and `{type_name}` would share their IDs and stored data, both \
+                 being (or renamed from) `{}`; a class renamed with `renamed_from` replaces \
+                 the old one, which must go",
+                options.wire_name()
+            )));
+        }
+        let opened = (open.open)(options, self.host.clone(), self.clone())?;
+        registry.by_name.insert(options.name, (class, type_name));
+        registry.by_wire_name.insert(options.wire_name(), type_name);
+        registry.by_type.insert(class, opened.core.clone());
+        registry.by_tag.insert(opened.tag, opened.served);
+        registry.classes.push(opened.control);
+        Ok(opened.core)
+    }
+
+    fn env(&self) -> Option<&(dyn Any + Send + Sync)> {
+        self.env.as_deref()
     }
 }
 
