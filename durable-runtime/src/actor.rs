@@ -18,6 +18,12 @@
 //!   handler, and commit both atomically (a failed handler's writes, the deletion included,
 //!   are discarded, so the schedule stays for the retry).
 //!
+//! The actor knows whoever runs it (its class's namespace, in this process) only through
+//! [`ActorHost`], as a tokio task knows its scheduler only through `Schedule`: this module
+//! depends neither on the namespaces nor on the runtime, and the actor loop can be read, and
+//! run, apart from them. An actor is generic over its host, so the loop pays no indirection
+//! for it.
+//!
 //! [`ErrorKind::Panicked`]: crate::ErrorKind::Panicked
 
 use std::future::Future;
@@ -32,14 +38,57 @@ use futures_util::FutureExt;
 use tokio::sync::{oneshot, watch};
 use tracing::{Instrument, Span};
 
-use crate::class::{AlarmInfo, Call, DurableObject};
-use crate::context::Context;
+use crate::class::{AlarmInfo, Call, ClassOptions, DurableObject};
+use crate::commit::OutputGate;
+use crate::context::{Context, Directory};
 use crate::cycle::{self, Frame, Link};
 use crate::error::{Error, Result};
-use crate::id::ObjectId;
+use crate::host::Counters;
+use crate::id::{ClassTag, ObjectId};
 use crate::mailbox::Mailbox;
-use crate::namespace::NamespaceCore;
 use crate::storage::{now_ms, ObjectStore};
+
+/// What an actor needs from whoever runs it: its class, where its writes and replies go, the
+/// counters it bumps, and a say in when it leaves.
+pub(crate) trait ActorHost<T: DurableObject>: Send + Sync + 'static {
+    /// Proof that an actor left its host (from [`retire`](Self::retire)), handed back to
+    /// [`settled`](Self::settled) once its last writes are durable.
+    type Retired: Send;
+
+    /// The class of the object the actor runs: its name goes into frames, traces and errors.
+    fn class(&self) -> &ClassTag;
+
+    /// The class's options: `max_queue` also bounds the shared calls running at once.
+    fn options(&self) -> &ClassOptions;
+
+    /// Where the actor submits its calls' writes and has their replies held until durable.
+    fn gate(&self) -> &OutputGate;
+
+    /// The runtime's counters.
+    fn counters(&self) -> &Counters;
+
+    /// How many times a failed alarm is retried before its schedule is deleted.
+    fn alarm_retries(&self) -> u32;
+
+    /// What the object's [`Context`] reaches beyond the object.
+    fn directory(&self) -> &Arc<dyn Directory>;
+
+    /// An idle actor asks to leave: granted only if nothing is queued for it (then its
+    /// mailbox is closed, no envelope reaches it any more, and the host starts no other actor
+    /// for its ID until [`settled`](Self::settled)).
+    fn retire(
+        &self,
+        id: &ObjectId,
+        store: &Arc<ObjectStore>,
+        mailbox: &Mailbox<Envelope<T>>,
+    ) -> Option<Self::Retired>;
+
+    /// A retired actor's writes are durable: its successor may start.
+    fn settled(&self, id: &ObjectId, retired: Self::Retired);
+
+    /// The actor's task ends (evicted, or its mailbox closed).
+    fn actor_exited(&self);
+}
 
 /// Where a call's reply goes: to a caller in this process, or out of a connection (the
 /// server's callback encodes it and writes it from the task that finishes the call, with no
@@ -141,8 +190,8 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 
 /// One object's actor: owns the instance, runs its calls, hands writes and replies to the
 /// output gate.
-pub(crate) struct Actor<T: DurableObject> {
-    ns: Arc<NamespaceCore<T>>,
+pub(crate) struct Actor<T: DurableObject, H: ActorHost<T>> {
+    host: Arc<H>,
     id: ObjectId,
     store: Arc<ObjectStore>,
     instance: Option<T>,
@@ -154,15 +203,15 @@ pub(crate) struct Actor<T: DurableObject> {
     settle: Option<watch::Receiver<()>>,
 }
 
-impl<T: DurableObject> Actor<T> {
+impl<T: DurableObject, H: ActorHost<T>> Actor<T, H> {
     pub(crate) fn new(
-        ns: Arc<NamespaceCore<T>>,
+        host: Arc<H>,
         id: ObjectId,
         store: Arc<ObjectStore>,
         settle: Option<watch::Receiver<()>>,
     ) -> Self {
         Actor {
-            ns,
+            host,
             id,
             store,
             instance: None,
@@ -202,7 +251,7 @@ impl<T: DurableObject> Actor<T> {
                 Step::Exit => return,
             }
         }
-        self.ns.actor_exited();
+        self.host.actor_exited();
     }
 
     /// Starts handling an envelope: what needs no waiting is done here, the rest is returned
@@ -254,7 +303,7 @@ impl<T: DurableObject> Actor<T> {
                     // room for concurrent shared calls, which an exclusive call would copy
                     // and allocate for nothing.
                     Call::Exclusive(call) => {
-                        self.ns.host.metrics.calls.inc();
+                        self.host.counters().calls.inc();
                         Box::pin(async move {
                             self.run_exclusive(call, method, reply, chain).await;
                             Step::Done
@@ -282,7 +331,7 @@ impl<T: DurableObject> Actor<T> {
         chain: Option<Arc<Link>>,
         mailbox: &Mailbox<Envelope<T>>,
     ) -> Step<T> {
-        self.ns.host.metrics.calls.inc();
+        self.host.counters().calls.inc();
         match call {
             Call::Exclusive(call) => {
                 self.run_exclusive(call, method, reply, chain).await;
@@ -331,7 +380,7 @@ impl<T: DurableObject> Actor<T> {
 
     fn frame(&self, exclusive: bool, parent: Option<Arc<Link>>) -> Frame {
         Frame {
-            class: self.ns.class.name,
+            class: self.host.class().name,
             id: self.id.clone(),
             exclusive,
             parent,
@@ -340,8 +389,13 @@ impl<T: DurableObject> Actor<T> {
 
     fn panicked(&self, method: &str, payload: &(dyn std::any::Any + Send)) -> Error {
         let message = panic_message(payload);
-        tracing::error!(class = self.ns.class.name, id = %self.id, method, %message, "durable object panicked; resetting it");
-        Error::panicked(self.ns.class.name, &self.id.to_string(), method, message)
+        tracing::error!(class = self.host.class().name, id = %self.id, method, %message, "durable object panicked; resetting it");
+        Error::panicked(
+            self.host.class().name,
+            &self.id.to_string(),
+            method,
+            message,
+        )
     }
 
     /// The instance must be (re)built before the next call: first call, after a panic,
@@ -370,7 +424,7 @@ impl<T: DurableObject> Actor<T> {
         let ctx = Context::new(
             self.id.clone(),
             self.store.clone(),
-            self.ns.directory.clone(),
+            self.host.directory().clone(),
         );
         let mut instance = match std::panic::catch_unwind(AssertUnwindSafe(|| T::activate(ctx))) {
             Ok(instance) => instance,
@@ -394,7 +448,7 @@ impl<T: DurableObject> Actor<T> {
                 return Err(self.panicked("on_activate", &*payload));
             }
         }
-        self.ns.host.metrics.activations.inc();
+        self.host.counters().activations.inc();
         self.instance = Some(instance);
         // Writes made by `new` and `on_activate` commit like a call's.
         self.commit().map(|_| ())
@@ -413,7 +467,7 @@ impl<T: DurableObject> Actor<T> {
                 if naming && name.is_none() {
                     self.unrecorded_name = false;
                 }
-                self.last_seq = self.ns.host.gate.submit(&self.store, batch)?;
+                self.last_seq = self.host.gate().submit(&self.store, batch)?;
             }
             Ok(None) => {}
             Err(e) => {
@@ -431,9 +485,8 @@ impl<T: DurableObject> Actor<T> {
     /// release it (run it).
     fn hold(&self, send: impl FnOnce(Result<()>) + Send + 'static) {
         let incarnation = self.store.incarnation();
-        self.ns
-            .host
-            .gate
+        self.host
+            .gate()
             .hold(&self.store, incarnation, self.last_seq, send);
     }
 
@@ -457,7 +510,8 @@ impl<T: DurableObject> Actor<T> {
         chain: Option<Arc<Link>>,
     ) {
         let frame = self.frame(true, chain);
-        let span = tracing::debug_span!("call", class = self.ns.class.name, id = %self.id, method);
+        let span =
+            tracing::debug_span!("call", class = self.host.class().name, id = %self.id, method);
         let Some(instance) = self.instance.as_mut() else {
             let _ = reply.send(Err(Error::internal("exclusive call on an inactive object")));
             return;
@@ -497,7 +551,7 @@ impl<T: DurableObject> Actor<T> {
                 let _ = reply.send(Err(Error::internal("shared call on an inactive object")));
                 return None;
             };
-            let (class, id) = (self.ns.class.name, &self.id);
+            let (class, id) = (self.host.class().name, &self.id);
             let start = |call: T::SharedCall, method: &'static str, reply, chain| {
                 let frame = Frame {
                     class,
@@ -527,7 +581,7 @@ impl<T: DurableObject> Actor<T> {
                 // together. Shared calls running at once are bounded like the queue, so slow
                 // shared calls cannot admit unbounded work: past the bound, calls wait in the
                 // (bounded) queue.
-                let max_running = self.ns.options.max_queue;
+                let max_running = self.host.options().max_queue;
                 let mut first_running = true;
                 let mut running = FuturesUnordered::new();
                 let mut waiting: Option<Envelope<T>> = None;
@@ -551,7 +605,7 @@ impl<T: DurableObject> Actor<T> {
                                     }
                                     Call::Shared(call) => {
                                         self.store.touch();
-                                        self.ns.host.metrics.calls.inc();
+                                        self.host.counters().calls.inc();
                                         running.push(start(call, method, reply, chain));
                                     }
                                     call @ Call::Exclusive(_) => {
@@ -586,7 +640,7 @@ impl<T: DurableObject> Actor<T> {
     /// The sweeper found the object idle: leave the namespace, run
     /// `on_evict`, wait until every write is durable, exit. `false` (stay) if a call arrived.
     async fn try_evict(&mut self, mailbox: &Mailbox<Envelope<T>>) -> bool {
-        let Some(settling) = self.ns.retire(&self.id, &self.store, mailbox) else {
+        let Some(settling) = self.host.retire(&self.id, &self.store, mailbox) else {
             return false;
         };
         if let Some(mut instance) = self.instance.take() {
@@ -597,7 +651,7 @@ impl<T: DurableObject> Actor<T> {
             match hook {
                 Ok(()) => {
                     if let Err(e) = self.commit() {
-                        tracing::error!(class = self.ns.class.name, id = %self.id, error = %e, "on_evict's writes were lost");
+                        tracing::error!(class = self.host.class().name, id = %self.id, error = %e, "on_evict's writes were lost");
                     }
                 }
                 Err(payload) => {
@@ -612,11 +666,11 @@ impl<T: DurableObject> Actor<T> {
             let _ = done.send(result);
         });
         if let Ok(Err(e)) = durable.await {
-            tracing::error!(class = self.ns.class.name, id = %self.id, error = %e, "an evicted object's last writes failed");
+            tracing::error!(class = self.host.class().name, id = %self.id, error = %e, "an evicted object's last writes failed");
         }
-        self.ns.host.metrics.evictions.inc();
-        self.ns.settled(&self.id, settling);
-        self.ns.actor_exited();
+        self.host.counters().evictions.inc();
+        self.host.settled(&self.id, settling);
+        self.host.actor_exited();
         true
     }
 
@@ -630,9 +684,9 @@ impl<T: DurableObject> Actor<T> {
             _ => return Ok(AlarmOutcome::NotDue),
         }
         self.store.set_schedule(&name, None)?;
-        self.ns.host.metrics.alarm_runs.inc();
+        self.host.counters().alarm_runs.inc();
         let frame = self.frame(true, None);
-        let span = tracing::debug_span!("alarm", class = self.ns.class.name, id = %self.id, schedule = %name, retry = info.retry_count);
+        let span = tracing::debug_span!("alarm", class = self.host.class().name, id = %self.id, schedule = %name, retry = info.retry_count);
         let Some(instance) = self.instance.as_mut() else {
             return Err(Error::internal("alarm on an inactive object"));
         };
@@ -643,7 +697,7 @@ impl<T: DurableObject> Actor<T> {
         let failure = match outcome {
             Ok(Some(Ok(()))) => None,
             Ok(None) => {
-                tracing::warn!(class = self.ns.class.name, id = %self.id, schedule = %name, "a schedule came due but the class has no `alarm` handler; it was deleted");
+                tracing::warn!(class = self.host.class().name, id = %self.id, schedule = %name, "a schedule came due but the class has no `alarm` handler; it was deleted");
                 None
             }
             Ok(Some(Err(e))) => Some(e),
@@ -657,14 +711,14 @@ impl<T: DurableObject> Actor<T> {
             return Ok(AlarmOutcome::Ran);
         };
         self.store.discard_call_writes();
-        self.ns.host.metrics.alarm_failures.inc();
-        if info.retry_count >= self.ns.host.config.alarm_retries {
-            tracing::error!(class = self.ns.class.name, id = %self.id, schedule = %name, error = %err, retries = info.retry_count, "alarm failed after its last retry; giving up");
+        self.host.counters().alarm_failures.inc();
+        if info.retry_count >= self.host.alarm_retries() {
+            tracing::error!(class = self.host.class().name, id = %self.id, schedule = %name, error = %err, retries = info.retry_count, "alarm failed after its last retry; giving up");
             self.store.set_schedule(&name, None)?;
             self.commit()?;
             return Ok(AlarmOutcome::GaveUp);
         }
-        tracing::warn!(class = self.ns.class.name, id = %self.id, schedule = %name, error = %err, retry = info.retry_count, "alarm failed; it will be retried");
+        tracing::warn!(class = self.host.class().name, id = %self.id, schedule = %name, error = %err, retry = info.retry_count, "alarm failed; it will be retried");
         Err(err)
     }
 

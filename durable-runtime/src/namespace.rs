@@ -13,11 +13,12 @@ use std::sync::{Arc, RwLock, RwLockWriteGuard};
 
 use tokio::sync::{oneshot, watch};
 
-use crate::actor::{Actor, AlarmOutcome, Envelope};
+use crate::actor::{Actor, ActorHost, AlarmOutcome, Envelope};
 use crate::class::{AlarmInfo, ClassOptions, DurableObject};
+use crate::commit::OutputGate;
 use crate::context::{Context, Directory};
 use crate::error::{Error, Result};
-use crate::host::Host;
+use crate::host::{Counters, Host};
 use crate::id::{ClassTag, ObjectId, ID_BYTES};
 use crate::mailbox::{Mailbox, SendError};
 use crate::storage::{stored_object_ids, ObjectStore};
@@ -264,52 +265,6 @@ impl<T: DurableObject> NamespaceCore<T> {
         }
     }
 
-    /// An idle actor asks to leave: granted (its mailbox closed and removed) only if
-    /// nothing is queued for it.
-    pub(crate) fn retire(
-        &self,
-        id: &ObjectId,
-        store: &Arc<ObjectStore>,
-        mailbox: &Mailbox<Envelope<T>>,
-    ) -> Option<Retired> {
-        let key = id.as_bytes();
-        let mut shard = self.write_shard(key);
-        if !mailbox.close_if_empty() {
-            return None;
-        }
-        if shard
-            .live
-            .get(key)
-            .is_some_and(|m| Arc::ptr_eq(&m.store, store))
-        {
-            shard.live.remove(key);
-        }
-        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
-        let (done, waiting) = watch::channel(());
-        shard.settling.insert(
-            *key,
-            Settling {
-                token,
-                done: waiting,
-            },
-        );
-        Some(Retired { token, done })
-    }
-
-    /// A retired actor finished: its successor may start.
-    pub(crate) fn settled(&self, id: &ObjectId, retired: Retired) {
-        let key = id.as_bytes();
-        let mut shard = self.write_shard(key);
-        if shard
-            .settling
-            .get(key)
-            .is_some_and(|s| s.token == retired.token)
-        {
-            shard.settling.remove(key);
-        }
-        drop(retired.done);
-    }
-
     /// Closes every mailbox: actors finish the calls already queued, then exit.
     pub(crate) fn close_mailboxes(&self) {
         for shard in self.shards.iter() {
@@ -318,10 +273,6 @@ impl<T: DurableObject> NamespaceCore<T> {
                 live.mailbox.close();
             }
         }
-    }
-
-    pub(crate) fn actor_exited(&self) {
-        self.host.actor_exited();
     }
 
     /// How many objects of this class are live (activated and not evicted).
@@ -364,6 +315,84 @@ impl<T: DurableObject> NamespaceCore<T> {
         let (reply, rx) = oneshot::channel();
         self.send(&id, Envelope::Alarm { info, reply })?;
         rx.await.unwrap_or_else(|_| Err(Error::closed()))
+    }
+}
+
+impl<T: DurableObject> ActorHost<T> for NamespaceCore<T> {
+    type Retired = Retired;
+
+    fn class(&self) -> &ClassTag {
+        &self.class
+    }
+
+    fn options(&self) -> &ClassOptions {
+        &self.options
+    }
+
+    fn gate(&self) -> &OutputGate {
+        &self.host.gate
+    }
+
+    fn counters(&self) -> &Counters {
+        &self.host.metrics
+    }
+
+    fn alarm_retries(&self) -> u32 {
+        self.host.config.alarm_retries
+    }
+
+    fn directory(&self) -> &Arc<dyn Directory> {
+        &self.directory
+    }
+
+    /// An idle actor asks to leave: granted (its mailbox closed and removed) only if
+    /// nothing is queued for it.
+    fn retire(
+        &self,
+        id: &ObjectId,
+        store: &Arc<ObjectStore>,
+        mailbox: &Mailbox<Envelope<T>>,
+    ) -> Option<Retired> {
+        let key = id.as_bytes();
+        let mut shard = self.write_shard(key);
+        if !mailbox.close_if_empty() {
+            return None;
+        }
+        if shard
+            .live
+            .get(key)
+            .is_some_and(|m| Arc::ptr_eq(&m.store, store))
+        {
+            shard.live.remove(key);
+        }
+        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        let (done, waiting) = watch::channel(());
+        shard.settling.insert(
+            *key,
+            Settling {
+                token,
+                done: waiting,
+            },
+        );
+        Some(Retired { token, done })
+    }
+
+    /// A retired actor finished: its successor may start.
+    fn settled(&self, id: &ObjectId, retired: Retired) {
+        let key = id.as_bytes();
+        let mut shard = self.write_shard(key);
+        if shard
+            .settling
+            .get(key)
+            .is_some_and(|s| s.token == retired.token)
+        {
+            shard.settling.remove(key);
+        }
+        drop(retired.done);
+    }
+
+    fn actor_exited(&self) {
+        self.host.actor_exited();
     }
 }
 
