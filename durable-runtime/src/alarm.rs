@@ -11,8 +11,12 @@
 //! handler's writes; if the handler fails (error or panic) both are discarded and the
 //! scheduler retries after a backoff that doubles from `alarm_backoff` (2 s by default),
 //! `alarm_retries` times (6 by default), then the object deletes the schedule.
+//!
+//! The scheduler knows its class only as an [`AlarmTarget`]: the class's tag, the runtime's
+//! host, and a way to fire one schedule. It does not depend on the namespaces that run it.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,12 +24,32 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::actor::AlarmOutcome;
-use crate::class::{AlarmInfo, DurableObject};
+use crate::class::AlarmInfo;
 use crate::error::Result;
-use crate::id::ID_BYTES;
-use crate::namespace::NamespaceCore;
+use crate::host::Host;
+use crate::id::{ClassTag, ID_BYTES};
 use crate::storage::keys::{self, Due};
 use crate::storage::now_ms;
+
+/// What the scheduler needs from the class whose alarms it fires.
+pub(crate) trait AlarmTarget: Send + Sync + 'static {
+    /// The class: its tag selects the class's part of the `DUE` index; its name goes into
+    /// traces.
+    fn class(&self) -> &ClassTag;
+
+    /// The runtime's host: the storage the index is in, the output gate that announces
+    /// schedule changes, the retry backoff, whether the runtime is closing.
+    fn host(&self) -> &Host;
+
+    /// Runs the due schedule `info` on the object with these ID bytes, as an exclusive step
+    /// of the object (activating it if needed), and says how it ended. An error means the
+    /// handler failed and the schedule stays, for a retry.
+    fn fire_alarm(
+        self: &Arc<Self>,
+        id: [u8; ID_BYTES],
+        info: AlarmInfo,
+    ) -> impl Future<Output = Result<AlarmOutcome>> + Send;
+}
 
 /// At most this many alarm runs of one class in flight at once.
 const MAX_RUNNING: usize = 1024;
@@ -42,15 +66,15 @@ enum Busy {
     NotDue,
 }
 
-pub(crate) async fn run_scheduler<T: DurableObject>(ns: Arc<NamespaceCore<T>>) {
-    let mut changes = ns.host.gate.watch_schedules();
-    let mut closing = ns.host.watch_closing();
+pub(crate) async fn run_scheduler<C: AlarmTarget>(ns: Arc<C>) {
+    let mut changes = ns.host().gate.watch_schedules();
+    let mut closing = ns.host().watch_closing();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Key, u32, Result<AlarmOutcome>)>();
     let mut busy: HashMap<Key, Busy> = HashMap::new();
-    let prefix = keys::due_class_prefix(&ns.class.tag);
+    let prefix = keys::due_class_prefix(&ns.class().tag);
     let end = keys::prefix_successor(&prefix);
     loop {
-        if ns.host.is_closed() {
+        if ns.host().is_closed() {
             return;
         }
         let now = now_ms();
@@ -67,7 +91,7 @@ pub(crate) async fn run_scheduler<T: DurableObject>(ns: Arc<NamespaceCore<T>>) {
             }
         }
         match due_entries(
-            &ns,
+            &*ns,
             &prefix,
             end.as_deref(),
             now,
@@ -81,10 +105,10 @@ pub(crate) async fn run_scheduler<T: DurableObject>(ns: Arc<NamespaceCore<T>>) {
                 }
             }
             Err(e) => {
-                if ns.host.is_closed() {
+                if ns.host().is_closed() {
                     return;
                 }
-                tracing::error!(class = ns.class.name, error = %e, "cannot read the alarm index; retrying in 1 s");
+                tracing::error!(class = ns.class().name, error = %e, "cannot read the alarm index; retrying in 1 s");
                 wake_ms = Some(now + 1000);
             }
         }
@@ -127,12 +151,12 @@ pub(crate) async fn run_scheduler<T: DurableObject>(ns: Arc<NamespaceCore<T>>) {
                         busy.insert(key, Busy::NotDue);
                     }
                     Err(e) => {
-                        if ns.host.is_closed() {
+                        if ns.host().is_closed() {
                             return;
                         }
-                        let backoff = ns.host.config.alarm_backoff.saturating_mul(1 << count.min(20));
+                        let backoff = ns.host().config.alarm_backoff.saturating_mul(1 << count.min(20));
                         let at_ms = now_ms() + u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX);
-                        tracing::debug!(class = ns.class.name, error = %e, retry_in_ms = %backoff.as_millis(), "alarm run failed");
+                        tracing::debug!(class = ns.class().name, error = %e, retry_in_ms = %backoff.as_millis(), "alarm run failed");
                         busy.insert(key, Busy::Retry { at_ms, count: count + 1 });
                     }
                 }
@@ -144,8 +168,8 @@ pub(crate) async fn run_scheduler<T: DurableObject>(ns: Arc<NamespaceCore<T>>) {
 
 /// The entries of the index due at `now` and not busy (at most enough to reach
 /// [`MAX_RUNNING`]), and the due time of the first entry not yet due.
-fn due_entries<T: DurableObject>(
-    ns: &NamespaceCore<T>,
+fn due_entries<C: AlarmTarget>(
+    ns: &C,
     prefix: &[u8],
     end: Option<&[u8]>,
     now: u64,
@@ -155,14 +179,14 @@ fn due_entries<T: DurableObject>(
     let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
     let mut due = Vec::new();
     for entry in ns
-        .host
+        .host()
         .backend
         .scan(Bound::Included(prefix), upper, false)?
     {
         let (key, _) = entry?;
         let Some(entry) = keys::parse_due(&key) else {
             tracing::warn!(
-                class = ns.class.name,
+                class = ns.class().name,
                 "skipping a malformed alarm index key"
             );
             continue;

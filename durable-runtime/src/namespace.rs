@@ -14,6 +14,7 @@ use std::sync::{Arc, RwLock, RwLockWriteGuard};
 use tokio::sync::{oneshot, watch};
 
 use crate::actor::{Actor, ActorHost, AlarmOutcome, Envelope};
+use crate::alarm::AlarmTarget;
 use crate::class::{AlarmInfo, ClassOptions, DurableObject};
 use crate::commit::OutputGate;
 use crate::context::{Context, Directory};
@@ -304,18 +305,6 @@ impl<T: DurableObject> NamespaceCore<T> {
         }
         Ok(count)
     }
-
-    /// Runs a due schedule on the object with these ID bytes.
-    pub(crate) async fn fire_alarm(
-        self: &Arc<Self>,
-        id: [u8; ID_BYTES],
-        info: AlarmInfo,
-    ) -> Result<AlarmOutcome> {
-        let id = ObjectId::from_bytes(&self.class, id)?;
-        let (reply, rx) = oneshot::channel();
-        self.send(&id, Envelope::Alarm { info, reply })?;
-        rx.await.unwrap_or_else(|_| Err(Error::closed()))
-    }
 }
 
 impl<T: DurableObject> ActorHost<T> for NamespaceCore<T> {
@@ -393,6 +382,27 @@ impl<T: DurableObject> ActorHost<T> for NamespaceCore<T> {
 
     fn actor_exited(&self) {
         self.host.actor_exited();
+    }
+}
+
+impl<T: DurableObject> AlarmTarget for NamespaceCore<T> {
+    fn class(&self) -> &ClassTag {
+        &self.class
+    }
+
+    fn host(&self) -> &Host {
+        &self.host
+    }
+
+    async fn fire_alarm(
+        self: &Arc<Self>,
+        id: [u8; ID_BYTES],
+        info: AlarmInfo,
+    ) -> Result<AlarmOutcome> {
+        let id = ObjectId::from_bytes(&self.class, id)?;
+        let (reply, rx) = oneshot::channel();
+        self.send(&id, Envelope::Alarm { info, reply })?;
+        rx.await.unwrap_or_else(|_| Err(Error::closed()))
     }
 }
 
