@@ -7,9 +7,11 @@
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockWriteGuard, Weak};
 
 use tokio::sync::{oneshot, watch};
 
@@ -23,7 +25,7 @@ use crate::host::{Counters, Host};
 use crate::id::{ClassTag, ObjectId, ID_BYTES};
 use crate::mailbox::{Mailbox, SendError};
 use crate::storage::{stored_object_ids, ObjectStore};
-use crate::stub::{RemoteClass, Route, Stub};
+use crate::stub::{LocalClass, RemoteClass, Route, Stub};
 use crate::transport::server::ServedClass;
 
 const SHARDS: usize = 32;
@@ -104,6 +106,9 @@ pub(crate) struct NamespaceCore<T: DurableObject> {
     shards: Box<[RwLock<Shard<T>>]>,
     next_token: AtomicU64,
     tasks_started: AtomicBool,
+    /// The core itself, for what must own it (a new actor, the class's tasks) when it is
+    /// reached by reference, as stubs reach it through [`LocalClass`].
+    this: Weak<Self>,
 }
 
 impl<T: DurableObject> NamespaceCore<T> {
@@ -111,7 +116,7 @@ impl<T: DurableObject> NamespaceCore<T> {
         options: ClassOptions,
         host: Arc<Host>,
         directory: Arc<dyn Directory>,
-    ) -> Result<Self> {
+    ) -> Result<Arc<Self>> {
         if options.max_queue == 0 {
             return Err(Error::config(format!(
                 "class `{}`: max_queue must be at least 1",
@@ -119,7 +124,7 @@ impl<T: DurableObject> NamespaceCore<T> {
             )));
         }
         let class = ClassTag::new(options.name, options.wire_name());
-        Ok(NamespaceCore {
+        Ok(Arc::new_cyclic(|this| NamespaceCore {
             class,
             options,
             host,
@@ -134,7 +139,16 @@ impl<T: DurableObject> NamespaceCore<T> {
                 .collect(),
             next_token: AtomicU64::new(1),
             tasks_started: AtomicBool::new(false),
-        })
+            this: this.clone(),
+        }))
+    }
+
+    /// This core, owned. Cannot fail: a core lives in the `Arc` made by [`new`](Self::new)
+    /// from the start, and `self` borrows it.
+    fn owned(&self) -> Result<Arc<Self>> {
+        self.this
+            .upgrade()
+            .ok_or_else(|| Error::internal("a namespace core outside its Arc"))
     }
 
     fn shard(&self, id: &[u8; ID_BYTES]) -> &RwLock<Shard<T>> {
@@ -177,14 +191,14 @@ impl<T: DurableObject> NamespaceCore<T> {
     }
 
     /// Delivers an envelope to the object, activating it if it has no live actor.
-    pub(crate) fn send(self: &Arc<Self>, id: &ObjectId, envelope: Envelope<T>) -> Result<()> {
+    pub(crate) fn send(&self, id: &ObjectId, envelope: Envelope<T>) -> Result<()> {
         self.send_with(id, envelope, |error, _| error)
     }
 
     /// As [`send`](Self::send), but a refused envelope comes back with the error, so that its
     /// reply can be answered with it (the server's replies are callbacks, not channels).
     pub(crate) fn send_or_return(
-        self: &Arc<Self>,
+        &self,
         id: &ObjectId,
         envelope: Envelope<T>,
     ) -> Result<(), Refused<T>> {
@@ -196,7 +210,7 @@ impl<T: DurableObject> NamespaceCore<T> {
     /// path carries no room for the envelope in its result.
     #[inline]
     fn send_with<R>(
-        self: &Arc<Self>,
+        &self,
         id: &ObjectId,
         envelope: Envelope<T>,
         refused: impl Fn(Error, Envelope<T>) -> R,
@@ -216,7 +230,11 @@ impl<T: DurableObject> NamespaceCore<T> {
                 None => return Ok(()),
             }
         };
-        self.ensure_tasks();
+        let this = match self.owned() {
+            Ok(this) => this,
+            Err(e) => return refuse(e, envelope),
+        };
+        this.ensure_tasks();
         let mut shard = self.write_shard(key);
         if self.host.is_closed() {
             return refuse(Error::closed(), envelope);
@@ -236,7 +254,7 @@ impl<T: DurableObject> NamespaceCore<T> {
         let mailbox = Arc::new(Mailbox::with_first(envelope));
         let settle = shard.settling.get(key).map(|s| s.done.clone());
         let store = Arc::new(ObjectStore::new(id, self.host.backend.clone()));
-        let actor = Box::new(Actor::new(self.clone(), id.clone(), store.clone(), settle));
+        let actor = Box::new(Actor::new(this, id.clone(), store.clone(), settle));
         self.host.actor_started();
         handle.spawn(actor.run(mailbox.clone()));
         shard.live.insert(*key, Live { mailbox, store });
@@ -294,7 +312,7 @@ impl<T: DurableObject> NamespaceCore<T> {
 
     /// Deletes every object's data, each as an exclusive step of its object; returns how
     /// many objects had data.
-    pub(crate) async fn delete_all(self: &Arc<Self>) -> Result<usize> {
+    pub(crate) async fn delete_all(&self) -> Result<usize> {
         let ids = self.stored_ids()?;
         let count = ids.len();
         for bytes in ids {
@@ -304,6 +322,28 @@ impl<T: DurableObject> NamespaceCore<T> {
             rx.await.unwrap_or_else(|_| Err(Error::closed()))?;
         }
         Ok(count)
+    }
+}
+
+impl<T: DurableObject> LocalClass<T> for NamespaceCore<T> {
+    fn class(&self) -> &ClassTag {
+        &self.class
+    }
+
+    fn send(&self, id: &ObjectId, envelope: Envelope<T>) -> Result<()> {
+        NamespaceCore::send(self, id, envelope)
+    }
+
+    fn stored_ids(&self) -> Result<Vec<[u8; ID_BYTES]>> {
+        NamespaceCore::stored_ids(self)
+    }
+
+    fn live_count(&self) -> usize {
+        NamespaceCore::live_count(self)
+    }
+
+    fn delete_all(&self) -> Pin<Box<dyn Future<Output = Result<usize>> + Send + '_>> {
+        Box::pin(NamespaceCore::delete_all(self))
     }
 }
 
@@ -458,7 +498,7 @@ impl<T: DurableObject> NamespaceCore<T> {
         host: Arc<Host>,
         directory: Arc<dyn Directory>,
     ) -> Result<OpenedClass> {
-        let core = Arc::new(NamespaceCore::<T>::new(options, host, directory)?);
+        let core = NamespaceCore::<T>::new(options, host, directory)?;
         Ok(OpenedClass {
             tag: core.class.tag,
             core: core.clone(),

@@ -1,5 +1,12 @@
 //! Stubs: cheap, cloneable handles that send typed calls to one object.
+//!
+//! A stub holds a [`Route`] to its object's class, not a runtime: a [`LocalClass`] in this
+//! process, which takes envelopes for the class's actors, or a [`RemoteClass`] across a
+//! connection. This module depends on the actor loop only for its [`Envelope`], and not on
+//! what runs the actors (the namespaces, the runtime).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,15 +16,40 @@ use crate::actor::{Envelope, ReplyTo};
 use crate::class::{Call, DurableObject};
 use crate::cycle;
 use crate::error::{Error, Result};
-use crate::id::{ClassTag, ObjectId};
-use crate::namespace::NamespaceCore;
+use crate::id::{ClassTag, ObjectId, ID_BYTES};
 use crate::transport::client::{Client, OutgoingCall, Reply};
 
 /// Where a stub's calls go: to the object's actor in this process, or across a connection
 /// to the runtime that holds it.
 pub(crate) enum Route<T: DurableObject> {
-    Local(Arc<NamespaceCore<T>>),
+    Local(Arc<dyn LocalClass<T>>),
     Remote(Arc<RemoteClass>),
+}
+
+/// A class whose objects live in this process, as its stubs and namespace handles reach it:
+/// the counterpart of [`RemoteClass`]. Implemented by the class's namespace core.
+pub(crate) trait LocalClass<T: DurableObject>: Send + Sync {
+    /// The class: IDs are checked against it, traces name it.
+    fn class(&self) -> &ClassTag;
+
+    /// Queues the envelope for the object's actor, activating the object if it has none.
+    ///
+    /// # Errors
+    ///
+    /// `Closed` after shutdown, `InvalidId` for another class's ID (or a name that does not
+    /// match it), `Overloaded` if the object's queue is full, `Config` without a tokio
+    /// runtime to start an actor on.
+    fn send(&self, id: &ObjectId, envelope: Envelope<T>) -> Result<()>;
+
+    /// The IDs of the class's objects that have stored data, each once, in ID order.
+    fn stored_ids(&self) -> Result<Vec<[u8; ID_BYTES]>>;
+
+    /// How many objects of the class are live (activated and not evicted).
+    fn live_count(&self) -> usize;
+
+    /// Deletes every object's data, each as an exclusive step of its object; resolves to
+    /// how many objects had data. Boxed: it is rare, and keeps the trait object-safe.
+    fn delete_all(&self) -> Pin<Box<dyn Future<Output = Result<usize>> + Send + '_>>;
 }
 
 impl<T: DurableObject> Clone for Route<T> {
@@ -32,7 +64,7 @@ impl<T: DurableObject> Clone for Route<T> {
 impl<T: DurableObject> Route<T> {
     pub(crate) fn class(&self) -> &ClassTag {
         match self {
-            Route::Local(ns) => &ns.class,
+            Route::Local(ns) => ns.class(),
             Route::Remote(remote) => &remote.class,
         }
     }
@@ -114,7 +146,7 @@ impl<T: DurableObject> Stub<T> {
             Route::Remote(remote) => return Box::pin(self.call_remote(remote, call)).await,
         };
         let exclusive = matches!(call, Call::Exclusive(_));
-        let chain = cycle::caller_chain(ns.class.name, &self.id, exclusive)?;
+        let chain = cycle::caller_chain(ns.class().name, &self.id, exclusive)?;
         let (reply, rx) = oneshot::channel();
         let Some(timeout) = self.timeout else {
             ns.send(
