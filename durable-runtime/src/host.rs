@@ -2,8 +2,17 @@
 //! output gate, its settings and counters, and its lifecycle (whether it is closing, how many
 //! actors are still running).
 //!
-//! The runtime owns it and every class's namespace core shares it. It depends on neither, nor
-//! on anything that runs or reaches objects, so that all of them can depend on it.
+//! The runtime owns it and every class's namespace core shares it; nothing else holds it.
+//! What runs or reaches objects sees a narrower seam instead, defined by the module that
+//! needs it (as a tokio task knows its scheduler only through `Schedule`), and implemented by
+//! the namespace core or the runtime:
+//! - an actor sees its namespace as an `ActorHost` (actor.rs);
+//! - an object's `Context` sees its runtime as a `Directory` (context.rs);
+//! - a stub sees a class of this process as a `LocalClass` (stub.rs);
+//! - the alarm scheduler sees its class as an `AlarmTarget` (alarm.rs).
+//!
+//! This module depends on none of them, nor on the runtime or the namespaces: so the import
+//! graph of alarm, context, namespace, actor, runtime and stub has no cycle.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -1,9 +1,14 @@
 //! Namespaces: the objects of one class, reached by ID.
 //!
 //! [`Namespace`] is the handle users hold; [`NamespaceCore`] runs the class's objects in this
-//! process (one actor per live object). A runtime's registry knows class types only as
-//! [`TypeId`]s: a class is opened here, where its type is known, from the [`OpenClass`] that
-//! [`Context::namespace`] and `Runtime::namespace` hand the runtime through its [`Directory`].
+//! process (one actor per live object). The core is what the other parts know only through
+//! their seams: it is its actors' [`ActorHost`], its alarm scheduler's [`AlarmTarget`], and
+//! its stubs' (and `Namespace`s') [`LocalClass`]; it holds the runtime's [`Host`] and, for its
+//! objects' contexts, the runtime's [`Directory`], never the runtime itself.
+//!
+//! A runtime's registry knows class types only as [`TypeId`]s: a class is opened here, where
+//! its type is known, from the [`OpenClass`] that [`Context::namespace`] and
+//! `Runtime::namespace` hand the runtime through its [`Directory`].
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
