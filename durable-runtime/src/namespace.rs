@@ -105,9 +105,9 @@ pub(crate) struct Retired {
 pub(crate) struct NamespaceCore<T: DurableObject> {
     pub(crate) class: ClassTag,
     pub(crate) options: ClassOptions,
-    pub(crate) host: Arc<Host>,
+    host: Arc<Host>,
     /// For the contexts of the class's objects.
-    pub(crate) directory: Arc<dyn Directory>,
+    directory: Arc<dyn Directory>,
     shards: Box<[RwLock<Shard<T>>]>,
     next_token: AtomicU64,
     tasks_started: AtomicBool,
