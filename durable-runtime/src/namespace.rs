@@ -661,6 +661,8 @@ impl<T: DurableObject> Namespace<T> {
     /// [`Closed`](crate::ErrorKind::Closed) after shutdown, a [`Storage`](crate::ErrorKind::Storage)
     /// error if the backend fails, and on a connected runtime the connection's errors
     /// ([`Disconnected`](crate::ErrorKind::Disconnected), ...).
+    ///
+    /// Dropping the future stops waiting; nothing changes.
     pub async fn list_ids(&self) -> Result<Vec<ObjectId>> {
         let ids = match &self.route {
             Route::Local(core) => core.stored_ids()?,
@@ -691,6 +693,9 @@ impl<T: DurableObject> Namespace<T> {
     ///
     /// As [`list_ids`](Self::list_ids); an object whose erasure fails stops the deletion
     /// there (the objects before it are deleted).
+    ///
+    /// Dropping the future stops the deletion after the object being erased (in this
+    /// process; a server asked by a connected runtime finishes the whole class).
     pub async fn delete_all_objects(&self) -> Result<usize> {
         match &self.route {
             Route::Local(core) => core.delete_all().await,
