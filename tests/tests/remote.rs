@@ -540,6 +540,15 @@ async fn a_closed_port_is_disconnected_and_retryable() {
 #[derive(Default)]
 pub struct Peer(OnceLock<Runtime>);
 
+impl Peer {
+    /// The connected runtime in an object's env.
+    fn of(ctx: &Context) -> &Runtime {
+        ctx.env::<Arc<Peer>>()
+            .and_then(|p| p.0.get())
+            .expect("the peer is connected before the first call")
+    }
+}
+
 #[durable_object]
 pub struct CyclePing {
     ctx: Context,
@@ -552,12 +561,11 @@ impl CyclePing {
     }
 
     pub async fn ping(&mut self) -> Result<()> {
-        let peer = self
-            .ctx
-            .env::<Arc<Peer>>()
-            .and_then(|p| p.0.get())
-            .expect("peer");
-        peer.namespace::<CyclePong>().get_by_name("b").pong().await
+        Peer::of(&self.ctx)
+            .namespace::<CyclePong>()
+            .get_by_name("b")
+            .pong()
+            .await
     }
 }
 
@@ -573,12 +581,11 @@ impl CyclePong {
     }
 
     pub async fn pong(&mut self) -> Result<()> {
-        let peer = self
-            .ctx
-            .env::<Arc<Peer>>()
-            .and_then(|p| p.0.get())
-            .expect("peer");
-        peer.namespace::<CyclePing>().get_by_name("a").ping().await
+        Peer::of(&self.ctx)
+            .namespace::<CyclePing>()
+            .get_by_name("a")
+            .ping()
+            .await
     }
 }
 

@@ -98,6 +98,11 @@ pub(crate) async fn read_frame<'b, R: AsyncRead + Unpin>(
     }
 }
 
+/// A handshake cut short by the connection.
+fn broken(e: ReadError) -> Error {
+    Error::disconnected(format!("handshake: {e}"))
+}
+
 async fn send<W: AsyncWrite + Unpin, T: serde::Serialize>(writer: &mut W, body: &T) -> Result<()> {
     let mut out = Vec::with_capacity(80);
     frame::encode(body, &mut out)?;
@@ -124,7 +129,6 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let broken = |e: ReadError| Error::disconnected(format!("handshake: {e}"));
     let ours = nonce()?;
     send(writer, &ClientFrame::Hello { nonce: ours }).await?;
     let body = read_frame(reader, buffer).await.map_err(broken)?;
@@ -176,7 +180,6 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let broken = |e: ReadError| Error::disconnected(format!("handshake: {e}"));
     let body = read_frame(reader, buffer).await.map_err(broken)?;
     let theirs = match frame::decode::<ClientFrame<'_>>(body) {
         Ok(ClientFrame::Hello { nonce }) => nonce,
