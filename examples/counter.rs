@@ -287,6 +287,9 @@ async fn run(options: Options) -> Result<(), String> {
     let closed = rt.shutdown().await;
     served.map_err(|e| format!("the server failed: {e}"))?;
     closed.map_err(|e| format!("shutting the runtime down failed: {e}"))?;
-    tracing::info!("stopped; data synced in {data_dir}");
+    match &options.connect {
+        Some(_) => tracing::info!("stopped"),
+        None => tracing::info!("stopped; data synced in {data_dir}"),
+    }
     Ok(())
 }

@@ -99,7 +99,7 @@ enum Repr {
     // Variants are encoded by position on the wire: new ones go at the end, never between.
     #[error("unauthenticated: {0}")]
     Unauthenticated(String),
-    #[error("disconnected: {0}; the call may or may not have run")]
+    #[error("disconnected: {0}")]
     Disconnected(String),
     #[error("unknown method: {0}")]
     UnknownMethod(String),

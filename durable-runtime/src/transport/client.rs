@@ -34,6 +34,8 @@ use crate::id::{ObjectId, ID_BYTES};
 
 /// How long one attempt to connect (and run the handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// What a call lost with its connection must be told.
+const MAY_HAVE_RUN: &str = "the call may or may not have run";
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -107,19 +109,21 @@ impl Pending {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The connection is gone: every waiting call fails with `err`, and so does every call
-    /// that tries this connection from now on.
-    fn fail_all(&self, err: Error) {
+    /// The connection is gone (`reason`): every waiting call fails as disconnected (it may
+    /// have run), and so does every call that tries this connection from now on (it was
+    /// never sent).
+    fn fail_all(&self, reason: String) {
         let waiters = {
             let mut state = self.lock();
             if state.lost.is_none() {
-                state.lost = Some(err.clone());
+                state.lost = Some(Error::disconnected(reason.clone()));
                 self.is_lost.store(true, Ordering::Release);
             }
             std::mem::take(&mut state.waiters)
         };
+        let in_flight = Error::disconnected(format!("{reason}; {MAY_HAVE_RUN}"));
         for (_, waiter) in waiters {
-            let _ = waiter.send(Err(err.clone()));
+            let _ = waiter.send(Err(in_flight.clone()));
         }
     }
 
@@ -272,7 +276,11 @@ impl Client {
                 }
             }
         };
-        reply.unwrap_or_else(|_| Err(Error::disconnected("the connection was lost")))
+        reply.unwrap_or_else(|_| {
+            Err(Error::disconnected(format!(
+                "the connection was lost; {MAY_HAVE_RUN}"
+            )))
+        })
     }
 
     /// The live connection, dialing one if there is none.
@@ -354,9 +362,7 @@ impl Client {
         let failed = pending.clone();
         tokio::spawn(async move {
             if let Err(e) = write_queued.await {
-                failed.fail_all(Error::disconnected(format!(
-                    "writing to the server failed: {e}"
-                )));
+                failed.fail_all(format!("writing to the server failed: {e}"));
             }
         });
         tokio::spawn(read_loop(
@@ -385,23 +391,17 @@ async fn read_loop(
             Ok(()) => {}
             Err(reason) => {
                 tracing::warn!(server = %addr, %reason, "dropped the connection to a server that broke the protocol");
-                break Error::disconnected(format!(
-                    "the server at {addr} broke the protocol: {reason}"
-                ));
+                break format!("the server at {addr} broke the protocol: {reason}");
             }
         }
         let spare = match buffer.spare() {
             Ok(spare) => spare,
-            Err(e) => {
-                break Error::disconnected(format!("the server at {addr} broke the protocol: {e}"))
-            }
+            Err(e) => break format!("the server at {addr} broke the protocol: {e}"),
         };
         match reader.read_buf(spare).await {
-            Ok(0) => {
-                break Error::disconnected(format!("the server at {addr} closed the connection"))
-            }
+            Ok(0) => break format!("the server at {addr} closed the connection"),
             Ok(_) => {}
-            Err(e) => break Error::disconnected(format!("the connection to {addr} failed: {e}")),
+            Err(e) => break format!("the connection to {addr} failed: {e}"),
         }
     };
     pending.fail_all(err);
