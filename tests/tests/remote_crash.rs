@@ -1,4 +1,4 @@
-//! kill -9 of the object server under a remote client's load, several times.
+//! kill -9 of the object server under a remote client's load, five times.
 //!
 //! The object server is a child process (`remote_server`, fjall, fsync'ed); this test is the
 //! connected runtime, with 16 callers incrementing 4 counters through one connection. Each
@@ -25,7 +25,7 @@ const SERVER: &str = env!("CARGO_BIN_EXE_remote_server");
 const SECRET: &str = "crash secret";
 const OBJECTS: [&str; 4] = ["r0", "r1", "r2", "r3"];
 const CALLERS: usize = 16;
-const CYCLES: usize = 3;
+const CYCLES: usize = 5;
 
 fn start_server(dir: &Path, addr: &str) -> Child {
     let dir = dir.to_str().expect("UTF-8 temp dir");
