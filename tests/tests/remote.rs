@@ -706,7 +706,7 @@ async fn a_request_id_not_above_the_previous_one_closes_the_connection() {
     let id = front.namespace::<Counter>().id_from_name("forged");
     let method = durable_runtime::MethodSchema::method_id("Counter", "increment");
     // A Call frame by hand: request, object, no name, method, no timeout, no chain, args (1,).
-    let call = |request: u8| call_frame(request, &id, None, method);
+    let call = |request: u64| call_frame(request, &id, None, method);
     let mut stream = handshaken(addr, SECRET.as_bytes()).await;
     stream.write_all(&call(5)).await.unwrap();
     let body = read_reply(&mut stream).await;
@@ -794,34 +794,91 @@ async fn a_method_id_the_class_does_not_have_is_unknown_method() {
 /// A `Call` frame by hand (frame.rs's layout): request, object, name, method, no timeout,
 /// no chain, and the arguments `(1i64,)`.
 fn call_frame(
-    request: u8,
+    request: u64,
     id: &durable_runtime::ObjectId,
     name: Option<&str>,
     method: u64,
 ) -> Vec<u8> {
-    let mut body = vec![1u8, 2, request];
+    call_frame_with(request, id, name, method, &[2])
+}
+
+/// A `Call` frame by hand with these encoded arguments.
+fn call_frame_with(
+    request: u64,
+    id: &durable_runtime::ObjectId,
+    name: Option<&str>,
+    method: u64,
+    args: &[u8],
+) -> Vec<u8> {
+    let mut body = vec![1u8, 2];
+    varint(request, &mut body);
     body.extend_from_slice(id.as_bytes());
     match name {
         None => body.push(0),
         Some(name) => {
-            body.extend_from_slice(&[1, name.len() as u8]);
+            body.push(1);
+            varint(name.len() as u64, &mut body);
             body.extend_from_slice(name.as_bytes());
         }
     }
-    let mut m = method;
-    loop {
-        let byte = (m & 0x7f) as u8;
-        m >>= 7;
-        if m == 0 {
-            body.push(byte);
-            break;
-        }
-        body.push(byte | 0x80);
-    }
-    body.extend_from_slice(&[0, 0, 1, 2]);
+    varint(method, &mut body);
+    body.extend_from_slice(&[0, 0]); // no timeout, no chain
+    varint(args.len() as u64, &mut body);
+    body.extend_from_slice(args);
     let mut frame = (body.len() as u32).to_be_bytes().to_vec();
     frame.extend_from_slice(&body);
     frame
+}
+
+/// postcard's unsigned varint.
+fn varint(mut n: u64, out: &mut Vec<u8>) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_does_not_read_its_replies_is_not_read_either() {
+    let (server, front) = pair();
+    let addr = server.local_addr().unwrap();
+    let probes = front.namespace::<Probe>();
+    let blob = durable_runtime::MethodSchema::method_id("Probe", "blob");
+    let mut len = Vec::new();
+    varint(512 * 1024, &mut len);
+    let call = |request: u64| {
+        let id = probes.id_from_name(&format!("big{request}"));
+        call_frame_with(request, &id, None, blob, &len)
+    };
+    let mut stream = handshaken(addr, SECRET.as_bytes()).await;
+    // 30 calls whose replies (15 MiB) fill the socket's buffers and the server's backlog...
+    for request in 1..=30u64 {
+        stream.write_all(&call(request)).await.unwrap();
+    }
+    wait_until("the first calls ran", || server.metrics().calls == 30).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // ...then 50 more, and still no read: the server must not take them.
+    for request in 31..=80u64 {
+        stream.write_all(&call(request)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let ran = server.metrics().calls;
+    assert!(
+        ran < 80,
+        "all {ran} calls ran for a peer that reads nothing: its replies pile up unbounded"
+    );
+    // Once the peer reads, the server reads its calls again: every reply arrives.
+    for request in 1..=80u64 {
+        let body = read_reply(&mut stream).await;
+        assert_eq!(body[1], 3, "a reply");
+        assert_eq!(body[3], 0, "an output for request {request}");
+    }
+    assert_eq!(server.metrics().calls, 80);
 }
 
 /// Reads one reply frame's body (version byte first).

@@ -17,6 +17,8 @@ use tokio::sync::Notify;
 pub(crate) struct Outbox {
     state: Mutex<State>,
     flush: Notify,
+    /// Notified each time the writer task empties the queue.
+    drained: Notify,
 }
 
 struct State {
@@ -45,6 +47,7 @@ impl Outbox {
                 flushing: false,
             }),
             flush: Notify::new(),
+            drained: Notify::new(),
         });
         (outbox.clone(), outbox.write_queued())
     }
@@ -86,11 +89,32 @@ impl Outbox {
         Ok(())
     }
 
+    /// Bytes queued and not yet written: what a peer that does not read makes us hold.
+    pub(crate) fn backlog(&self) -> usize {
+        self.lock().queued.len()
+    }
+
+    /// Waits until the backlog is at most `bytes` (or the outbox closed): a server stops
+    /// reading calls from a peer that does not read its replies.
+    pub(crate) async fn wait_backlog(&self, bytes: usize) {
+        loop {
+            let drained = self.drained.notified();
+            {
+                let state = self.lock();
+                if state.queued.len() <= bytes || state.writer.is_none() {
+                    return;
+                }
+            }
+            drained.await;
+        }
+    }
+
     /// Closes the output: queued and later frames are dropped, and the end of the stream is
     /// sent once the write in progress (if any) ends.
     pub(crate) fn close(&self) {
         self.lock().writer = None;
         self.flush.notify_one();
+        self.drained.notify_waiters();
     }
 
     /// The writer task: writes what was queued, until the outbox closes (`Ok`) or the socket
@@ -105,6 +129,7 @@ impl Outbox {
                 };
                 if state.queued.is_empty() {
                     state.flushing = false;
+                    self.drained.notify_waiters();
                     None
                 } else {
                     std::mem::swap(&mut batch, &mut state.queued);

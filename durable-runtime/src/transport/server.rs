@@ -11,6 +11,8 @@
 //!   the connection task only starts them;
 //! - at most `max_calls_in_flight` calls of one connection run at once; beyond it a call is
 //!   answered [`Overloaded`](crate::ErrorKind::Overloaded) at once, unrun;
+//! - a peer that does not read its replies is not read either: past 4 MiB of replies
+//!   waiting to be written, the server stops reading its calls until they drain;
 //! - a frame is never buffered beyond `max_frame_bytes`; a peer that sends garbage (a bad
 //!   length, version or body, a request ID not above the previous one) loses its connection,
 //!   and only it.
@@ -40,6 +42,11 @@ use crate::runtime::RuntimeShared;
 
 /// How long a new connection may take to prove it holds the secret.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Replies a connection may have waiting to be written before the server stops reading its
+/// calls: a peer that sends calls and never reads the replies holds at most this, plus the
+/// replies of its calls in flight.
+const MAX_BACKLOG: usize = 4 * 1024 * 1024;
 
 /// A finished request, ready to be written.
 pub(crate) enum Answer {
@@ -333,11 +340,21 @@ impl Connection {
             None => return Ok(()),
         };
         loop {
-            while let Some(body) = buffer.next_frame().map_err(|e| e.to_string())? {
+            // Backpressure: no new calls while the peer leaves its replies unread.
+            if self.replies.outbox.backlog() > MAX_BACKLOG {
+                tokio::select! {
+                    () = self.replies.outbox.wait_backlog(MAX_BACKLOG) => {}
+                    _ = closing.changed() => {}
+                }
+            } else if let Some(body) = buffer.next_frame().map_err(|e| e.to_string())? {
                 self.handle(body)?;
+                continue;
             }
             if *closing.borrow() {
                 break;
+            }
+            if self.replies.outbox.backlog() > MAX_BACKLOG {
+                continue;
             }
             let spare = buffer.spare().map_err(|e| e.to_string())?;
             tokio::select! {
