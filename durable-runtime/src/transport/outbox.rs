@@ -8,6 +8,7 @@
 //! behind them.
 
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::net::tcp::OwnedWriteHalf;
@@ -17,8 +18,11 @@ use tokio::sync::Notify;
 pub(crate) struct Outbox {
     state: Mutex<State>,
     flush: Notify,
-    /// Notified each time the writer task empties the queue.
+    /// Notified each time the writer task finished writing a batch.
     drained: Notify,
+    /// Bytes handed to the writer task and not yet written (queued, or in its batch): read
+    /// without the lock for every frame a server takes in.
+    backlog: AtomicUsize,
 }
 
 struct State {
@@ -48,6 +52,7 @@ impl Outbox {
             }),
             flush: Notify::new(),
             drained: Notify::new(),
+            backlog: AtomicUsize::new(0),
         });
         (outbox.clone(), outbox.write_queued())
     }
@@ -81,6 +86,7 @@ impl Outbox {
         };
         if let Some(rest) = frame.get(written..).filter(|rest| !rest.is_empty()) {
             state.queued.extend_from_slice(rest);
+            self.backlog.fetch_add(rest.len(), Ordering::Relaxed);
             if !state.flushing {
                 state.flushing = true;
                 self.flush.notify_one();
@@ -91,7 +97,7 @@ impl Outbox {
 
     /// Bytes queued and not yet written: what a peer that does not read makes us hold.
     pub(crate) fn backlog(&self) -> usize {
-        self.lock().queued.len()
+        self.backlog.load(Ordering::Relaxed)
     }
 
     /// Waits until the backlog is at most `bytes` (or the outbox closed): a server stops
@@ -99,11 +105,8 @@ impl Outbox {
     pub(crate) async fn wait_backlog(&self, bytes: usize) {
         loop {
             let drained = self.drained.notified();
-            {
-                let state = self.lock();
-                if state.queued.len() <= bytes || state.writer.is_none() {
-                    return;
-                }
+            if self.backlog() <= bytes || self.lock().writer.is_none() {
+                return;
             }
             drained.await;
         }
@@ -129,7 +132,6 @@ impl Outbox {
                 };
                 if state.queued.is_empty() {
                     state.flushing = false;
-                    self.drained.notify_waiters();
                     None
                 } else {
                     std::mem::swap(&mut batch, &mut state.queued);
@@ -155,6 +157,8 @@ impl Outbox {
                     }
                 }
             }
+            self.backlog.fetch_sub(batch.len(), Ordering::Relaxed);
+            self.drained.notify_waiters();
             batch.clear();
         }
     }
