@@ -889,3 +889,26 @@ async fn read_reply(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
     stream.read_exact(&mut body).await.unwrap();
     body
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stub_timeout_covers_a_server_that_never_answers_the_handshake() {
+    // Accepts connections (the kernel does, into its backlog) and never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let front = Runtime::builder()
+        .connect(silent.local_addr().unwrap().to_string())
+        .open()
+        .unwrap();
+    let stub = front.namespace::<Counter>().get_by_name("x");
+    let started = Instant::now();
+    let err = ObjectStub::with_timeout(&stub, Duration::from_millis(200))
+        .increment(1)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the call waited {:?} for a handshake, past its 200 ms timeout",
+        started.elapsed()
+    );
+    drop(silent);
+}

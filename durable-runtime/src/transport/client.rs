@@ -227,7 +227,16 @@ impl Client {
         deadline: Option<(Instant, Error)>,
         encode: impl FnOnce(u64, &mut Vec<u8>) -> Result<()>,
     ) -> Result<Reply> {
-        let connection = self.connection().await?;
+        // The deadline covers connecting too (a dial may take up to CONNECT_TIMEOUT).
+        let connection = match &deadline {
+            None => self.connection().await?,
+            Some((at, timed_out)) => {
+                match Box::pin(tokio::time::timeout_at((*at).into(), self.connection())).await {
+                    Ok(connection) => connection?,
+                    Err(_) => return Err(timed_out.clone()),
+                }
+            }
+        };
         let (waiter, reply) = oneshot::channel();
         let request = {
             let mut state = connection.pending.lock();
