@@ -799,15 +799,16 @@ fn call_frame(
     name: Option<&str>,
     method: u64,
 ) -> Vec<u8> {
-    call_frame_with(request, id, name, method, &[2])
+    call_frame_with(request, id, name, method, None, &[2])
 }
 
-/// A `Call` frame by hand with these encoded arguments.
+/// A `Call` frame by hand with this timeout and these encoded arguments.
 fn call_frame_with(
     request: u64,
     id: &durable_runtime::ObjectId,
     name: Option<&str>,
     method: u64,
+    timeout_ms: Option<u64>,
     args: &[u8],
 ) -> Vec<u8> {
     let mut body = vec![1u8, 2];
@@ -822,7 +823,14 @@ fn call_frame_with(
         }
     }
     varint(method, &mut body);
-    body.extend_from_slice(&[0, 0]); // no timeout, no chain
+    match timeout_ms {
+        None => body.push(0),
+        Some(ms) => {
+            body.push(1);
+            varint(ms, &mut body);
+        }
+    }
+    body.push(0); // no chain
     varint(args.len() as u64, &mut body);
     body.extend_from_slice(args);
     let mut frame = (body.len() as u32).to_be_bytes().to_vec();
@@ -853,7 +861,7 @@ async fn a_peer_that_does_not_read_its_replies_is_not_read_either() {
     varint(512 * 1024, &mut len);
     let call = |request: u64| {
         let id = probes.id_from_name(&format!("big{request}"));
-        call_frame_with(request, &id, None, blob, &len)
+        call_frame_with(request, &id, None, blob, None, &len)
     };
     let mut stream = handshaken(addr, SECRET.as_bytes()).await;
     // 30 calls whose replies (15 MiB) fill the socket's buffers and the server's backlog...
@@ -911,4 +919,28 @@ async fn a_stub_timeout_covers_a_server_that_never_answers_the_handshake() {
         started.elapsed()
     );
     drop(silent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_too_far_to_represent_is_no_timeout() {
+    let (server, front) = pair();
+    let id = front.namespace::<Counter>().id_from_name("forever");
+    let increment = durable_runtime::MethodSchema::method_id("Counter", "increment");
+    let mut stream = handshaken(server.local_addr().unwrap(), SECRET.as_bytes()).await;
+    let frame = call_frame_with(1, &id, None, increment, Some(u64::MAX), &[2]);
+    stream.write_all(&frame).await.unwrap();
+    assert_eq!(
+        &read_reply(&mut stream).await[..4],
+        &[1, 3, 1, 0],
+        "an output"
+    );
+    assert_eq!(
+        front
+            .namespace::<Counter>()
+            .get(id)
+            .get_counter_value()
+            .await
+            .unwrap(),
+        1
+    );
 }

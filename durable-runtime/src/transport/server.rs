@@ -81,9 +81,10 @@ impl<T: DurableObject> ServedClass for NamespaceCore<T> {
             Ok(decoded) => decoded,
             Err(e) => return responder.answer(Answer::Error(e)),
         };
+        // A deadline too far to represent is no deadline (a peer may send any number).
         let deadline = frame
             .timeout_ms
-            .map(|ms| Instant::now() + Duration::from_millis(ms));
+            .and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
         let reply = ReplyTo::Remote(Box::new(move |result: Result<T::Output>| {
             let answer = match result {
                 Ok(output) => {
@@ -291,39 +292,41 @@ impl Replies {
     }
 
     /// Encodes the reply frame and sends it (a lone reply is written at once).
-    fn write(&self, request: u64, mut answer: Answer, alone: bool) {
-        if let Answer::Output(bytes) = &answer {
-            // The frame's header and the reply's ID fit in 32 bytes.
-            if bytes.len() + 32 > self.max_frame_bytes {
-                answer = Answer::Error(Error::invalid_argument(format!(
-                    "the reply is {} bytes, over the limit of {} bytes a frame may carry \
-                     (RuntimeBuilder::max_frame_bytes); it ran, but its result cannot be sent",
-                    bytes.len(),
-                    self.max_frame_bytes
-                )));
-            }
-        }
-        let error;
-        let body = match &answer {
-            Answer::Output(bytes) => ReplyBody::Output(bytes),
-            Answer::Error(e) => {
-                error = frame::encode_error(e);
-                ReplyBody::Error(&error)
-            }
-            Answer::Ids(ids) => ReplyBody::Ids(ids.clone()),
-            Answer::Count(n) => ReplyBody::Count(*n),
-        };
+    fn write(&self, request: u64, answer: Answer, alone: bool) {
         let mut out = Vec::with_capacity(64);
-        if let Err(e) = frame::encode(&ServerFrame::Reply { request, body }, &mut out) {
-            // Only a reply over 4 GiB can fail to encode: answer with the error instead.
+        let encoded = encode_reply(request, &answer, &mut out);
+        let len = out.len().saturating_sub(frame::LENGTH_BYTES);
+        if encoded.is_err() || len > self.max_frame_bytes {
+            let error = encoded.err().unwrap_or_else(|| {
+                Error::invalid_argument(format!(
+                    "the reply is {len} bytes, over the limit of {} bytes a frame may carry \
+                     (RuntimeBuilder::max_frame_bytes); the call ran, but its result cannot \
+                     be sent",
+                    self.max_frame_bytes
+                ))
+            });
             out.clear();
-            let error = frame::encode_error(&e);
-            let body = ReplyBody::Error(&error);
-            let _ = frame::encode(&ServerFrame::Reply { request, body }, &mut out);
+            // An error frame is small: it cannot fail to encode nor be too large.
+            let _ = encode_reply(request, &Answer::Error(error), &mut out);
         }
         // A closed outbox: the connection is gone, and nobody waits for this reply.
         let _ = self.outbox.send(&out, alone);
     }
+}
+
+/// Appends the reply frame of `request` to `out`.
+fn encode_reply(request: u64, answer: &Answer, out: &mut Vec<u8>) -> Result<()> {
+    let error;
+    let body = match answer {
+        Answer::Output(bytes) => ReplyBody::Output(bytes),
+        Answer::Error(e) => {
+            error = frame::encode_error(e);
+            ReplyBody::Error(&error)
+        }
+        Answer::Ids(ids) => ReplyBody::Ids(ids.clone()),
+        Answer::Count(n) => ReplyBody::Count(*n),
+    };
+    frame::encode(&ServerFrame::Reply { request, body }, out)
 }
 
 impl Connection {
