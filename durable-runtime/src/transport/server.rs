@@ -11,6 +11,7 @@
 //!   the connection task only starts them;
 //! - at most `max_calls_in_flight` calls of one connection run at once; beyond it a call is
 //!   answered [`Overloaded`](crate::ErrorKind::Overloaded) at once, unrun;
+//! - at most 4096 connections are served at once (a handshake must finish within 10 s);
 //! - a peer that does not read its replies is not read either: past 4 MiB of replies
 //!   waiting to be written, the server stops reading its calls until they drain;
 //! - a frame is never buffered beyond `max_frame_bytes`; a peer that sends garbage (a bad
@@ -26,7 +27,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 use super::frame::{self, CallFrame, ClientFrame, FrameBuffer, ReplyBody, ServerFrame};
 use super::handshake;
@@ -47,6 +48,11 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// calls: a peer that sends calls and never reads the replies holds at most this, plus the
 /// replies of its calls in flight.
 const MAX_BACKLOG: usize = 4 * 1024 * 1024;
+
+/// Connections served at once (each holds a task and its buffers); beyond it, a new
+/// connection is closed at once. Unauthenticated ones count too, for at most
+/// [`HANDSHAKE_TIMEOUT`] each.
+const MAX_CONNECTIONS: usize = 4096;
 
 /// A finished request, ready to be written.
 pub(crate) enum Answer {
@@ -163,15 +169,26 @@ pub(crate) async fn accept_loop(
     let Some(mut closing) = runtime.upgrade().map(|rt| rt.watch_closing()) else {
         return;
     };
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = closing.changed() => return,
         };
         match accepted {
-            Ok((stream, peer)) => {
-                tokio::spawn(serve(stream, peer, runtime.clone(), config.clone()));
-            }
+            Ok((stream, peer)) => match slots.clone().try_acquire_owned() {
+                Ok(slot) => {
+                    let (runtime, config) = (runtime.clone(), config.clone());
+                    tokio::spawn(async move {
+                        serve(stream, peer, runtime, config).await;
+                        drop(slot);
+                    });
+                }
+                Err(_) => {
+                    tracing::warn!(%peer, "refused a connection: {MAX_CONNECTIONS} connections are open");
+                    drop(stream);
+                }
+            },
             Err(e) => {
                 // Out of file descriptors and the like: wait, rather than spin.
                 tracing::warn!(error = %e, "accepting a connection failed");
