@@ -693,6 +693,17 @@ async fn garbage_closes_only_its_own_connection() {
         .await
         .unwrap();
     let _ = read_to_close(&mut stream).await;
+    // An unauthenticated peer announcing a large frame is refused at once, not buffered
+    // (the server would otherwise wait out its 10 s handshake timeout for the body).
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(&100_000u32.to_be_bytes()).await.unwrap();
+    stream.write_all(&[1, 0, 0, 0]).await.unwrap();
+    let started = Instant::now();
+    let _ = read_to_close(&mut stream).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a 100 kB handshake frame was waited for"
+    );
     assert_eq!(
         counter.increment(1).await.unwrap(),
         2 + garbage.len() as i64

@@ -348,7 +348,8 @@ impl Client {
             .map_err(|e| Error::disconnected(format!("cannot connect to {}: {e}", self.addr)))?;
         let _ = stream.set_nodelay(true);
         let (mut reader, mut writer) = stream.into_split();
-        let mut buffer = FrameBuffer::new(self.config.max_frame_bytes);
+        // Until the peer proved the secret, frames are bounded by the handshake's size.
+        let mut buffer = FrameBuffer::new(frame::HANDSHAKE_FRAME_BYTES);
         handshake::client(&mut reader, &mut writer, &mut buffer, &self.config.secret)
             .await
             .map_err(|e| match e.kind() {
@@ -359,6 +360,7 @@ impl Client {
                 )),
                 _ => e,
             })?;
+        buffer.set_max_frame_bytes(self.config.max_frame_bytes);
         let pending = Arc::new(Pending {
             state: Mutex::new(PendingState {
                 waiters: HashMap::new(),

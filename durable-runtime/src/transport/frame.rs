@@ -24,6 +24,10 @@ pub(crate) const LENGTH_BYTES: usize = 4;
 /// The default bound on one frame (length prefix excluded).
 pub(crate) const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 
+/// The bound on a frame before the peer proved it holds the secret: handshake frames are
+/// under 100 bytes, so an unauthenticated peer cannot make us buffer more than this.
+pub(crate) const HANDSHAKE_FRAME_BYTES: usize = 256;
+
 /// How many callers a call chain may list (cycle detection across processes).
 pub(crate) const MAX_CHAIN_LINKS: usize = 256;
 
@@ -203,6 +207,11 @@ impl FrameBuffer {
         }
         self.start = begin + len;
         Ok(self.buf.get(begin..begin + len))
+    }
+
+    /// Raises (or lowers) the bound on frames: after the handshake, to the connection's own.
+    pub(crate) fn set_max_frame_bytes(&mut self, max_frame_bytes: usize) {
+        self.max_frame_bytes = max_frame_bytes;
     }
 
     /// `true` when a whole frame is buffered (`next_frame` will return it).

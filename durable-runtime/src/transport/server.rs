@@ -208,7 +208,8 @@ async fn serve(
 ) {
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
-    let mut buffer = FrameBuffer::new(config.max_frame_bytes);
+    // Until the peer proved the secret, frames are bounded by the handshake's size.
+    let mut buffer = FrameBuffer::new(frame::HANDSHAKE_FRAME_BYTES);
     let handshake = handshake::server(&mut reader, &mut writer, &mut buffer, &config.secret);
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Ok(())) => {}
@@ -221,6 +222,7 @@ async fn serve(
             return;
         }
     }
+    buffer.set_max_frame_bytes(config.max_frame_bytes);
     let (outbox, write_queued) = Outbox::new(writer);
     tokio::spawn(async move {
         if let Err(e) = write_queued.await {
