@@ -14,7 +14,8 @@
 //! - at most 4096 connections are served at once (a handshake must finish within 10 s);
 //! - a peer that does not read its replies is not read either: past 4 MiB of replies
 //!   waiting to be written, the server stops reading its calls until they drain;
-//! - a frame is never buffered beyond `max_frame_bytes`; a peer that sends garbage (a bad
+//! - a frame is never buffered beyond `max_frame_bytes` (256 bytes until the peer proved
+//!   the secret); a peer that sends garbage (a bad
 //!   length, version or body, a request ID not above the previous one) loses its connection,
 //!   and only it.
 
