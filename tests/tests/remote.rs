@@ -955,3 +955,39 @@ async fn a_timeout_too_far_to_represent_is_no_timeout() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_shutting_down_answers_the_calls_it_took() {
+    let gates = Arc::new(Gates::default());
+    let (server, front) = pair_with(gates.clone());
+    let slow = front.namespace::<Probe>().get_by_name("late");
+    let waiting = tokio::spawn({
+        let slow = slow.clone();
+        async move { slow.wait().await }
+    });
+    wait_until("the call waits at the gate", || {
+        gates.entered.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let shutdown = tokio::spawn(server.shutdown());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !shutdown.is_finished(),
+        "shutdown did not wait for the call"
+    );
+    gates.open_until(|| waiting.is_finished()).await;
+    assert_eq!(
+        waiting
+            .await
+            .expect("task")
+            .expect("the call taken before shutdown"),
+        1
+    );
+    within("shutdown", async { shutdown.await.expect("task") }).await;
+    // The server is gone: a new call cannot reach it.
+    let err = slow.wait().await.unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::Disconnected | ErrorKind::Closed),
+        "{err}"
+    );
+}
