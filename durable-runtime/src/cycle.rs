@@ -55,9 +55,11 @@ fn describe(class: &str, id: &ObjectId) -> String {
 }
 
 /// The chain of the call running in this task (if this task runs an object's call), checked
-/// against a new call to `class`/`id`: `Err` if that call would close a cycle.
+/// against a new call to `id` (of the class `class` names): `Err` if that call would close a
+/// cycle. Outside an object's call this is one thread-local check; the class's name and the
+/// cycle's description are only made for an error.
 pub(crate) fn caller_chain(
-    class: &'static str,
+    class: impl FnOnce() -> &'static str,
     id: &ObjectId,
     exclusive: bool,
 ) -> Result<Option<Arc<Link>>> {
@@ -65,27 +67,40 @@ pub(crate) fn caller_chain(
         return Ok(None);
     }
     let chain = CURRENT.with(Frame::to_link);
-    let mut path = vec![describe(class, id)];
     let mut link = Some(&chain);
     while let Some(l) = link {
-        path.push(describe(&l.class, &l.id));
         // An ID's bytes carry its class's tag: equal IDs are of the same class.
         if l.id == *id && (l.exclusive || exclusive) {
-            path.reverse();
-            let busy = if l.exclusive {
-                "an exclusive"
-            } else {
-                "a shared"
-            };
-            return Err(Error::cycle(format!(
-                "{} ({} is in {busy} call waiting on this chain, so it cannot take this call until that call returns)",
-                path.join(" -> "),
-                describe(class, id)
-            )));
+            return Err(cycle_error(class(), id, &chain, l));
         }
         link = l.parent.as_ref();
     }
     Ok(Some(chain))
+}
+
+/// The error for a call to `class`/`id` whose caller chain `chain` already holds it, busy,
+/// at `busy`.
+fn cycle_error(class: &str, id: &ObjectId, chain: &Arc<Link>, busy: &Link) -> Error {
+    let mut path = vec![describe(class, id)];
+    let mut link = Some(chain);
+    while let Some(l) = link {
+        path.push(describe(&l.class, &l.id));
+        if std::ptr::eq::<Link>(&**l, busy) {
+            break;
+        }
+        link = l.parent.as_ref();
+    }
+    path.reverse();
+    let busy = if busy.exclusive {
+        "an exclusive"
+    } else {
+        "a shared"
+    };
+    Error::cycle(format!(
+        "{} ({} is in {busy} call waiting on this chain, so it cannot take this call until that call returns)",
+        path.join(" -> "),
+        describe(class, id)
+    ))
 }
 
 /// A chain as it crosses the wire, innermost first.

@@ -146,7 +146,7 @@ impl<T: DurableObject> Stub<T> {
             Route::Remote(remote) => return Box::pin(self.call_remote(remote, call)).await,
         };
         let exclusive = matches!(call, Call::Exclusive(_));
-        let chain = cycle::caller_chain(ns.class().name, &self.id, exclusive)?;
+        let chain = cycle::caller_chain(|| ns.class().name, &self.id, exclusive)?;
         let (reply, rx) = oneshot::channel();
         let Some(timeout) = self.timeout else {
             ns.send(
@@ -189,7 +189,7 @@ impl<T: DurableObject> Stub<T> {
     ) -> Result<T::Output> {
         remote.class.check(&self.id)?;
         let exclusive = matches!(call, Call::Exclusive(_));
-        let chain = cycle::caller_chain(remote.class.name, &self.id, exclusive)?;
+        let chain = cycle::caller_chain(|| remote.class.name, &self.id, exclusive)?;
         let mut args = Vec::new();
         let method = T::encode_call(&call, &mut args)?;
         let deadline = self.timeout.map(|timeout| {
