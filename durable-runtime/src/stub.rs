@@ -17,7 +17,7 @@ use crate::class::{Call, DurableObject};
 use crate::cycle;
 use crate::error::{Error, Result};
 use crate::id::{ClassTag, ObjectId, ID_BYTES};
-use crate::transport::client::{Client, OutgoingCall, Reply};
+use crate::transport::client::{Client, OutgoingCall};
 
 /// Where a stub's calls go: to the object's actor in this process, or across a connection
 /// to the runtime that holds it.
@@ -199,7 +199,7 @@ impl<T: DurableObject> Stub<T> {
             )
         });
         drop(call);
-        let reply = remote
+        let output = remote
             .client
             .call(OutgoingCall {
                 object: &self.id,
@@ -209,12 +209,7 @@ impl<T: DurableObject> Stub<T> {
                 deadline,
             })
             .await?;
-        match reply {
-            Reply::Output(bytes) => T::decode_output(method, &bytes),
-            other => Err(Error::internal(format!(
-                "the server answered a call with {other:?}"
-            ))),
-        }
+        T::decode_output(method, &output)
     }
 }
 

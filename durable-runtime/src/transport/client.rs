@@ -170,10 +170,10 @@ impl Client {
             .take();
     }
 
-    /// Sends a call and waits for its reply.
-    pub(crate) async fn call(&self, call: OutgoingCall<'_>) -> Result<Reply> {
+    /// Sends a call and waits for its reply: the encoded return value.
+    pub(crate) async fn call(&self, call: OutgoingCall<'_>) -> Result<Vec<u8>> {
         let at = call.deadline.as_ref().map(|(at, _)| *at);
-        self.request(call.deadline, |request, out| {
+        let reply = self.request(call.deadline, |request, out| {
             let timeout_ms = at.map(|d| {
                 let left = d.saturating_duration_since(Instant::now());
                 u64::try_from(left.as_millis()).unwrap_or(u64::MAX)
@@ -190,8 +190,11 @@ impl Client {
                 }),
                 out,
             )
-        })
-        .await
+        });
+        match reply.await? {
+            Reply::Output(bytes) => Ok(bytes),
+            other => Err(unexpected(&other)),
+        }
     }
 
     /// `Namespace::list_ids` of the class with this tag.
