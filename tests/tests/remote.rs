@@ -36,6 +36,18 @@ pub struct Gates {
 }
 
 impl Gates {
+    /// Starts `stub.wait()` in a task and returns once that call waits at the gate.
+    async fn park(&self, stub: &ProbeStub) -> tokio::task::JoinHandle<Result<u32>> {
+        let before = self.entered.load(Ordering::SeqCst);
+        let stub = stub.clone();
+        let call = tokio::spawn(async move { stub.wait().await });
+        wait_until("the call waits at the gate", || {
+            self.entered.load(Ordering::SeqCst) == before + 1
+        })
+        .await;
+        call
+    }
+
     /// Opens the gate until every call waiting there and arriving within a moment passed.
     async fn open_until(&self, done: impl Fn() -> bool) {
         let start = Instant::now();
@@ -218,15 +230,10 @@ async fn wait_until(what: &str, cond: impl Fn() -> bool) {
 async fn overload_and_timeout_cross_intact() {
     let gates = Arc::new(Gates::default());
     let (server, front) = pair_with(gates.clone());
-    let entered = || gates.entered.load(Ordering::SeqCst);
 
     // Timeout: a call queued behind one waiting at the gate.
     let t = front.namespace::<Probe>().get_by_name("t");
-    let first = tokio::spawn({
-        let t = t.clone();
-        async move { t.wait().await }
-    });
-    wait_until("the first call waits at the gate", || entered() == 1).await;
+    let first = gates.park(&t).await;
     let timed = ObjectStub::with_timeout(&t, Duration::from_millis(100));
     let remote_timeout = timed.wait().await.unwrap_err();
     assert_eq!(remote_timeout.kind(), ErrorKind::Timeout);
@@ -239,11 +246,7 @@ async fn overload_and_timeout_cross_intact() {
 
     // Overload: one call running, four queued (max_queue = 4), the rest refused at once.
     let o = front.namespace::<Probe>().get_by_name("o");
-    let running = tokio::spawn({
-        let o = o.clone();
-        async move { o.wait().await }
-    });
-    wait_until("the overload object's first call waits", || entered() == 2).await;
+    let running = gates.park(&o).await;
     let calls: Vec<_> = (0..11)
         .map(|_| {
             let o = o.clone();
@@ -315,14 +318,7 @@ async fn a_slow_object_does_not_delay_another_objects_replies() {
     let gates = Arc::new(Gates::default());
     let (_server, front) = pair_with(gates.clone());
     let slow = front.namespace::<Probe>().get_by_name("slow");
-    let waiting = tokio::spawn({
-        let slow = slow.clone();
-        async move { slow.wait().await }
-    });
-    wait_until("the slow call waits", || {
-        gates.entered.load(Ordering::SeqCst) == 1
-    })
-    .await;
+    let waiting = gates.park(&slow).await;
     // Same connection, another object: answered while the slow call still waits.
     let fast = front.namespace::<Counter>().get_by_name("fast");
     for expected in 1..=100 {
@@ -961,14 +957,7 @@ async fn a_server_shutting_down_answers_the_calls_it_took() {
     let gates = Arc::new(Gates::default());
     let (server, front) = pair_with(gates.clone());
     let slow = front.namespace::<Probe>().get_by_name("late");
-    let waiting = tokio::spawn({
-        let slow = slow.clone();
-        async move { slow.wait().await }
-    });
-    wait_until("the call waits at the gate", || {
-        gates.entered.load(Ordering::SeqCst) == 1
-    })
-    .await;
+    let waiting = gates.park(&slow).await;
     let shutdown = tokio::spawn(server.shutdown());
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(
