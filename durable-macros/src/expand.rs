@@ -247,6 +247,59 @@ pub fn object(object: &Object) -> TokenStream {
     let encode_outputs = object.methods.iter().map(|m| codec.encode_output(m));
     let decode_outputs = decodable.iter().map(|m| codec.decode_output(m));
     let codec_imports = codec.imports();
+    let fetch_impl = object.methods.iter().find(|m| m.fetch).map(|m| {
+        let name = &m.ident;
+        let (arg, ty, out) = (&m.args[0].ident, &m.args[0].ty, &m.output);
+        let call = match m.access {
+            Access::Shared => {
+                quote!(#krate::__private::Call::Shared(#shared_enum::#name { #arg: request }))
+            }
+            Access::Exclusive => {
+                quote!(#krate::__private::Call::Exclusive(#exclusive_enum::#name { #arg: request }))
+            }
+        };
+        // With other types than `Request` and `Result<Response>`, the build fails at the
+        // user's signature (`wire_checks`); this code must then add no error of its own.
+        let call = quote! {
+            match (&&#krate::__private::Cast::<#krate::http::Request, #ty>::new()).cast(request) {
+                ::core::option::Option::Some(request) => #call,
+                ::core::option::Option::None => ::core::unreachable!(),
+            }
+        };
+        quote! {
+            #[allow(deprecated)]
+            impl #krate::http::Fetch for #ident
+            where
+                for<'__durable> #ident: ::core::marker::Send + ::core::marker::Sync,
+            {
+                fn fetch_call(
+                    request: #krate::http::Request,
+                ) -> #krate::__private::Call<#shared_enum, #exclusive_enum> {
+                    #[allow(unused_imports)]
+                    use #krate::__private::{CastOther as _, CastSame as _};
+                    #call
+                }
+
+                #[allow(unreachable_patterns)]
+                fn fetch_output(output: #output_enum) -> #krate::Result<#krate::http::Response> {
+                    #[allow(unused_imports)]
+                    use #krate::__private::{CastOther as _, CastSame as _};
+                    match output {
+                        #output_enum::#name(response) => {
+                            (&&#krate::__private::Cast::<#out, #krate::Result<#krate::http::Response>>::new())
+                                .cast(response)
+                                .unwrap_or_else(|| ::core::result::Result::Err(
+                                    #krate::__private::cast_failed(),
+                                ))
+                        }
+                        _ => ::core::result::Result::Err(#krate::Error::internal(
+                            "a reply of another method",
+                        )),
+                    }
+                }
+            }
+        }
+    });
 
     let stub_doc = format!(
         "The typed stub of [`{class_name}`]: each method sends a call to one `{class_name}` \
@@ -330,6 +383,8 @@ pub fn object(object: &Object) -> TokenStream {
             #object_check
             #(#wire_checks)*
         };
+
+        #fetch_impl
 
         #[allow(deprecated, clippy::type_complexity)]
         impl #krate::DurableObject for #ident
@@ -460,7 +515,24 @@ impl Codec<'_> {
                 let ty = &a.ty;
                 quote!(&#ty)
             });
-            let encode = self.encode(quote!((#(#types,)*)), &quote!(&(#(#bindings,)*)));
+            let encode = if m.fetch {
+                let krate = self.krate;
+                let ty = &m.args[0].ty;
+                quote! {
+                    match (&&#krate::__private::Cast::<#ty, #krate::http::Request>::new())
+                        .cast_ref(#(#bindings)*)
+                    {
+                        ::core::option::Option::Some(request) => {
+                            #krate::http::wire::encode_request(request, __out)
+                        }
+                        ::core::option::Option::None => ::core::result::Result::Err(
+                            #krate::__private::cast_failed(),
+                        ),
+                    }
+                }
+            } else {
+                self.encode(quote!((#(#types,)*)), &quote!(&(#(#bindings,)*)))
+            };
             quote! {
                 #enum_ident::#name { #(#fields: ref #bindings,)* } => {
                     #encode?;
@@ -484,7 +556,19 @@ impl Codec<'_> {
             let types = m.args.iter().map(|a| &a.ty);
             quote!((#(#types,)*))
         };
-        let decode = self.decode(m, tuple.clone(), "arguments");
+        let decode = if m.fetch {
+            let ty = &m.args[0].ty;
+            quote! {
+                #krate::http::wire::decode_request(#output::__CLASS.name, __bytes).and_then(|r| {
+                    (&&#krate::__private::Cast::<#krate::http::Request, #ty>::new())
+                        .cast(r)
+                        .map(|r| (r,))
+                        .ok_or_else(#krate::__private::cast_failed)
+                })
+            }
+        } else {
+            self.decode(m, tuple.clone(), "arguments")
+        };
         let (binding, fields) = if m.args.is_empty() {
             (quote!(()), Vec::new())
         } else {
@@ -519,7 +603,24 @@ impl Codec<'_> {
     fn encode_output(&self, m: &Method) -> TokenStream {
         let output = self.enums.output;
         let name = &m.ident;
-        let encode = self.encode(m.output.to_token_stream(), &quote!(__value));
+        let encode = if m.fetch {
+            let krate = self.krate;
+            let ty = &m.output;
+            quote! {
+                match (&&#krate::__private::Cast::<#ty, #krate::Result<#krate::http::Response>>::new())
+                    .cast_ref(__value)
+                {
+                    ::core::option::Option::Some(value) => {
+                        #krate::http::wire::encode_response(value, __out)
+                    }
+                    ::core::option::Option::None => ::core::result::Result::Err(
+                        #krate::__private::cast_failed(),
+                    ),
+                }
+            }
+        } else {
+            self.encode(m.output.to_token_stream(), &quote!(__value))
+        };
         quote!(#output::#name(ref __value) => #encode,)
     }
 
@@ -527,7 +628,19 @@ impl Codec<'_> {
     fn decode_output(&self, m: &Method) -> TokenStream {
         let output = self.enums.output;
         let (name, id) = (&m.ident, method_id_const(m));
-        let decode = self.decode(m, m.output.to_token_stream(), "return value");
+        let decode = if m.fetch {
+            let krate = self.krate;
+            let ty = &m.output;
+            quote! {
+                #krate::http::wire::decode_response(#output::__CLASS.name, __bytes).and_then(|r| {
+                    (&&#krate::__private::Cast::<#krate::Result<#krate::http::Response>, #ty>::new())
+                        .cast(r)
+                        .ok_or_else(#krate::__private::cast_failed)
+                })
+            }
+        } else {
+            self.decode(m, m.output.to_token_stream(), "return value")
+        };
         quote!(#output::#id => ::core::result::Result::map(#decode, #output::#name),)
     }
 
@@ -554,7 +667,10 @@ impl Codec<'_> {
         let krate = self.krate;
         quote! {
             #[allow(unused_imports)]
-            use #krate::__private::{WireCodecFallback as _, WireDecode as _, WireEncode as _};
+            use #krate::__private::{
+                CastOther as _, CastSame as _, WireCodecFallback as _, WireDecode as _,
+                WireEncode as _,
+            };
         }
     }
 }
@@ -575,6 +691,20 @@ fn send_future(name: &Ident, output: &TokenStream, call: TokenStream) -> TokenSt
 /// `Serialize + DeserializeOwned` checks at each argument and result type. For `Result<T>`
 /// and `Result<T, E>`, `T` and `E` are checked each at its own tokens.
 fn wire_checks(krate: &syn::Path, m: &Method) -> Vec<TokenStream> {
+    if m.fetch {
+        // HTTP messages cross through the runtime's codec: the types must be exactly its own.
+        let request = m.args.iter().map(|a| {
+            let ty = &a.ty;
+            quote_spanned! {ty.span()=>
+                #krate::__private::fetch_request::<#ty>();
+            }
+        });
+        let out = &m.output;
+        let response = quote_spanned! {out.span()=>
+            #krate::__private::fetch_result::<#out>();
+        };
+        return request.chain([response]).collect();
+    }
     let mut types: Vec<&Type> = m.args.iter().map(|a| &a.ty).collect();
     if m.has_output {
         match result_args(&m.output) {

@@ -62,6 +62,9 @@ pub struct Method {
     pub returns_result: bool,
     /// Doc comments and `#[deprecated]`: they carry over to the stub's method.
     pub docs: Vec<Attribute>,
+    /// `fetch(request: Request) -> Result<Response>`: HTTP requests, which cross the wire
+    /// through the runtime's HTTP codec rather than serde.
+    pub fetch: bool,
 }
 
 pub struct Arg {

@@ -706,6 +706,10 @@ fn method(
             (replace_self((**ty).clone(), class), true, is_result(ty))
         }
     };
+    let fetch = name == "fetch";
+    if fetch {
+        check_fetch(sig, &args, errors);
+    }
     // A `_` is rustc's error (E0121, on the user's line); the method is left out so it causes
     // no second one. So is an argument name given twice.
     if errors.len() > before || rustc_reports {
@@ -726,8 +730,31 @@ fn method(
         has_output,
         returns_result,
         docs,
+        fetch,
     })
 }
+
+/// The HTTP handler's shape: one argument, a result. The types themselves (`Request`,
+/// `Result<Response>`, under any alias) are checked by the compiler, at the user's tokens
+/// (expand.rs).
+fn check_fetch(sig: &Signature, args: &[Arg], errors: &mut Errors) {
+    let wrong = |problem: &str| {
+        format!("`fetch` answers HTTP requests; {problem}: `{FETCH_SIGNATURE}` (or `&self`)")
+    };
+    match args {
+        [_] => {}
+        [] => errors.push(sig.paren_token.span.join(), wrong("it takes the `Request`")),
+        [_, extra, ..] => errors.push(&extra.ty, wrong("it takes one argument besides `self`")),
+    }
+    if let ReturnType::Default = sig.output {
+        errors.push(
+            &sig.ident,
+            wrong("it returns `durable_runtime::Result<Response>`"),
+        );
+    }
+}
+
+const FETCH_SIGNATURE: &str = "pub async fn fetch(&mut self, request: Request) -> Result<Response>";
 
 fn check_qualifiers(sig: &Signature, name: &str, errors: &mut Errors) {
     if sig.asyncness.is_none() {

@@ -46,12 +46,15 @@
 
 mod actor;
 mod alarm;
+#[cfg(feature = "axum")]
+pub mod axum;
 mod class;
 mod commit;
 mod context;
 mod cycle;
 mod error;
 mod host;
+pub mod http;
 mod id;
 mod mailbox;
 mod namespace;
@@ -241,6 +244,84 @@ pub mod __private {
     }
 
     impl<T> WireCodecFallback<T> for WireProbe<T> {}
+
+    /// Turns an `A` into a `B` when they are the same type: `(&&Cast::<A, B>::new()).cast(a)`
+    /// is `Some(a)` then (through [`CastSame`]) and `None` otherwise (through [`CastOther`]).
+    /// `fetch`'s generated code converts the user's declared types with it, so that a wrong
+    /// type is reported once, at the user's tokens, and not again in generated code.
+    #[allow(clippy::type_complexity)]
+    pub struct Cast<A, B>(PhantomData<(fn(A) -> A, fn(B) -> B)>);
+
+    impl<A, B> Cast<A, B> {
+        pub const fn new() -> Self {
+            Cast(PhantomData)
+        }
+    }
+
+    impl<A, B> Default for Cast<A, B> {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    pub trait CastSame<T> {
+        fn cast(&self, value: T) -> Option<T> {
+            Some(value)
+        }
+
+        fn cast_ref<'a>(&self, value: &'a T) -> Option<&'a T> {
+            Some(value)
+        }
+    }
+
+    impl<T> CastSame<T> for &Cast<T, T> {}
+
+    pub trait CastOther<A, B> {
+        fn cast(&self, value: A) -> Option<B> {
+            drop(value);
+            None
+        }
+
+        fn cast_ref<'a>(&self, value: &'a A) -> Option<&'a B> {
+            let _ = value;
+            None
+        }
+    }
+
+    impl<A, B> CastOther<A, B> for Cast<A, B> {}
+
+    /// The error of a [`Cast`] between different types: never returned, the build fails first.
+    pub fn cast_failed() -> crate::Error {
+        crate::Error::internal(
+            "`fetch` declared with types other than Request and Result<Response>",
+        )
+    }
+
+    /// Implemented only by [`Request`](crate::http::Request): `fetch`'s argument.
+    #[diagnostic::on_unimplemented(
+        message = "`fetch` takes a `durable_runtime::http::Request`, not `{Self}`",
+        label = "HTTP requests reach an object as `durable_runtime::http::Request`",
+        note = "the signature is `pub async fn fetch(&mut self, request: Request) -> Result<Response>` (or `&self`)"
+    )]
+    pub trait FetchRequest {}
+
+    impl FetchRequest for crate::http::Request {}
+
+    /// Implemented only by `Result<Response>`: `fetch`'s result.
+    #[diagnostic::on_unimplemented(
+        message = "`fetch` returns `durable_runtime::Result<durable_runtime::http::Response>`, not `{Self}`",
+        label = "an object answers HTTP with a `Result<Response>`",
+        note = "the signature is `pub async fn fetch(&mut self, request: Request) -> Result<Response>` (or `&self`)"
+    )]
+    pub trait FetchResult {}
+
+    impl FetchResult for crate::Result<crate::http::Response> {}
+
+    /// Checks `fetch`'s declared types at the user's tokens.
+    pub const fn fetch_request<T: FetchRequest>() {}
+
+    /// Checks `fetch`'s declared types at the user's tokens.
+    pub const fn fetch_result<T: FetchResult>() {}
 
     /// Never implemented: reached only for a type that is not `Serialize`.
     #[diagnostic::on_unimplemented(

@@ -16,6 +16,7 @@ use crate::actor::{Envelope, ReplyTo};
 use crate::class::{Call, DurableObject};
 use crate::cycle;
 use crate::error::{Error, Result};
+use crate::http::{Fetch, Request, Response};
 use crate::id::{ClassTag, ObjectId, ID_BYTES};
 use crate::transport::client::{Client, OutgoingCall};
 
@@ -235,5 +236,28 @@ pub trait ObjectStub: Clone + Send + Sync + 'static {
         Self: From<Stub<Self::Object>>,
     {
         Self::from(self.stub().clone().with_timeout(timeout))
+    }
+
+    /// Sends an HTTP request to the object's `fetch` method and waits for its response: in
+    /// this process, or across the connection to the object's runtime. A compile error for a
+    /// class without `fetch`.
+    ///
+    /// An object may answer an upgrade request by accepting a WebSocket; only a request
+    /// forwarded by `durable_runtime::axum::forward` (which holds the client's
+    /// connection) can be upgraded.
+    ///
+    /// Dropping the future stops waiting: a request already sent still runs and commits.
+    ///
+    /// # Errors
+    ///
+    /// The errors of any call ([`Stub::call`]'s: `Overloaded`, `Timeout`, `Disconnected`,
+    /// ...), and those `fetch` returns.
+    fn fetch(&self, request: Request) -> impl Future<Output = Result<Response>> + Send
+    where
+        Self::Object: Fetch,
+    {
+        let call = <Self::Object as Fetch>::fetch_call(request);
+        let stub = self.stub();
+        async move { <Self::Object as Fetch>::fetch_output(stub.call(call).await?) }
     }
 }
