@@ -238,7 +238,8 @@ where
     ) -> ::durable_runtime::Result<u64> {
         #[allow(unused_imports)]
         use ::durable_runtime::__private::{
-            WireCodecFallback as _, WireDecode as _, WireEncode as _,
+            CastOther as _, CastSame as _, WireCodecFallback as _, WireDecode as _,
+            WireEncode as _,
         };
         match *__call {
             ::durable_runtime::__private::Call::Shared(ref __call) => {
@@ -271,7 +272,8 @@ where
     > {
         #[allow(unused_imports)]
         use ::durable_runtime::__private::{
-            WireCodecFallback as _, WireDecode as _, WireEncode as _,
+            CastOther as _, CastSame as _, WireCodecFallback as _, WireDecode as _,
+            WireEncode as _,
         };
         match __method {
             __CounterOutput::__ID_get_counter_value => {
@@ -318,7 +320,8 @@ where
     ) -> ::durable_runtime::Result<()> {
         #[allow(unused_imports)]
         use ::durable_runtime::__private::{
-            WireCodecFallback as _, WireDecode as _, WireEncode as _,
+            CastOther as _, CastSame as _, WireCodecFallback as _, WireDecode as _,
+            WireEncode as _,
         };
         match *__output {
             __CounterOutput::get_counter_value(ref __value) => {
@@ -337,7 +340,8 @@ where
     ) -> ::durable_runtime::Result<__CounterOutput> {
         #[allow(unused_imports)]
         use ::durable_runtime::__private::{
-            WireCodecFallback as _, WireDecode as _, WireEncode as _,
+            CastOther as _, CastSame as _, WireCodecFallback as _, WireDecode as _,
+            WireEncode as _,
         };
         match __method {
             __CounterOutput::__ID_get_counter_value => {

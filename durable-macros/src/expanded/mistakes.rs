@@ -195,7 +195,8 @@ where
     ) -> ::durable_runtime::Result<u64> {
         #[allow(unused_imports)]
         use ::durable_runtime::__private::{
-            WireCodecFallback as _, WireDecode as _, WireEncode as _,
+            CastOther as _, CastSame as _, WireCodecFallback as _, WireDecode as _,
+            WireEncode as _,
         };
         match *__call {
             ::durable_runtime::__private::Call::Shared(ref __call) => {
@@ -218,7 +219,8 @@ where
     > {
         #[allow(unused_imports)]
         use ::durable_runtime::__private::{
-            WireCodecFallback as _, WireDecode as _, WireEncode as _,
+            CastOther as _, CastSame as _, WireCodecFallback as _, WireDecode as _,
+            WireEncode as _,
         };
         match __method {
             __CounterOutput::__ID_get => {
@@ -249,7 +251,8 @@ where
     ) -> ::durable_runtime::Result<()> {
         #[allow(unused_imports)]
         use ::durable_runtime::__private::{
-            WireCodecFallback as _, WireDecode as _, WireEncode as _,
+            CastOther as _, CastSame as _, WireCodecFallback as _, WireDecode as _,
+            WireEncode as _,
         };
         match *__output {
             __CounterOutput::get(ref __value) => {
@@ -264,7 +267,8 @@ where
     ) -> ::durable_runtime::Result<__CounterOutput> {
         #[allow(unused_imports)]
         use ::durable_runtime::__private::{
-            WireCodecFallback as _, WireDecode as _, WireEncode as _,
+            CastOther as _, CastSame as _, WireCodecFallback as _, WireDecode as _,
+            WireEncode as _,
         };
         match __method {
             __CounterOutput::__ID_get => {

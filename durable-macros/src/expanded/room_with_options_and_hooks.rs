@@ -297,7 +297,8 @@ where
     ) -> ::durable_runtime::Result<u64> {
         #[allow(unused_imports)]
         use ::durable_runtime::__private::{
-            WireCodecFallback as _, WireDecode as _, WireEncode as _,
+            CastOther as _, CastSame as _, WireCodecFallback as _, WireDecode as _,
+            WireEncode as _,
         };
         match *__call {
             ::durable_runtime::__private::Call::Shared(ref __call) => match *__call {}
@@ -330,7 +331,8 @@ where
     > {
         #[allow(unused_imports)]
         use ::durable_runtime::__private::{
-            WireCodecFallback as _, WireDecode as _, WireEncode as _,
+            CastOther as _, CastSame as _, WireCodecFallback as _, WireDecode as _,
+            WireEncode as _,
         };
         match __method {
             __RoomOutput::__ID_post_message => {
@@ -378,7 +380,8 @@ where
     ) -> ::durable_runtime::Result<()> {
         #[allow(unused_imports)]
         use ::durable_runtime::__private::{
-            WireCodecFallback as _, WireDecode as _, WireEncode as _,
+            CastOther as _, CastSame as _, WireCodecFallback as _, WireDecode as _,
+            WireEncode as _,
         };
         match *__output {
             __RoomOutput::post_message(ref __value) => {
@@ -399,7 +402,8 @@ where
     ) -> ::durable_runtime::Result<__RoomOutput> {
         #[allow(unused_imports)]
         use ::durable_runtime::__private::{
-            WireCodecFallback as _, WireDecode as _, WireEncode as _,
+            CastOther as _, CastSame as _, WireCodecFallback as _, WireDecode as _,
+            WireEncode as _,
         };
         match __method {
             __RoomOutput::__ID_post_message => {
