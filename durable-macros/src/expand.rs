@@ -19,7 +19,7 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{GenericArgument, Ident, PathArguments, Type};
 
-use crate::model::{Access, Class, HookKind, Method, Object};
+use crate::model::{Access, Class, Hook, HookKind, Method, Object};
 
 /// The struct side: the declared options and the `Send + Sync` check on the user's struct.
 pub fn class(class: &Class) -> TokenStream {
@@ -132,7 +132,11 @@ pub fn object(object: &Object) -> TokenStream {
         .methods
         .iter()
         .map(|m| stub_method(krate, ident, m, &enums));
-    let wire_checks = object.methods.iter().flat_map(|m| wire_checks(krate, m));
+    let wire_checks = object
+        .methods
+        .iter()
+        .flat_map(|m| wire_checks(krate, m))
+        .chain(object.hooks.iter().flat_map(|h| hook_checks(krate, h)));
     let object_check = quote_spanned! {ident.span()=>
         #ident::__durable_object_must_be_send_and_sync();
     };
@@ -180,6 +184,50 @@ pub fn object(object: &Object) -> TokenStream {
                     ) -> impl ::core::future::Future<Output = #krate::Result<()>>
                            + ::core::marker::Send + '_ {
                         async move { #call }
+                    }
+                }
+            }
+            HookKind::WebSocketMessage | HookKind::WebSocketClose => {
+                let expected = websocket_arg_types(krate, hook.kind);
+                let (params, binds): (Vec<_>, Vec<_>) = expected
+                    .iter()
+                    .zip(&hook.args)
+                    .enumerate()
+                    .map(|(i, (expected, declared))| {
+                        let arg = format_ident!("__arg{}", i);
+                        let param = quote!(#arg: #expected);
+                        // A wrong type is reported at the user's tokens (`hook_checks`);
+                        // this conversion then adds no error of its own.
+                        let bind = quote! {
+                            let #arg = match (&&#krate::__private::Cast::<#expected, #declared>::new()).cast(#arg) {
+                                ::core::option::Option::Some(value) => value,
+                                ::core::option::Option::None => ::core::unreachable!(),
+                            };
+                        };
+                        (param, bind)
+                    })
+                    .unzip();
+                let args = (0..expected.len()).map(|i| format_ident!("__arg{}", i));
+                let call = send_future(
+                    name,
+                    &quote!(#krate::Result<()>),
+                    quote!(#ident::#name(self #(, #args)*)),
+                );
+                let dispatch = match hook.kind {
+                    HookKind::WebSocketMessage => format_ident!("dispatch_websocket_message"),
+                    _ => format_ident!("dispatch_websocket_close"),
+                };
+                quote! {
+                    fn #dispatch(
+                        &mut self,
+                        #(#params),*
+                    ) -> impl ::core::future::Future<
+                        Output = ::core::option::Option<#krate::Result<()>>,
+                    > + ::core::marker::Send + '_ {
+                        #[allow(unused_imports)]
+                        use #krate::__private::{CastOther as _, CastSame as _};
+                        #(#binds)*
+                        async move { ::core::option::Option::Some(#call) }
                     }
                 }
             }
@@ -717,6 +765,30 @@ fn wire_checks(krate: &syn::Path, m: &Method) -> Vec<TokenStream> {
         .map(|ty| {
             quote_spanned! {ty.span()=>
                 (&&#krate::__private::WireProbe::<#ty>::new()).assert_wire();
+            }
+        })
+        .collect()
+}
+
+/// The argument types the runtime gives a WebSocket handler.
+fn websocket_arg_types(krate: &syn::Path, kind: HookKind) -> Vec<TokenStream> {
+    let ws = quote!(#krate::websocket::WebSocket);
+    match kind {
+        HookKind::WebSocketMessage => vec![ws, quote!(#krate::websocket::Message)],
+        HookKind::WebSocketClose => vec![ws, quote!(u16), quote!(::std::string::String)],
+        _ => Vec::new(),
+    }
+}
+
+/// A WebSocket handler's argument types, each checked at the user's tokens.
+fn hook_checks(krate: &syn::Path, hook: &Hook) -> Vec<TokenStream> {
+    let signature = hook.kind.signature();
+    websocket_arg_types(krate, hook.kind)
+        .into_iter()
+        .zip(&hook.args)
+        .map(|(expected, declared)| {
+            quote_spanned! {declared.span()=>
+                #krate::__private::handler_arg::<#declared, #expected>(#signature);
             }
         })
         .collect()

@@ -79,6 +79,8 @@ pub struct Hook {
     pub ident: Ident,
     /// The span of the `AlarmInfo` argument's type (`alarm` only).
     pub arg_span: Option<Span>,
+    /// The argument types as written (the WebSocket handlers': checked at the user's tokens).
+    pub args: Vec<Type>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -89,10 +91,20 @@ pub enum HookKind {
     Activate,
     /// `async fn on_evict(&mut self)`
     Evict,
+    /// `async fn websocket_message(&mut self, ws: WebSocket, message: Message) -> Result<()>`
+    WebSocketMessage,
+    /// `async fn websocket_close(&mut self, ws: WebSocket, code: u16, reason: String) -> Result<()>`
+    WebSocketClose,
 }
 
 impl HookKind {
-    pub const ALL: [HookKind; 3] = [HookKind::Alarm, HookKind::Activate, HookKind::Evict];
+    pub const ALL: [HookKind; 5] = [
+        HookKind::Alarm,
+        HookKind::Activate,
+        HookKind::Evict,
+        HookKind::WebSocketMessage,
+        HookKind::WebSocketClose,
+    ];
 
     /// The method name that declares the hook.
     pub fn name(self) -> &'static str {
@@ -100,6 +112,8 @@ impl HookKind {
             HookKind::Alarm => "alarm",
             HookKind::Activate => "on_activate",
             HookKind::Evict => "on_evict",
+            HookKind::WebSocketMessage => "websocket_message",
+            HookKind::WebSocketClose => "websocket_close",
         }
     }
 
@@ -109,6 +123,12 @@ impl HookKind {
             HookKind::Alarm => "pub async fn alarm(&mut self, info: AlarmInfo) -> Result<()>",
             HookKind::Activate => "async fn on_activate(&mut self) -> Result<()>",
             HookKind::Evict => "async fn on_evict(&mut self)",
+            HookKind::WebSocketMessage => {
+                "pub async fn websocket_message(&mut self, ws: WebSocket, message: Message) -> Result<()>"
+            }
+            HookKind::WebSocketClose => {
+                "pub async fn websocket_close(&mut self, ws: WebSocket, code: u16, reason: String) -> Result<()>"
+            }
         }
     }
 }

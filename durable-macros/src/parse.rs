@@ -559,6 +559,8 @@ fn lifecycle_hook(f: &ImplItemFn, kind: HookKind, errors: &mut Errors) -> Option
         HookKind::Alarm => "the alarm handler",
         HookKind::Activate => "the activation hook",
         HookKind::Evict => "the eviction hook",
+        HookKind::WebSocketMessage => "the WebSocket message handler",
+        HookKind::WebSocketClose => "the WebSocket close handler",
     };
     let wrong = |problem: &str| format!("`{}` is {what}; {problem}: `{signature}`", kind.name());
     match sig.receiver() {
@@ -596,22 +598,35 @@ fn lifecycle_hook(f: &ImplItemFn, kind: HookKind, errors: &mut Errors) -> Option
         (HookKind::Alarm, [_, extra, ..]) => {
             errors.push(extra, wrong("it takes one argument besides `&mut self`"))
         }
+        (HookKind::WebSocketMessage, [_, _]) | (HookKind::WebSocketClose, [_, _, _]) => {}
+        (HookKind::WebSocketMessage, [_, _, extra, ..])
+        | (HookKind::WebSocketClose, [_, _, _, extra, ..]) => {
+            errors.push(extra, wrong("it takes no more arguments"))
+        }
+        (HookKind::WebSocketMessage, _) => errors.push(
+            sig.paren_token.span.join(),
+            wrong("it takes the socket and the message"),
+        ),
+        (HookKind::WebSocketClose, _) => errors.push(
+            sig.paren_token.span.join(),
+            wrong("it takes the socket, the close code and the reason"),
+        ),
         (_, []) => {}
         (_, [first, ..]) => errors.push(first, wrong("it takes no argument besides `&mut self`")),
     }
     match (kind, &sig.output) {
-        (HookKind::Alarm | HookKind::Activate, ReturnType::Type(_, ty)) if is_result(ty) => {}
-        (HookKind::Alarm | HookKind::Activate, ReturnType::Type(_, ty)) => {
-            errors.push(ty, wrong("it returns `durable_runtime::Result<()>`"))
-        }
-        (HookKind::Alarm | HookKind::Activate, ReturnType::Default) => errors.push(
-            &sig.ident,
-            wrong("it returns `durable_runtime::Result<()>`, so that a failure is retried or reported"),
-        ),
         (HookKind::Evict, ReturnType::Type(_, ty)) if !is_unit(ty) => {
             errors.push(ty, wrong("it returns nothing (the object is going away)"))
         }
         (HookKind::Evict, _) => {}
+        (_, ReturnType::Type(_, ty)) if is_result(ty) => {}
+        (_, ReturnType::Type(_, ty)) => {
+            errors.push(ty, wrong("it returns `durable_runtime::Result<()>`"))
+        }
+        (_, ReturnType::Default) => errors.push(
+            &sig.ident,
+            wrong("it returns `durable_runtime::Result<()>`, so that a failure is retried or reported"),
+        ),
     }
     if errors.len() > before {
         return None;
@@ -620,6 +635,7 @@ fn lifecycle_hook(f: &ImplItemFn, kind: HookKind, errors: &mut Errors) -> Option
         kind,
         ident: sig.ident.clone(),
         arg_span,
+        args: typed.iter().map(|t| (*t.ty).clone()).collect(),
     })
 }
 

@@ -46,7 +46,9 @@ use crate::error::{Error, Result};
 use crate::host::Counters;
 use crate::id::{ClassTag, ObjectId};
 use crate::mailbox::Mailbox;
+use crate::sockets::{self, ObjectSockets, SocketEvent, SocketId};
 use crate::storage::{now_ms, ObjectStore};
+use crate::websocket::WebSocket;
 
 /// What an actor needs from whoever runs it: its class, where its writes and replies go, the
 /// counters it bumps, and a say in when it leaves.
@@ -131,6 +133,14 @@ pub(crate) enum Envelope<T: DurableObject> {
     },
     /// Delete all of the object's data, schedules and name.
     Erase { reply: oneshot::Sender<Result<()>> },
+    /// Something happened on one of the object's WebSockets; the reply says it was handled
+    /// (held until the handler's writes are durable), so that the socket's next event
+    /// follows it.
+    Socket {
+        socket: SocketId,
+        event: SocketEvent,
+        reply: ReplyTo<()>,
+    },
     /// From the idle sweeper: no envelope arrived since the object's activity was `seen`,
     /// a whole idle timeout ago.
     Idle { seen: u64 },
@@ -201,6 +211,8 @@ pub(crate) struct Actor<T: DurableObject, H: ActorHost<T>> {
     unrecorded_name: bool,
     /// Closed (dropped) by the previous actor of this ID once its writes are durable.
     settle: Option<watch::Receiver<()>>,
+    /// The object's WebSockets: kept by the host across hibernation.
+    sockets: Arc<ObjectSockets>,
 }
 
 impl<T: DurableObject, H: ActorHost<T>> Actor<T, H> {
@@ -208,6 +220,7 @@ impl<T: DurableObject, H: ActorHost<T>> Actor<T, H> {
         host: Arc<H>,
         id: ObjectId,
         store: Arc<ObjectStore>,
+        sockets: Arc<ObjectSockets>,
         settle: Option<watch::Receiver<()>>,
     ) -> Self {
         Actor {
@@ -218,6 +231,7 @@ impl<T: DurableObject, H: ActorHost<T>> Actor<T, H> {
             last_seq: 0,
             unrecorded_name: false,
             settle,
+            sockets,
         }
     }
 
@@ -373,6 +387,11 @@ impl<T: DurableObject, H: ActorHost<T>> Actor<T, H> {
                     }
                 }
             }
+            Envelope::Socket {
+                socket,
+                event,
+                reply,
+            } => self.run_socket_event(socket, event, reply).await,
             // Handled by the run loop.
             Envelope::Call { .. } | Envelope::Idle { .. } => {}
         }
@@ -425,11 +444,12 @@ impl<T: DurableObject, H: ActorHost<T>> Actor<T, H> {
             self.id.clone(),
             self.store.clone(),
             self.host.directory().clone(),
+            self.sockets.clone(),
         );
         let mut instance = match std::panic::catch_unwind(AssertUnwindSafe(|| T::activate(ctx))) {
             Ok(instance) => instance,
             Err(payload) => {
-                self.store.discard_call_writes();
+                self.discard_step();
                 return Err(self.panicked(&format!("new (activating for {method})"), &*payload));
             }
         };
@@ -440,11 +460,11 @@ impl<T: DurableObject, H: ActorHost<T>> Actor<T, H> {
         match hook {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                self.store.discard_call_writes();
+                self.discard_step();
                 return Err(e);
             }
             Err(payload) => {
-                self.store.discard_call_writes();
+                self.discard_step();
                 return Err(self.panicked("on_activate", &*payload));
             }
         }
@@ -473,12 +493,33 @@ impl<T: DurableObject, H: ActorHost<T>> Actor<T, H> {
             Err(e) => {
                 // Could not read the keys `delete_all` removes: the call's writes are lost,
                 // and the instance may hold state that assumed them.
-                self.store.discard_call_writes();
+                self.discard_step();
                 self.instance = None;
                 return Err(e);
             }
         }
+        self.release_output();
         Ok(self.last_seq)
+    }
+
+    /// Has the output gate hold what the step sent its WebSockets until the step's writes
+    /// (and all before them) are durable; dropped if they fail.
+    fn release_output(&self) {
+        if !self.sockets.has_output() {
+            return;
+        }
+        let output = self.sockets.take_output();
+        self.hold(move |durable| {
+            if durable.is_ok() {
+                sockets::deliver(output);
+            }
+        });
+    }
+
+    /// The running step's writes and WebSocket output are discarded (it panicked or failed).
+    fn discard_step(&self) {
+        self.store.discard_call_writes();
+        self.sockets.discard_output();
     }
 
     /// Has the output gate hold `send` until this object's writes so far are durable, then
@@ -492,6 +533,8 @@ impl<T: DurableObject, H: ActorHost<T>> Actor<T, H> {
 
     /// Sends a call's reply: an error at once, a success held until its writes are durable.
     fn send_reply<O: Send + 'static>(&self, reply: ReplyTo<O>, result: Result<O>) {
+        // What a shared call sent (exclusive steps released theirs at commit).
+        self.release_output();
         if result.is_err() {
             // An error acknowledges nothing: it need not wait for the disk.
             let _ = reply.send(result);
@@ -528,7 +571,7 @@ impl<T: DurableObject, H: ActorHost<T>> Actor<T, H> {
                 }
             },
             Err(payload) => {
-                self.store.discard_call_writes();
+                self.discard_step();
                 self.instance = None;
                 let err = self.panicked(method, &*payload);
                 let _ = reply.send(Err(err));
@@ -655,7 +698,7 @@ impl<T: DurableObject, H: ActorHost<T>> Actor<T, H> {
                     }
                 }
                 Err(payload) => {
-                    self.store.discard_call_writes();
+                    self.discard_step();
                     let _ = self.panicked("on_evict", &*payload);
                 }
             }
@@ -710,7 +753,7 @@ impl<T: DurableObject, H: ActorHost<T>> Actor<T, H> {
             self.commit()?;
             return Ok(AlarmOutcome::Ran);
         };
-        self.store.discard_call_writes();
+        self.discard_step();
         self.host.counters().alarm_failures.inc();
         if info.retry_count >= self.host.alarm_retries() {
             tracing::error!(class = self.host.class().name, id = %self.id, schedule = %name, error = %err, retries = info.retry_count, "alarm failed after its last retry; giving up");
@@ -720,6 +763,79 @@ impl<T: DurableObject, H: ActorHost<T>> Actor<T, H> {
         }
         tracing::warn!(class = self.host.class().name, id = %self.id, schedule = %name, error = %err, retry = info.retry_count, "alarm failed; it will be retried");
         Err(err)
+    }
+
+    /// Runs a WebSocket handler for an event of one of the object's sockets. An event of a
+    /// socket the object no longer has (closed by the object, or never accepted) is
+    /// acknowledged and dropped.
+    async fn run_socket_event(&mut self, socket: SocketId, event: SocketEvent, reply: ReplyTo<()>) {
+        let method = match event {
+            SocketEvent::Message(_) => "websocket_message",
+            SocketEvent::Close { .. } => "websocket_close",
+        };
+        if let Err(e) = self.ensure_active(method).await {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        let entry = match event {
+            SocketEvent::Message(_) => self.sockets.get(socket),
+            // Closed sockets leave the object's list before its handler runs.
+            SocketEvent::Close { .. } => self.sockets.remove(socket),
+        };
+        let Some(entry) = entry else {
+            let _ = reply.send(Ok(()));
+            return;
+        };
+        self.host.counters().socket_events.inc();
+        let ws = WebSocket::new(entry, self.sockets.clone());
+        let frame = self.frame(true, None);
+        let span = tracing::debug_span!("websocket", class = self.host.class().name, id = %self.id, method);
+        let Some(instance) = self.instance.as_mut() else {
+            let _ = reply.send(Err(Error::internal(
+                "a WebSocket event on an inactive object",
+            )));
+            return;
+        };
+        let outcome = match event {
+            SocketEvent::Message(message) => {
+                AssertUnwindSafe(cycle::scope(
+                    frame,
+                    instance.dispatch_websocket_message(ws, message),
+                ))
+                .catch_unwind()
+                .traced(span)
+                .await
+            }
+            SocketEvent::Close { code, reason } => {
+                AssertUnwindSafe(cycle::scope(
+                    frame,
+                    instance.dispatch_websocket_close(ws, code, reason),
+                ))
+                .catch_unwind()
+                .traced(span)
+                .await
+            }
+        };
+        match outcome {
+            Ok(None) | Ok(Some(Ok(()))) => {}
+            Ok(Some(Err(e))) => {
+                // As a call's error: its writes still commit; the socket stays open.
+                tracing::warn!(class = self.host.class().name, id = %self.id, method, error = %e, "a WebSocket handler failed");
+            }
+            Err(payload) => {
+                self.discard_step();
+                self.instance = None;
+                let err = self.panicked(method, &*payload);
+                let _ = reply.send(Err(err));
+                return;
+            }
+        }
+        match self.commit() {
+            Ok(_) => self.send_reply(reply, Ok(())),
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
     }
 
     /// Deletes the object's data, schedules and recorded name, without activating it.

@@ -13,6 +13,7 @@ use std::future::Future;
 use crate::context::Context;
 use crate::error::Result;
 use crate::stub::Stub;
+use crate::websocket::{Message, WebSocket};
 use crate::wire::MethodSchema;
 
 /// A durable object class. Implemented by `#[durable_object]` on the class's `impl` block;
@@ -64,6 +65,29 @@ pub trait DurableObject: Send + Sync + Sized + 'static {
         info: AlarmInfo,
     ) -> impl Future<Output = Option<Result<()>>> + Send + '_ {
         let _ = info;
+        async { None }
+    }
+
+    /// Runs the class's `websocket_message` handler; `None` when the class has none.
+    #[doc(hidden)]
+    fn dispatch_websocket_message(
+        &mut self,
+        ws: WebSocket,
+        message: Message,
+    ) -> impl Future<Output = Option<Result<()>>> + Send + '_ {
+        let _ = (ws, message);
+        async { None }
+    }
+
+    /// Runs the class's `websocket_close` handler; `None` when the class has none.
+    #[doc(hidden)]
+    fn dispatch_websocket_close(
+        &mut self,
+        ws: WebSocket,
+        code: u16,
+        reason: String,
+    ) -> impl Future<Output = Option<Result<()>>> + Send + '_ {
+        let _ = (ws, code, reason);
         async { None }
     }
 

@@ -9,9 +9,12 @@
 use std::any::{Any, TypeId};
 use std::sync::Arc;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::http::{Request, Response, StatusCode};
 use crate::id::ObjectId;
+use crate::sockets::{AutoResponse, ObjectSockets, SocketOffer};
 use crate::storage::{ObjectStore, Storage};
+use crate::websocket::{check_tags, WebSocket};
 
 /// What a [`Context`] reaches beyond its own object: its runtime's classes, and the env.
 ///
@@ -47,6 +50,7 @@ pub struct Context {
     id: ObjectId,
     storage: Storage,
     directory: Arc<dyn Directory>,
+    sockets: Arc<ObjectSockets>,
 }
 
 impl std::fmt::Debug for Context {
@@ -62,11 +66,13 @@ impl Context {
         id: ObjectId,
         store: Arc<ObjectStore>,
         directory: Arc<dyn Directory>,
+        sockets: Arc<ObjectSockets>,
     ) -> Self {
         Context {
             id,
             storage: Storage::new(store),
             directory,
+            sockets,
         }
     }
 
@@ -94,5 +100,69 @@ impl Context {
     /// is of type `E`.
     pub fn env<E: Any + Send + Sync>(&self) -> Option<&E> {
         self.directory.env()?.downcast_ref()
+    }
+
+    /// Accepts the WebSocket an upgrade request asks for, with `tags` to find it by
+    /// ([`websockets`](Self::websockets)). Returns the response to return from `fetch`
+    /// (`101 Switching Protocols`) and the socket, which can send at once (messages leave
+    /// once the call's writes are durable, after the upgrade).
+    ///
+    /// The client's connection stays with the runtime that took the HTTP request; this
+    /// object gets its messages and its close through `websocket_message` and
+    /// `websocket_close`, and keeps the socket across hibernation.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` when the request is not an upgrade request forwarded by
+    /// `durable_runtime::axum::forward` (only that holds a client's connection), its socket
+    /// was accepted already, the tags break the limits ([`MAX_TAGS`] tags of 1 to
+    /// [`MAX_TAG_BYTES`] bytes), or the object holds
+    /// [`MAX_SOCKETS_PER_OBJECT`] sockets already.
+    ///
+    /// [`MAX_TAGS`]: crate::websocket::MAX_TAGS
+    /// [`MAX_TAG_BYTES`]: crate::websocket::MAX_TAG_BYTES
+    /// [`MAX_SOCKETS_PER_OBJECT`]: crate::websocket::MAX_SOCKETS_PER_OBJECT
+    pub fn accept_websocket(
+        &self,
+        request: &Request,
+        tags: &[&str],
+    ) -> Result<(Response, WebSocket)> {
+        let Some(offer) = request.extensions().get::<SocketOffer>() else {
+            return Err(Error::invalid_argument(
+                "not a WebSocket upgrade request forwarded by durable_runtime::axum::forward: \
+                 there is no client connection to accept",
+            ));
+        };
+        let tags = check_tags(tags)?;
+        let entry = self.sockets.accept(offer, tags)?;
+        let mut response = Response::new(Default::default());
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        Ok((response, WebSocket::new(entry, self.sockets.clone())))
+    }
+
+    /// This object's open WebSockets; with `Some(tag)`, those accepted with that tag. In no
+    /// particular order.
+    pub fn websockets(&self, tag: Option<&str>) -> Vec<WebSocket> {
+        self.sockets
+            .list(tag)
+            .into_iter()
+            .map(|entry| WebSocket::new(entry, self.sockets.clone()))
+            .collect()
+    }
+
+    /// Has the runtime holding each socket answer a text message equal to `request` with
+    /// `response` itself, without waking this object (a ping that keeps a hibernated
+    /// object asleep). Applies to this object's sockets, now and later, until cleared or the
+    /// object is evicted with no socket open.
+    pub fn set_websocket_auto_response(&self, request: &str, response: &str) {
+        self.sockets.set_auto_response(Some(AutoResponse {
+            request: request.to_owned(),
+            response: response.to_owned(),
+        }));
+    }
+
+    /// Ends [`set_websocket_auto_response`](Self::set_websocket_auto_response).
+    pub fn clear_websocket_auto_response(&self) {
+        self.sockets.set_auto_response(None);
     }
 }

@@ -66,6 +66,7 @@ pub(crate) struct Counters {
     pub(crate) overloads: Counter,
     pub(crate) alarm_runs: Counter,
     pub(crate) alarm_failures: Counter,
+    pub(crate) socket_events: Counter,
 }
 
 /// What the classes of a runtime that holds objects share. See the module documentation.

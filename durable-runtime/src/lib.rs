@@ -53,15 +53,19 @@ mod commit;
 mod context;
 mod cycle;
 mod error;
+#[cfg(feature = "axum")]
+mod held_socket;
 mod host;
 pub mod http;
 mod id;
 mod mailbox;
 mod namespace;
 mod runtime;
+mod sockets;
 mod storage;
 mod stub;
 mod transport;
+pub mod websocket;
 mod wire;
 
 pub use crate::class::{AlarmInfo, ClassOptions, DurableObject};
@@ -322,6 +326,22 @@ pub mod __private {
 
     /// Checks `fetch`'s declared types at the user's tokens.
     pub const fn fetch_result<T: FetchResult>() {}
+
+    /// Implemented by `T` for itself only: a handler's argument of the type the runtime
+    /// gives it.
+    #[diagnostic::on_unimplemented(
+        message = "this handler's argument is a `{T}`, not `{Self}`",
+        label = "the runtime passes a `{T}` here"
+    )]
+    pub trait HandlerArg<T> {}
+
+    impl<T> HandlerArg<T> for T {}
+
+    /// Checks a handler's declared argument type at the user's tokens; `signature` is for
+    /// the reader of the error.
+    pub const fn handler_arg<A: HandlerArg<T>, T>(signature: &str) {
+        let _ = signature;
+    }
 
     /// Never implemented: reached only for a type that is not `Serialize`.
     #[diagnostic::on_unimplemented(

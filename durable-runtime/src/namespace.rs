@@ -29,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::host::{Counters, Host};
 use crate::id::{ClassTag, ObjectId, ID_BYTES};
 use crate::mailbox::{Mailbox, SendError};
+use crate::sockets::ObjectSockets;
 use crate::storage::{stored_object_ids, ObjectStore};
 use crate::stub::{LocalClass, RemoteClass, Route, Stub};
 use crate::transport::server::ServedClass;
@@ -75,6 +76,7 @@ type IdMap<V> = HashMap<[u8; ID_BYTES], V, BuildHasherDefault<IdHasher>>;
 struct Live<T: DurableObject> {
     mailbox: Arc<Mailbox<Envelope<T>>>,
     store: Arc<ObjectStore>,
+    sockets: Arc<ObjectSockets>,
 }
 
 /// An evicted actor still finishing (its last writes on their way to storage): the next
@@ -87,6 +89,8 @@ struct Settling {
 struct Shard<T: DurableObject> {
     live: IdMap<Live<T>>,
     settling: IdMap<Settling>,
+    /// The WebSockets of evicted objects (hibernating): their next actor takes them back.
+    hibernating: IdMap<Arc<ObjectSockets>>,
 }
 
 /// An envelope the namespace did not take, and why.
@@ -139,6 +143,7 @@ impl<T: DurableObject> NamespaceCore<T> {
                     RwLock::new(Shard {
                         live: IdMap::default(),
                         settling: IdMap::default(),
+                        hibernating: IdMap::default(),
                     })
                 })
                 .collect(),
@@ -259,10 +264,24 @@ impl<T: DurableObject> NamespaceCore<T> {
         let mailbox = Arc::new(Mailbox::with_first(envelope));
         let settle = shard.settling.get(key).map(|s| s.done.clone());
         let store = Arc::new(ObjectStore::new(id, self.host.backend.clone()));
-        let actor = Box::new(Actor::new(this, id.clone(), store.clone(), settle));
+        let sockets = shard.hibernating.remove(key).unwrap_or_default();
+        let actor = Box::new(Actor::new(
+            this,
+            id.clone(),
+            store.clone(),
+            sockets.clone(),
+            settle,
+        ));
         self.host.actor_started();
         handle.spawn(actor.run(mailbox.clone()));
-        shard.live.insert(*key, Live { mailbox, store });
+        shard.live.insert(
+            *key,
+            Live {
+                mailbox,
+                store,
+                sockets,
+            },
+        );
         Ok(())
     }
 
@@ -397,7 +416,12 @@ impl<T: DurableObject> ActorHost<T> for NamespaceCore<T> {
             .get(key)
             .is_some_and(|m| Arc::ptr_eq(&m.store, store))
         {
-            shard.live.remove(key);
+            if let Some(live) = shard.live.remove(key) {
+                // Hibernation: the sockets stay open; the next actor of this ID takes them.
+                if !live.sockets.is_empty() {
+                    shard.hibernating.insert(*key, live.sockets);
+                }
+            }
         }
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
         let (done, waiting) = watch::channel(());

@@ -18,6 +18,7 @@ use crate::cycle;
 use crate::error::{Error, Result};
 use crate::http::{Fetch, Request, Response};
 use crate::id::{ClassTag, ObjectId, ID_BYTES};
+use crate::sockets::{SocketEvent, SocketHolder, SocketId, SocketTarget};
 use crate::transport::client::{Client, OutgoingCall};
 
 /// Where a stub's calls go: to the object's actor in this process, or across a connection
@@ -211,6 +212,63 @@ impl<T: DurableObject> Stub<T> {
             })
             .await?;
         T::decode_output(method, &output)
+    }
+}
+
+impl<T: DurableObject> Stub<T> {
+    /// Has output for socket `id` of this object reach `holder`: across a connection, the
+    /// client routes the server's socket frames to it until the returned guard is dropped.
+    /// In this process the object reaches the holder directly.
+    #[allow(dead_code)]
+    pub(crate) fn hold_socket(
+        &self,
+        id: SocketId,
+        holder: Arc<dyn SocketHolder>,
+    ) -> Option<Box<dyn std::any::Any + Send>> {
+        let _ = (id, holder);
+        None
+    }
+
+    /// Where the events of a WebSocket this object accepted go.
+    pub(crate) fn socket_target(&self) -> Arc<dyn SocketTarget> {
+        Arc::new(ObjectTarget { stub: self.clone() })
+    }
+}
+
+/// A WebSocket's object, reached through a stub: its events travel as the object's calls do.
+struct ObjectTarget<T: DurableObject> {
+    stub: Stub<T>,
+}
+
+impl<T: DurableObject> SocketTarget for ObjectTarget<T> {
+    fn event(
+        &self,
+        socket: SocketId,
+        event: SocketEvent,
+    ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + '_>> {
+        Box::pin(async move {
+            match &self.stub.route {
+                Route::Local(ns) => {
+                    let (reply, rx) = oneshot::channel();
+                    ns.send(
+                        &self.stub.id,
+                        Envelope::Socket {
+                            socket,
+                            event,
+                            reply: ReplyTo::Local(reply),
+                        },
+                    )?;
+                    rx.await.unwrap_or_else(|_| Err(Error::closed()))
+                }
+                Route::Remote(remote) => {
+                    remote.class.check(&self.stub.id)?;
+                    remote
+                        .client
+                        .socket_event(&self.stub.id, socket, event)
+                        .await
+                }
+            }
+        })
     }
 }
 

@@ -31,6 +31,7 @@ use super::outbox::Outbox;
 use super::TransportConfig;
 use crate::error::{Error, Result};
 use crate::id::{ObjectId, ID_BYTES};
+use crate::sockets::{SocketEvent, SocketId};
 
 /// How long one attempt to connect (and run the handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -221,6 +222,19 @@ impl Client {
             Reply::Count(n) => Ok(n),
             other => Err(unexpected(&other)),
         }
+    }
+
+    /// Hands an event of a WebSocket held here to its object at the server.
+    pub(crate) async fn socket_event(
+        &self,
+        object: &ObjectId,
+        socket: SocketId,
+        event: SocketEvent,
+    ) -> Result<()> {
+        let _ = (object, socket, event);
+        Err(Error::unknown_method(
+            "WebSockets across a connection are not wired yet",
+        ))
     }
 
     /// Sends the frame `encode` writes for a fresh request ID, and waits for its reply

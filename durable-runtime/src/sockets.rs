@@ -1,0 +1,334 @@
+//! The WebSockets of one object, as the object sees them: [`ObjectSockets`].
+//!
+//! A socket is held by the runtime that accepted the client's HTTP connection (its *holder*:
+//! this process, or a front end connected to it); the object keeps only its record here: its
+//! ID, its tags, its attachment and the way to its holder. The record outlives the object's
+//! actor, which is what hibernation is: an object whose sockets are idle is evicted like any
+//! idle object, its namespace keeps its [`ObjectSockets`], and the next event (a message, a
+//! close) activates the object again with every socket as it was.
+//!
+//! What an object sends (messages, closes) waits in [`ObjectSockets::take_output`] until the
+//! step that sent it has committed: the actor has the output gate hold it with the step's
+//! writes, so a client never sees a message that a crash could take back (as replies).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use crate::error::{Error, Result};
+use crate::websocket::{Message, MAX_SOCKETS_PER_OBJECT};
+
+/// A socket's identity: unique across processes (a random per-process prefix and a
+/// counter), so that records of sockets held by several front ends never collide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct SocketId(pub(crate) [u8; 16]);
+
+impl SocketId {
+    /// A fresh ID.
+    pub(crate) fn next() -> SocketId {
+        static PREFIX: OnceLock<[u8; 8]> = OnceLock::new();
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let prefix = PREFIX.get_or_init(|| {
+            let mut bytes = [0u8; 8];
+            if getrandom::fill(&mut bytes).is_err() {
+                // No random source: the clock still tells processes apart.
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(0);
+                bytes = (nanos ^ u64::from(std::process::id())).to_le_bytes();
+            }
+            bytes
+        });
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(prefix);
+        id[8..].copy_from_slice(&COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+        SocketId(id)
+    }
+}
+
+impl std::fmt::Display for SocketId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+/// What an object sends a socket's holder.
+#[derive(Debug, Clone)]
+#[allow(dead_code)] // tags and attachments are for front ends across a connection
+pub(crate) enum Outgoing {
+    /// The object accepted the socket (in the `fetch` that got its upgrade request).
+    Accepted {
+        tags: Arc<[String]>,
+        auto_response: Option<Arc<AutoResponse>>,
+    },
+    /// A message for the client.
+    Send(Message),
+    /// Close the connection with this code and reason.
+    Close { code: u16, reason: String },
+    /// The socket's attachment changed (a front end keeps it, to tell a restarted object
+    /// server).
+    Attachment(Option<Arc<[u8]>>),
+    /// The object's automatic response changed.
+    AutoResponse(Option<Arc<AutoResponse>>),
+}
+
+/// A text message answered by the holder itself, without waking the object.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct AutoResponse {
+    pub(crate) request: String,
+    pub(crate) response: String,
+}
+
+/// What happens on a socket, for its object.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum SocketEvent {
+    Message(Message),
+    Close { code: u16, reason: String },
+}
+
+/// Where a socket's output goes: the runtime holding the client's connection.
+pub(crate) trait SocketHolder: Send + Sync + 'static {
+    /// Takes output for socket `id`, in order. Never blocks: the holder queues it (and closes
+    /// a socket whose client reads too slowly).
+    fn deliver(&self, id: SocketId, output: Outgoing);
+}
+
+/// Where a held socket's events go: the object that accepted it, in this process or across
+/// a connection.
+pub(crate) trait SocketTarget: Send + Sync + 'static {
+    /// Hands `event` to the object and resolves once the object has handled it (and its
+    /// writes are durable).
+    fn event(
+        &self,
+        socket: SocketId,
+        event: SocketEvent,
+    ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + '_>>;
+}
+
+/// An upgrade request's socket, as offered to the object's `fetch`: set as an extension of
+/// the request by the holder (or, across a connection, by the server for its peer).
+#[derive(Clone)]
+pub(crate) struct SocketOffer {
+    pub(crate) id: SocketId,
+    pub(crate) holder: Arc<dyn SocketHolder>,
+    /// Set by the first accept: a socket is accepted once.
+    pub(crate) taken: Arc<AtomicBool>,
+}
+
+impl SocketOffer {
+    pub(crate) fn new(id: SocketId, holder: Arc<dyn SocketHolder>) -> Self {
+        SocketOffer {
+            id,
+            holder,
+            taken: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+/// The record of one accepted socket.
+pub(crate) struct SocketEntry {
+    pub(crate) id: SocketId,
+    pub(crate) holder: Arc<dyn SocketHolder>,
+    pub(crate) tags: Arc<[String]>,
+    pub(crate) attachment: Mutex<Option<Arc<[u8]>>>,
+    /// Closed by the object or by its client: sends fail from then on.
+    pub(crate) closed: AtomicBool,
+}
+
+impl SocketEntry {
+    pub(crate) fn attachment(&self) -> Option<Arc<[u8]>> {
+        self.attachment
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    open: HashMap<SocketId, Arc<SocketEntry>>,
+    auto_response: Option<Arc<AutoResponse>>,
+    /// Output of the running step, for the output gate.
+    output: Vec<(Arc<dyn SocketHolder>, SocketId, Outgoing)>,
+    /// Sockets accepted by the running step: forgotten again if its writes are discarded.
+    accepted: Vec<SocketId>,
+}
+
+/// The sockets of one object. See the module documentation.
+#[derive(Default)]
+pub(crate) struct ObjectSockets {
+    state: Mutex<State>,
+}
+
+impl ObjectSockets {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `true` when the object has no open socket: nothing to keep while it hibernates.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.state().open.is_empty()
+    }
+
+    /// How many sockets are open.
+    #[allow(dead_code)]
+    pub(crate) fn len(&self) -> usize {
+        self.state().open.len()
+    }
+
+    /// Records an accepted socket.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` when the object already has [`MAX_SOCKETS_PER_OBJECT`] sockets or
+    /// the offer was accepted before.
+    pub(crate) fn accept(
+        &self,
+        offer: &SocketOffer,
+        tags: Arc<[String]>,
+    ) -> Result<Arc<SocketEntry>> {
+        let mut state = self.state();
+        if state.open.len() >= MAX_SOCKETS_PER_OBJECT {
+            return Err(Error::invalid_argument(format!(
+                "the object has {MAX_SOCKETS_PER_OBJECT} WebSockets open, the most one object may hold"
+            )));
+        }
+        if offer.taken.swap(true, Ordering::AcqRel) {
+            return Err(Error::invalid_argument(
+                "this request's WebSocket was accepted already",
+            ));
+        }
+        let entry = Arc::new(SocketEntry {
+            id: offer.id,
+            holder: offer.holder.clone(),
+            tags: tags.clone(),
+            attachment: Mutex::new(None),
+            closed: AtomicBool::new(false),
+        });
+        state.open.insert(offer.id, entry.clone());
+        state.accepted.push(offer.id);
+        let auto_response = state.auto_response.clone();
+        state.output.push((
+            offer.holder.clone(),
+            offer.id,
+            Outgoing::Accepted {
+                tags,
+                auto_response,
+            },
+        ));
+        Ok(entry)
+    }
+
+    #[allow(dead_code)]
+    /// Records a socket that a front end holds already (it tells a restarted object server
+    /// of its sockets).
+    pub(crate) fn adopt(&self, entry: Arc<SocketEntry>) -> Result<()> {
+        let mut state = self.state();
+        if state.open.contains_key(&entry.id) {
+            return Ok(());
+        }
+        if state.open.len() >= MAX_SOCKETS_PER_OBJECT {
+            return Err(Error::invalid_argument(format!(
+                "the object has {MAX_SOCKETS_PER_OBJECT} WebSockets open, the most one object may hold"
+            )));
+        }
+        state.open.insert(entry.id, entry);
+        Ok(())
+    }
+
+    /// The open socket `id`, if any.
+    pub(crate) fn get(&self, id: SocketId) -> Option<Arc<SocketEntry>> {
+        self.state().open.get(&id).cloned()
+    }
+
+    /// The open sockets, those with `tag` if given.
+    pub(crate) fn list(&self, tag: Option<&str>) -> Vec<Arc<SocketEntry>> {
+        let state = self.state();
+        state
+            .open
+            .values()
+            .filter(|e| tag.is_none_or(|tag| e.tags.iter().any(|t| t == tag)))
+            .cloned()
+            .collect()
+    }
+
+    /// Forgets a socket its client closed (before the object's `websocket_close` runs).
+    pub(crate) fn remove(&self, id: SocketId) -> Option<Arc<SocketEntry>> {
+        let entry = self.state().open.remove(&id)?;
+        entry.closed.store(true, Ordering::Release);
+        Some(entry)
+    }
+
+    /// Queues output for an open socket, to leave once the running step is durable.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` if the socket is closed.
+    pub(crate) fn push(&self, entry: &SocketEntry, output: Outgoing) -> Result<()> {
+        let mut state = self.state();
+        if entry.closed.load(Ordering::Acquire) {
+            return Err(Error::invalid_argument(format!(
+                "WebSocket {} is closed",
+                entry.id
+            )));
+        }
+        if let Outgoing::Close { .. } = output {
+            entry.closed.store(true, Ordering::Release);
+            state.open.remove(&entry.id);
+        }
+        state.output.push((entry.holder.clone(), entry.id, output));
+        Ok(())
+    }
+
+    /// Sets (or clears) the automatic response, telling every socket's holder.
+    pub(crate) fn set_auto_response(&self, auto: Option<AutoResponse>) {
+        let mut state = self.state();
+        let auto = auto.map(Arc::new);
+        if state.auto_response == auto {
+            return;
+        }
+        state.auto_response = auto.clone();
+        let entries: Vec<_> = state.open.values().cloned().collect();
+        for entry in entries {
+            state.output.push((
+                entry.holder.clone(),
+                entry.id,
+                Outgoing::AutoResponse(auto.clone()),
+            ));
+        }
+    }
+
+    /// The output of the step that just committed, with no more accepts to roll back.
+    pub(crate) fn take_output(&self) -> Vec<(Arc<dyn SocketHolder>, SocketId, Outgoing)> {
+        let mut state = self.state();
+        state.accepted.clear();
+        std::mem::take(&mut state.output)
+    }
+
+    /// Whether the running step produced output.
+    pub(crate) fn has_output(&self) -> bool {
+        !self.state().output.is_empty()
+    }
+
+    /// The running step's writes were discarded (it panicked): so is its output, and the
+    /// sockets it accepted are forgotten (their holders see the upgrade fail).
+    pub(crate) fn discard_output(&self) {
+        let mut state = self.state();
+        state.output.clear();
+        for id in std::mem::take(&mut state.accepted) {
+            if let Some(entry) = state.open.remove(&id) {
+                entry.closed.store(true, Ordering::Release);
+            }
+        }
+    }
+}
+
+/// Delivers released output to the holders, in order.
+pub(crate) fn deliver(output: Vec<(Arc<dyn SocketHolder>, SocketId, Outgoing)>) {
+    for (holder, id, out) in output {
+        holder.deliver(id, out);
+    }
+}

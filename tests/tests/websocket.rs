@@ -1,0 +1,445 @@
+//! WebSockets held for objects (in this process): accept in `fetch`, handlers, broadcast,
+//! order, hibernation with attachments, closes both ways, the auto-response, and limits.
+//! Real clients (tokio-tungstenite) against a real axum server on loopback.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::{Path, Request, State};
+use axum::response::Response as AxumResponse;
+use axum::routing::any;
+use durable_runtime::http::{Request as ObjectRequest, Response};
+use durable_runtime::websocket::{Message, WebSocket, MAX_MESSAGE_BYTES};
+use durable_runtime::{durable_object, Context, Namespace, Result, Runtime};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message as Ws;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A room: each socket joins with a name (its attachment) and tags from the query string.
+#[durable_object]
+pub struct Room {
+    ctx: Context,
+}
+
+#[durable_object]
+impl Room {
+    pub fn new(ctx: Context) -> Self {
+        ctx.set_websocket_auto_response("ping", "pong");
+        Room { ctx }
+    }
+
+    pub async fn fetch(&mut self, request: ObjectRequest) -> Result<Response> {
+        let query = request.uri().query().unwrap_or("").to_owned();
+        let mut name = String::new();
+        let mut tags = Vec::new();
+        for pair in query.split('&') {
+            match pair.split_once('=') {
+                Some(("name", v)) => name = v.to_owned(),
+                Some(("tag", v)) => tags.push(v.to_owned()),
+                _ => {}
+            }
+        }
+        let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+        let (response, ws) = self.ctx.accept_websocket(&request, &tags)?;
+        ws.serialize_attachment(&name)?;
+        ws.send(format!("welcome {name}"))?;
+        Ok(response)
+    }
+
+    pub async fn websocket_message(&mut self, ws: WebSocket, message: Message) -> Result<()> {
+        let name: String = ws.deserialize_attachment()?.unwrap_or_default();
+        let text = match message {
+            Message::Text(text) => text,
+            Message::Binary(bytes) => {
+                ws.send(Message::Binary(bytes.into_iter().rev().collect()))?;
+                return Ok(());
+            }
+        };
+        if let Some(rest) = text.strip_prefix("all:") {
+            for peer in self.ctx.websockets(None) {
+                peer.send(format!("{name}: {rest}"))?;
+            }
+        } else if let Some(rest) = text.strip_prefix("tag:") {
+            let (tag, said) = rest.split_once(':').unwrap_or((rest, ""));
+            for peer in self.ctx.websockets(Some(tag)) {
+                peer.send(format!("{name} to {tag}: {said}"))?;
+            }
+        } else if text == "who" {
+            ws.send(format!("{name} {:?}", ws.tags()))?;
+        } else if text == "close" {
+            ws.close(4000, "bye")?;
+        } else if text == "rename" {
+            ws.serialize_attachment(&format!("{name}!"))?;
+        } else if text == "panic" {
+            panic!("asked to");
+        } else {
+            // Counted in storage: order and durability show in the replies.
+            let seq: u64 = self.ctx.storage().get("seq")?.unwrap_or(0) + 1;
+            self.ctx.storage_mut().put("seq", &seq)?;
+            ws.send(format!("{seq} {text}"))?;
+        }
+        Ok(())
+    }
+
+    pub async fn websocket_close(
+        &mut self,
+        ws: WebSocket,
+        code: u16,
+        reason: String,
+    ) -> Result<()> {
+        let name: String = ws.deserialize_attachment()?.unwrap_or_default();
+        let mut closes: Vec<(String, u16, String)> =
+            self.ctx.storage().get("closes")?.unwrap_or_default();
+        closes.push((name.clone(), code, reason));
+        self.ctx.storage_mut().put("closes", &closes)?;
+        for peer in self.ctx.websockets(None) {
+            peer.send(format!("{name} left"))?;
+        }
+        Ok(())
+    }
+
+    pub async fn closes(&self) -> Result<Vec<(String, u16, String)>> {
+        Ok(self.ctx.storage().get("closes")?.unwrap_or_default())
+    }
+
+    pub async fn open_sockets(&self) -> Result<usize> {
+        Ok(self.ctx.websockets(None).len())
+    }
+
+    /// Accepting outside an upgrade is an error.
+    pub async fn accept_plain(&self) -> Result<String> {
+        let request = ObjectRequest::get("/").body(Default::default())?;
+        match self.ctx.accept_websocket(&request, &[]) {
+            Ok(_) => Ok("accepted".into()),
+            Err(e) => Ok(e.to_string()),
+        }
+    }
+}
+
+async fn route(
+    State(rooms): State<Namespace<Room>>,
+    Path(room): Path<String>,
+    request: Request,
+) -> AxumResponse {
+    durable_runtime::axum::forward(&rooms.get_by_name(&room), request).await
+}
+
+async fn serve(rooms: Namespace<Room>) -> SocketAddr {
+    let app = axum::Router::new()
+        .route("/room/{room}", any(route))
+        .with_state(rooms);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+async fn join(addr: SocketAddr, room: &str, query: &str) -> Client {
+    let url = format!("ws://{addr}/room/{room}?{query}");
+    let (mut client, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(url),
+    )
+    .await
+    .expect("connect in time")
+    .expect("the upgrade");
+    let welcome = next_text(&mut client).await;
+    assert!(welcome.starts_with("welcome"), "{welcome}");
+    client
+}
+
+async fn next(client: &mut Client) -> Ws {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), client.next())
+            .await
+            .expect("a message in time")
+            .expect("the stream is open")
+            .expect("a valid frame");
+        if !matches!(message, Ws::Ping(_) | Ws::Pong(_)) {
+            return message;
+        }
+    }
+}
+
+async fn next_text(client: &mut Client) -> String {
+    match next(client).await {
+        Ws::Text(text) => text.to_string(),
+        other => panic!("expected text, got {other:?}"),
+    }
+}
+
+async fn say(client: &mut Client, text: &str) {
+    client.send(Ws::text(text)).await.unwrap();
+}
+
+/// Nothing arrives for a while.
+async fn quiet(client: &mut Client) {
+    if let Ok(Some(Ok(message))) =
+        tokio::time::timeout(Duration::from_millis(200), client.next()).await
+    {
+        panic!("expected nothing, got {message:?}");
+    }
+}
+
+fn runtime(idle: Duration) -> Runtime {
+    Runtime::builder()
+        .in_memory()
+        .idle_timeout(idle)
+        .open()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_broadcast_reaches_every_socket_of_its_room_and_no_other() {
+    let rt = runtime(Duration::from_secs(60));
+    let addr = serve(rt.namespace::<Room>()).await;
+    let mut a = Vec::new();
+    for i in 0..5 {
+        a.push(join(addr, "a", &format!("name=a{i}")).await);
+    }
+    let mut b = join(addr, "b", "name=b0").await;
+    say(&mut a[2], "all:hello").await;
+    for client in &mut a {
+        assert_eq!(next_text(client).await, "a2: hello");
+    }
+    quiet(&mut b).await;
+    assert_eq!(
+        rt.namespace::<Room>()
+            .get_by_name("a")
+            .open_sockets()
+            .await
+            .unwrap(),
+        5
+    );
+    assert_eq!(
+        rt.namespace::<Room>()
+            .get_by_name("b")
+            .open_sockets()
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn tags_pick_sockets() {
+    let rt = runtime(Duration::from_secs(60));
+    let addr = serve(rt.namespace::<Room>()).await;
+    let mut red = join(addr, "t", "name=r&tag=red&tag=warm").await;
+    let mut blue = join(addr, "t", "name=b&tag=blue").await;
+    say(&mut blue, "tag:red:hi").await;
+    assert_eq!(next_text(&mut red).await, "b to red: hi");
+    quiet(&mut blue).await;
+    say(&mut red, "who").await;
+    assert_eq!(next_text(&mut red).await, r#"r ["red", "warm"]"#);
+}
+
+#[tokio::test]
+async fn messages_reach_the_object_in_order_and_binary_works() {
+    let rt = runtime(Duration::from_secs(60));
+    let addr = serve(rt.namespace::<Room>()).await;
+    let mut c = join(addr, "order", "name=c").await;
+    for i in 0..200 {
+        say(&mut c, &format!("m{i}")).await;
+    }
+    for i in 0..200 {
+        assert_eq!(next_text(&mut c).await, format!("{} m{i}", i + 1));
+    }
+    c.send(Ws::binary(vec![1u8, 2, 3])).await.unwrap();
+    assert_eq!(next(&mut c).await, Ws::binary(vec![3u8, 2, 1]));
+}
+
+#[tokio::test]
+async fn hibernation_keeps_sockets_tags_and_attachments() {
+    let rt = runtime(Duration::from_millis(100));
+    let addr = serve(rt.namespace::<Room>()).await;
+    let mut c = join(addr, "h", "name=sleeper&tag=night").await;
+    let mut d = join(addr, "h", "name=other").await;
+    say(&mut c, "rename").await;
+    // Evicted: the sweeper needs one to two idle timeouts.
+    let evicted = async {
+        while rt.metrics().live_objects > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), evicted)
+        .await
+        .expect("the room is evicted");
+    let activations = rt.metrics().activations;
+    assert!(rt.metrics().evictions >= 1);
+    say(&mut c, "who").await;
+    assert_eq!(next_text(&mut c).await, r#"sleeper! ["night"]"#);
+    assert_eq!(
+        rt.metrics().activations,
+        activations + 1,
+        "woken from storage"
+    );
+    say(&mut d, "all:still here").await;
+    assert_eq!(next_text(&mut c).await, "other: still here");
+    assert_eq!(next_text(&mut d).await, "other: still here");
+}
+
+#[tokio::test]
+async fn messages_arriving_around_evictions_are_not_lost() {
+    let rt = runtime(Duration::from_millis(10));
+    let addr = serve(rt.namespace::<Room>()).await;
+    let mut c = join(addr, "e", "name=e").await;
+    let mut sent = 0;
+    for round in 0..40u64 {
+        // Pauses around the idle timeout: some messages find the object live, some find it
+        // leaving, some find it gone.
+        tokio::time::sleep(Duration::from_millis(round % 7 * 5)).await;
+        for _ in 0..3 {
+            sent += 1;
+            say(&mut c, &format!("m{sent}")).await;
+        }
+    }
+    for i in 1..=sent {
+        assert_eq!(next_text(&mut c).await, format!("{i} m{i}"));
+    }
+    assert!(rt.metrics().evictions >= 2, "{:?}", rt.metrics());
+}
+
+#[tokio::test]
+async fn closes_reach_the_object_and_the_others() {
+    let rt = runtime(Duration::from_secs(60));
+    let addr = serve(rt.namespace::<Room>()).await;
+    let mut stay = join(addr, "c", "name=stay").await;
+    let mut leave = join(addr, "c", "name=leave").await;
+    leave
+        .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+            code: CloseCode::Library(4321),
+            reason: "done here".into(),
+        }))
+        .await
+        .unwrap();
+    assert_eq!(next_text(&mut stay).await, "leave left");
+    // A connection dropped without a close is 1006.
+    let gone = join(addr, "c", "name=gone").await;
+    drop(gone);
+    assert_eq!(next_text(&mut stay).await, "gone left");
+    let room = rt.namespace::<Room>().get_by_name("c");
+    assert_eq!(
+        room.closes().await.unwrap(),
+        [
+            ("leave".to_owned(), 4321, "done here".to_owned()),
+            ("gone".to_owned(), 1006, String::new())
+        ]
+    );
+    assert_eq!(room.open_sockets().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn an_object_closes_a_socket() {
+    let rt = runtime(Duration::from_secs(60));
+    let addr = serve(rt.namespace::<Room>()).await;
+    let mut c = join(addr, "oc", "name=c").await;
+    say(&mut c, "close").await;
+    match next(&mut c).await {
+        Ws::Close(Some(frame)) => {
+            assert_eq!(u16::from(frame.code), 4000);
+            assert_eq!(frame.reason.as_str(), "bye");
+        }
+        other => panic!("expected a close, got {other:?}"),
+    }
+    let room = rt.namespace::<Room>().get_by_name("oc");
+    assert_eq!(room.open_sockets().await.unwrap(), 0);
+    // The object's own close does not call `websocket_close`.
+    assert!(room.closes().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_auto_response_answers_without_waking_the_object() {
+    let rt = runtime(Duration::from_millis(50));
+    let addr = serve(rt.namespace::<Room>()).await;
+    let mut c = join(addr, "p", "name=p").await;
+    while rt.metrics().live_objects > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let activations = rt.metrics().activations;
+    for _ in 0..10 {
+        say(&mut c, "ping").await;
+        assert_eq!(next_text(&mut c).await, "pong");
+    }
+    assert_eq!(rt.metrics().activations, activations);
+    assert_eq!(rt.metrics().live_objects, 0);
+}
+
+#[tokio::test]
+async fn limits_and_bad_input_have_clear_outcomes() {
+    let rt = runtime(Duration::from_secs(60));
+    let addr = serve(rt.namespace::<Room>()).await;
+    let mut stay = join(addr, "l", "name=stay").await;
+
+    // A message over the limit: the sender is closed with 1009, the room goes on.
+    let mut big = join(addr, "l", "name=big").await;
+    let _ = big.send(Ws::binary(vec![0u8; MAX_MESSAGE_BYTES + 1])).await;
+    match next(&mut big).await {
+        Ws::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 1009),
+        other => panic!("expected a close, got {other:?}"),
+    }
+    assert_eq!(next_text(&mut stay).await, "big left");
+    let room = rt.namespace::<Room>().get_by_name("l");
+    assert_eq!(room.closes().await.unwrap()[0].1, 1009);
+
+    // Too many tags: the object's accept fails, so the upgrade is refused.
+    let many: Vec<String> = (0..11).map(|i| format!("tag=t{i}")).collect();
+    let url = format!("ws://{addr}/room/l?name=x&{}", many.join("&"));
+    let err = tokio_tungstenite::connect_async(url).await.unwrap_err();
+    assert!(err.to_string().contains("500"), "{err}");
+
+    // A handler that panics: the object resets, the socket and the room go on.
+    say(&mut stay, "panic").await;
+    say(&mut stay, "all:after").await;
+    assert_eq!(next_text(&mut stay).await, "stay: after");
+
+    // Accepting without an upgrade request is an error.
+    let text = room.accept_plain().await.unwrap();
+    assert!(text.contains("not a WebSocket upgrade"), "{text}");
+
+    // A plain GET to the room (not an upgrade): the object's accept fails, 500.
+    let mut plain = TcpStream::connect(addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    plain
+        .write_all(b"GET /room/l?name=z HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    plain.read_to_end(&mut raw).await.unwrap();
+    assert!(
+        raw.starts_with(b"HTTP/1.1 500"),
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_leaves_only_once_the_writes_before_it_are_durable() {
+    use durable_tests::held_sync::{HeldSync, ReleaseOnDrop};
+    let backend = HeldSync::new();
+    let rt = Runtime::builder()
+        .backend(backend.clone())
+        .idle_timeout(Duration::from_secs(60))
+        .open()
+        .unwrap();
+    let _release = ReleaseOnDrop(backend.clone());
+    let addr = serve(rt.namespace::<Room>()).await;
+    let mut c = join(addr, "g", "name=g").await;
+    say(&mut c, "first").await;
+    assert_eq!(next_text(&mut c).await, "1 first");
+
+    backend.hold_syncs();
+    // The handler writes `seq` = 2 and sends: the send waits for the sync.
+    say(&mut c, "second").await;
+    let waited = tokio::time::timeout(Duration::from_millis(300), c.next()).await;
+    assert!(
+        waited.is_err(),
+        "a message left before its write was durable: {waited:?}"
+    );
+    backend.release_syncs();
+    assert_eq!(next_text(&mut c).await, "2 second");
+}
