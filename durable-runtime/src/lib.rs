@@ -54,6 +54,7 @@ mod error;
 mod host;
 mod id;
 mod mailbox;
+mod metrics;
 mod namespace;
 mod runtime;
 mod storage;
