@@ -13,7 +13,7 @@ use axum::Router;
 use common::browser::Browser;
 use tokio::net::TcpListener;
 
-const TIMEOUT: Duration = Duration::from_secs(10);
+const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An input, a button that appends the input's text to a list, and Enter doing the same.
 const PAGE: &str = r#"<!doctype html>

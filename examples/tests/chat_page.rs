@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 
 const PAGE: &str = include_str!("../chat/index.html");
-const TIMEOUT: Duration = Duration::from_secs(10);
+const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One room: its messages, who is in it, and a channel to everyone in it.
 struct Room {
