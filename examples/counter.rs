@@ -4,6 +4,7 @@
 //! curl 'http://127.0.0.1:8787/increment?name=A'   # Durable Object 'A' count: 1
 //! curl 'http://127.0.0.1:8787/?name=A'            # Durable Object 'A' count: 1
 //! curl -X POST http://127.0.0.1:8787/A/increment  # {"value":2}
+//! curl http://127.0.0.1:8787/metrics              # durable_calls_total 3, ... (Prometheus)
 //! ```
 //!
 //! Options (a flag wins over its environment variable):
@@ -36,7 +37,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use durable_examples::{counter_app, Counter};
+use durable_examples::{counter_app, metrics_app, Counter};
 use durable_runtime::Runtime;
 use tokio::sync::oneshot;
 use tracing_subscriber::filter::{LevelFilter, Targets};
@@ -259,7 +260,7 @@ async fn run(options: Options) -> Result<(), String> {
     };
     tracing::info!("counter listening on http://{addr}, data in {data_dir}");
 
-    let app = counter_app(rt.namespace::<Counter>());
+    let app = counter_app(rt.namespace::<Counter>()).merge(metrics_app(rt.clone()));
     let (started, shutdown_started) = oneshot::channel();
     // Small responses on keep-alive connections: send them at once (no Nagle delay).
     let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {

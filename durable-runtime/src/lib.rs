@@ -59,6 +59,7 @@ mod host;
 pub mod http;
 mod id;
 mod mailbox;
+mod metrics;
 mod namespace;
 mod runtime;
 mod sockets;

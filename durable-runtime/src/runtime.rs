@@ -15,6 +15,7 @@ use crate::context::Directory;
 use crate::error::{Error, Result};
 use crate::host::{Config, Host};
 use crate::id::ClassTag;
+pub use crate::metrics::Metrics;
 use crate::namespace::{namespace_of, ClassControl, Namespace, OpenClass};
 use crate::storage::{Backend, Durability, FjallBackend, MemoryBackend};
 use crate::stub::RemoteClass;
@@ -32,29 +33,6 @@ struct Registry {
     /// What the server calls, by the class tag at the front of every object ID.
     by_tag: HashMap<[u8; 8], Arc<dyn ServedClass>>,
     classes: Vec<Arc<dyn ClassControl>>,
-}
-
-/// A snapshot of the runtime's counters, from [`Runtime::metrics`]. Counts are since the
-/// runtime opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub struct Metrics {
-    /// Calls run (shared and exclusive; alarm runs not included).
-    pub calls: u64,
-    /// Instances built (`new` + `on_activate`): first calls, after eviction, after a reset.
-    pub activations: u64,
-    /// Objects evicted after their idle timeout.
-    pub evictions: u64,
-    /// Calls refused because an object's queue was full.
-    pub overloads: u64,
-    /// Alarm handler runs (retries included).
-    pub alarm_runs: u64,
-    /// Alarm handler runs that failed (error or panic).
-    pub alarm_failures: u64,
-    /// Objects live in memory now (activated, not evicted).
-    pub live_objects: u64,
-    /// Syncs of storage completed (each covers every write committed before it).
-    pub syncs: u64,
 }
 
 /// The state of a runtime that holds objects: its host (shared with its classes), its env

@@ -12,7 +12,8 @@
 //! | another path, with a `name`              | 404 `Not found`                                  |
 //!
 //! plus the JSON routes of the hono version of the same service: `GET /:name/value`,
-//! `POST /:name/increment`, `POST /:name/decrement`, each answering `{"value":N}`.
+//! `POST /:name/increment`, `POST /:name/decrement`, each answering `{"value":N}`, and
+//! `GET /metrics` ([`metrics_app`]): the runtime's counters for Prometheus.
 //!
 //! The router is [`counter_app`]; the object behind it is [`Counter`]:
 //!
@@ -35,7 +36,7 @@ use axum::http::{header, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use durable_runtime::{durable_object, Context, Namespace, Result};
+use durable_runtime::{durable_object, Context, Metrics, Namespace, Result, Runtime};
 
 /// The seed's Counter: one integer per object, stored under the key `"value"`.
 #[durable_object]
@@ -91,6 +92,27 @@ pub fn counter_app(counters: Namespace<Counter>) -> Router {
         .route("/{name}/decrement", post(json_decrement).fallback(seed))
         .fallback(seed)
         .with_state(counters)
+}
+
+/// `GET /metrics`: `rt`'s [`Metrics`] in the Prometheus text format, to merge into an app
+/// (`counter_app(..).merge(metrics_app(rt))`). A runtime connected to an object server holds
+/// no objects, so its counters stay at zero.
+pub fn metrics_app(rt: Runtime) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let body = rt.metrics().to_prometheus();
+            async move {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static(Metrics::PROMETHEUS_CONTENT_TYPE),
+                    )],
+                    body,
+                )
+            }
+        }),
+    )
 }
 
 /// The seed Worker's `fetch`: the `name` check first, then the path.

@@ -1,13 +1,16 @@
 //! The counter service over real TCP on loopback: exact status, content type and body of
-//! every route, and counts that survive a runtime restart on fjall.
+//! every route, the metrics route, and counts that survive a runtime restart on fjall.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 
 mod common;
 
 use common::{assert_json, assert_text, count, send};
-use durable_examples::{counter_app, Counter, APPLICATION_JSON, SELECT_NAME, TEXT_PLAIN};
-use durable_runtime::Runtime;
+use durable_examples::{
+    counter_app, metrics_app, Counter, APPLICATION_JSON, SELECT_NAME, TEXT_PLAIN,
+};
+use durable_runtime::{Metrics, Runtime};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -26,7 +29,7 @@ impl Server {
     async fn start(rt: &Runtime) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = counter_app(rt.namespace::<Counter>());
+        let app = counter_app(rt.namespace::<Counter>()).merge(metrics_app(rt.clone()));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             axum::serve(listener, app)
@@ -248,6 +251,88 @@ async fn counts_survive_a_restart_on_fjall() {
         200,
         &count("A", 3),
     );
+    server.stop().await;
+    rt.shutdown().await.unwrap();
+}
+
+/// `GET /metrics`, checked for the Prometheus text format: each sample's value by name.
+async fn metrics(addr: SocketAddr) -> HashMap<String, u64> {
+    let reply = send(addr, "GET", "/metrics").await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        reply.content_type.as_deref(),
+        Some("text/plain; version=0.0.4; charset=utf-8"),
+        "{reply:?}"
+    );
+    assert_eq!(
+        Metrics::PROMETHEUS_CONTENT_TYPE,
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = reply.body();
+    let mut samples = HashMap::new();
+    for line in text.lines().filter(|line| !line.starts_with('#')) {
+        let (name, value) = line.split_once(' ').expect("`name value`");
+        let value = value.parse().unwrap_or_else(|_| panic!("a number: {line}"));
+        assert!(
+            samples.insert(name.to_owned(), value).is_none(),
+            "{name} twice"
+        );
+    }
+    for (name, kind) in [
+        ("durable_calls_total", "counter"),
+        ("durable_activations_total", "counter"),
+        ("durable_evictions_total", "counter"),
+        ("durable_overloads_total", "counter"),
+        ("durable_alarm_runs_total", "counter"),
+        ("durable_alarm_failures_total", "counter"),
+        ("durable_live_objects", "gauge"),
+        ("durable_syncs_total", "counter"),
+    ] {
+        let has = |wanted: String| text.lines().any(|line| line == wanted);
+        assert!(
+            has(format!("# TYPE {name} {kind}")),
+            "no TYPE of {name}:\n{text}"
+        );
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "no HELP of {name}:\n{text}"
+        );
+        assert!(samples.contains_key(name), "no {name} sample:\n{text}");
+    }
+    samples
+}
+
+#[tokio::test]
+async fn metrics_route() {
+    let rt = Runtime::in_memory();
+    let server = Server::start(&rt).await;
+    let addr = server.addr;
+
+    let before = metrics(addr).await;
+    assert_eq!(before["durable_calls_total"], 0);
+    assert_eq!(before["durable_live_objects"], 0);
+
+    // Four calls, on two objects.
+    for n in 1..=3 {
+        assert_text(
+            &send(addr, "GET", "/increment?name=A").await,
+            200,
+            &count("A", n),
+        );
+    }
+    assert_json(&send(addr, "GET", "/B/value").await, 0);
+
+    let after = metrics(addr).await;
+    assert_eq!(after["durable_calls_total"], 4, "{after:?}");
+    assert!(after["durable_activations_total"] >= 2, "{after:?}");
+    assert!(after["durable_live_objects"] <= 2, "{after:?}");
+    assert!(
+        after["durable_syncs_total"] >= 1,
+        "3 writes were synced: {after:?}"
+    );
+    // The route reads the runtime's counters.
+    assert_eq!(after["durable_activations_total"], rt.metrics().activations);
+
     server.stop().await;
     rt.shutdown().await.unwrap();
 }

@@ -118,6 +118,24 @@ async fn a_front_end_serves_the_seed_routes_from_an_object_server() {
         &count("A", 2),
     );
 
+    // The binary serves its runtime's counters: the object server ran the six calls above;
+    // the front end holds no objects.
+    let calls = |reply: common::Reply| {
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert_eq!(
+            reply.content_type.as_deref(),
+            Some("text/plain; version=0.0.4; charset=utf-8")
+        );
+        let line = reply
+            .body()
+            .lines()
+            .find(|l| l.starts_with("durable_calls_total "));
+        let value = line.and_then(|l| l.split(' ').nth(1)?.parse::<u64>().ok());
+        value.unwrap_or_else(|| panic!("no durable_calls_total: {reply:?}"))
+    };
+    assert_eq!(calls(send(server_http, "GET", "/metrics").await), 6);
+    assert_eq!(calls(send(front_http, "GET", "/metrics").await), 0);
+
     // A front end with another secret is refused by the object server.
     let intruder_http = free_addr();
     let intruder_http_s = intruder_http.to_string();

@@ -1,6 +1,9 @@
-//! Helpers shared by the example's tests: a raw HTTP/1.1 client and the replies' checks.
+//! Helpers shared by the example's tests: a raw HTTP/1.1 client and the replies' checks, and
+//! a headless Chromium ([`browser`]).
 
 #![allow(dead_code)] // each test binary uses its own share of these
+
+pub mod browser;
 
 use std::net::SocketAddr;
 
