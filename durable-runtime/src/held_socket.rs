@@ -20,7 +20,9 @@ use futures_util::SinkExt;
 use tokio::sync::Notify;
 
 use crate::error::ErrorKind;
-use crate::sockets::{AutoResponse, Outgoing, SocketEvent, SocketHolder, SocketId, SocketTarget};
+use crate::sockets::{
+    AutoResponse, Outgoing, SocketEvent, SocketHolder, SocketId, SocketRecord, SocketTarget,
+};
 use crate::websocket::Message;
 
 /// How many messages may wait for a client that reads slowly before its socket is closed
@@ -45,6 +47,9 @@ struct State {
     /// Too much output waited: the socket closes.
     overflow: bool,
     auto_response: Option<Arc<AutoResponse>>,
+    /// The tags and attachment, kept for a restarted object server (across a connection).
+    tags: Option<Arc<[String]>>,
+    attachment: Option<Arc<[u8]>>,
 }
 
 /// One socket held for an object. See the module documentation.
@@ -218,16 +223,23 @@ impl SocketHolder for HeldSocket {
     fn deliver(&self, _id: SocketId, output: Outgoing) {
         let mut state = self.state();
         match output {
-            Outgoing::Accepted { auto_response, .. } => {
+            Outgoing::Accepted {
+                tags,
+                auto_response,
+            } => {
                 state.accepted = true;
                 state.auto_response = auto_response;
+                state.tags = Some(tags);
                 return;
             }
             Outgoing::AutoResponse(auto) => {
                 state.auto_response = auto;
                 return;
             }
-            Outgoing::Attachment(_) => return,
+            Outgoing::Attachment(attachment) => {
+                state.attachment = attachment;
+                return;
+            }
             Outgoing::Send(ref message) => {
                 state.queued_bytes += message.len();
                 if state.queue.len() >= MAX_QUEUED_MESSAGES || state.queued_bytes > MAX_QUEUED_BYTES
@@ -242,6 +254,14 @@ impl SocketHolder for HeldSocket {
         }
         drop(state);
         self.wake.notify_one();
+    }
+
+    fn record(&self) -> Option<SocketRecord> {
+        let state = self.state();
+        Some(SocketRecord {
+            tags: state.tags.clone()?,
+            attachment: state.attachment.clone(),
+        })
     }
 }
 

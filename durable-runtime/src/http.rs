@@ -48,6 +48,7 @@ pub use bytes::Bytes;
 pub use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 
 use crate::error::{Error, Result};
+use crate::sockets::{SocketId, SocketOffer, OFFER_SITE};
 
 /// An HTTP request to an object: `http::Request<Bytes>`. (The parameter is there so that
 /// `Request::builder()` and `Request::get(uri)` work as on `http::Request`.)
@@ -81,6 +82,8 @@ struct WireRequest {
     version: u8,
     headers: Vec<(String, Vec<u8>)>,
     body: Vec<u8>,
+    /// The WebSocket an upgrade request offers (its holder is the sending peer).
+    socket: Option<[u8; 16]>,
 }
 
 /// A response as it crosses the wire.
@@ -149,6 +152,7 @@ pub mod wire {
             version: version_to_wire(request.version()),
             headers: headers_to_wire(request.headers()),
             body: request.body().to_vec(),
+            socket: request.extensions().get::<SocketOffer>().map(|o| o.id.0),
         };
         // The arguments of a call are a tuple: `fetch` has one.
         crate::wire::encode_value(&(wire,), out)
@@ -172,6 +176,16 @@ pub mod wire {
         *request.uri_mut() = uri;
         *request.version_mut() = version_from_wire(wire.version);
         headers_from_wire(wire.headers, request.headers_mut(), &bad)?;
+        if let Some(socket) = wire.socket {
+            // Only a server decoding a front end's request knows the socket's holder.
+            if OFFER_SITE.is_set() {
+                let id = SocketId(socket);
+                let holder = OFFER_SITE.with(|site| (site.0)(id));
+                request
+                    .extensions_mut()
+                    .insert(SocketOffer::new(id, holder));
+            }
+        }
         Ok(request)
     }
 
@@ -258,6 +272,7 @@ mod tests {
             version: 11,
             headers: vec![],
             body: vec![],
+            socket: None,
         };
         let mut out = Vec::new();
         crate::wire::encode_value(&(wire,), &mut out).unwrap();
@@ -271,6 +286,7 @@ mod tests {
             version: 11,
             headers: vec![("bad name".into(), b"v".to_vec())],
             body: vec![],
+            socket: None,
         };
         let mut out = Vec::new();
         crate::wire::encode_value(&(wire,), &mut out).unwrap();

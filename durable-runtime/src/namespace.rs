@@ -16,7 +16,7 @@ use std::future::Future;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockWriteGuard, Weak};
+use std::sync::{Arc, OnceLock, RwLock, RwLockWriteGuard, Weak};
 
 use tokio::sync::{oneshot, watch};
 
@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::host::{Counters, Host};
 use crate::id::{ClassTag, ObjectId, ID_BYTES};
 use crate::mailbox::{Mailbox, SendError};
-use crate::sockets::ObjectSockets;
+use crate::sockets::{ObjectSockets, SocketEntry};
 use crate::storage::{stored_object_ids, ObjectStore};
 use crate::stub::{LocalClass, RemoteClass, Route, Stub};
 use crate::transport::server::ServedClass;
@@ -115,6 +115,8 @@ pub(crate) struct NamespaceCore<T: DurableObject> {
     shards: Box<[RwLock<Shard<T>>]>,
     next_token: AtomicU64,
     tasks_started: AtomicBool,
+    /// The method ID of the class's `fetch`, if it has one.
+    fetch_method: OnceLock<Option<u64>>,
     /// The core itself, for what must own it (a new actor, the class's tasks) when it is
     /// reached by reference, as stubs reach it through [`LocalClass`].
     this: Weak<Self>,
@@ -149,6 +151,7 @@ impl<T: DurableObject> NamespaceCore<T> {
                 .collect(),
             next_token: AtomicU64::new(1),
             tasks_started: AtomicBool::new(false),
+            fetch_method: OnceLock::new(),
             this: this.clone(),
         }))
     }
@@ -305,6 +308,25 @@ impl<T: DurableObject> NamespaceCore<T> {
                 Err(refused(Error::overloaded(), envelope))
             }
             Err(SendError::Closed(envelope)) => Ok(Some(envelope)),
+        }
+    }
+
+    /// The method ID of the class's `fetch` (requests to it may offer a WebSocket).
+    pub(crate) fn fetch_method(&self) -> Option<u64> {
+        *self
+            .fetch_method
+            .get_or_init(|| T::schema().iter().find(|m| m.name == "fetch").map(|m| m.id))
+    }
+
+    /// Records a WebSocket a front end holds for object `id` (after this server restarted),
+    /// without activating the object: its next event will.
+    pub(crate) fn adopt_socket(&self, id: &ObjectId, entry: Arc<SocketEntry>) -> Result<()> {
+        self.class.check(id)?;
+        let key = id.as_bytes();
+        let mut shard = self.write_shard(key);
+        match shard.live.get(key) {
+            Some(live) => live.sockets.adopt(entry),
+            None => shard.hibernating.entry(*key).or_default().adopt(entry),
         }
     }
 

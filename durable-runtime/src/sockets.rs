@@ -57,7 +57,6 @@ impl std::fmt::Display for SocketId {
 
 /// What an object sends a socket's holder.
 #[derive(Debug, Clone)]
-#[allow(dead_code)] // tags and attachments are for front ends across a connection
 pub(crate) enum Outgoing {
     /// The object accepted the socket (in the `fetch` that got its upgrade request).
     Accepted {
@@ -94,6 +93,19 @@ pub(crate) trait SocketHolder: Send + Sync + 'static {
     /// Takes output for socket `id`, in order. Never blocks: the holder queues it (and closes
     /// a socket whose client reads too slowly).
     fn deliver(&self, id: SocketId, output: Outgoing);
+
+    /// The socket's tags and attachment, once accepted: what a front end tells a restarted
+    /// object server. `None` for holders that need not keep them.
+    fn record(&self) -> Option<SocketRecord> {
+        None
+    }
+}
+
+/// What a front end keeps of a socket for its object: its tags and its attachment.
+#[derive(Clone)]
+pub(crate) struct SocketRecord {
+    pub(crate) tags: Arc<[String]>,
+    pub(crate) attachment: Option<Arc<[u8]>>,
 }
 
 /// Where a held socket's events go: the object that accepted it, in this process or across
@@ -127,6 +139,12 @@ impl SocketOffer {
         }
     }
 }
+
+/// Makes the holder of a socket offered by a request decoded now: set by a server while it
+/// decodes a request to `fetch` from a front end (the front end holds the socket).
+pub(crate) struct OfferSite(pub(crate) Box<dyn Fn(SocketId) -> Arc<dyn SocketHolder>>);
+
+scoped_tls::scoped_thread_local!(pub(crate) static OFFER_SITE: OfferSite);
 
 /// The record of one accepted socket.
 pub(crate) struct SocketEntry {
@@ -222,7 +240,6 @@ impl ObjectSockets {
         Ok(entry)
     }
 
-    #[allow(dead_code)]
     /// Records a socket that a front end holds already (it tells a restarted object server
     /// of its sockets).
     pub(crate) fn adopt(&self, entry: Arc<SocketEntry>) -> Result<()> {

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::http::{Fetch, Request, Response};
 use crate::id::{ClassTag, ObjectId, ID_BYTES};
 use crate::sockets::{SocketEvent, SocketHolder, SocketId, SocketTarget};
-use crate::transport::client::{Client, OutgoingCall};
+use crate::transport::client::{Client, HoldGuard, OutgoingCall};
 
 /// Where a stub's calls go: to the object's actor in this process, or across a connection
 /// to the runtime that holds it.
@@ -219,14 +219,16 @@ impl<T: DurableObject> Stub<T> {
     /// Has output for socket `id` of this object reach `holder`: across a connection, the
     /// client routes the server's socket frames to it until the returned guard is dropped.
     /// In this process the object reaches the holder directly.
-    #[allow(dead_code)]
+    #[allow(dead_code)] // used by the `axum` feature
     pub(crate) fn hold_socket(
         &self,
         id: SocketId,
         holder: Arc<dyn SocketHolder>,
-    ) -> Option<Box<dyn std::any::Any + Send>> {
-        let _ = (id, holder);
-        None
+    ) -> Option<HoldGuard> {
+        match &self.route {
+            Route::Local(_) => None,
+            Route::Remote(remote) => Some(remote.client.hold_socket(id, &self.id, holder)),
+        }
     }
 
     /// Where the events of a WebSocket this object accepted go.

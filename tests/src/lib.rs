@@ -35,6 +35,7 @@ impl Counter {
 
 pub mod faults;
 pub mod held_sync;
+pub mod room;
 pub mod torture;
 
 /// How long a test waits for a reply before calling it a hang.

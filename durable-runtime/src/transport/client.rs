@@ -14,6 +14,11 @@
 //!   disconnected the same way.
 //! - Dropping a call's future stops waiting for it; the call still runs on the server, and
 //!   its late reply is discarded.
+//! - WebSockets held here for objects at the server: the client names itself with a holder
+//!   ID on every connection and lists the sockets it holds, so that a server that restarted
+//!   knows them again; the server's output for them arrives on the connection
+//!   (`ServerFrame::Socket`). While it holds sockets, a lost connection is dialed again at
+//!   once (with the usual backoff), not at the next call.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,15 +28,19 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 
-use super::frame::{self, CallFrame, ChainLink, ClientFrame, FrameBuffer, ReplyBody, ServerFrame};
+use super::frame::{
+    self, CallFrame, ChainLink, ClientFrame, FrameBuffer, HeldRecord, ReplyBody, ServerFrame,
+    SocketEventFrame, WireEvent, WireOutput,
+};
 use super::handshake;
 use super::outbox::Outbox;
 use super::TransportConfig;
 use crate::error::{Error, Result};
 use crate::id::{ObjectId, ID_BYTES};
-use crate::sockets::{SocketEvent, SocketId};
+use crate::sockets::{AutoResponse, Outgoing, SocketEvent, SocketHolder, SocketId, SocketRecord};
+use crate::websocket::Message;
 
 /// How long one attempt to connect (and run the handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -67,6 +76,44 @@ pub(crate) struct Client {
     /// Held while connecting, so that one caller dials and the others wait for it.
     dialing: tokio::sync::Mutex<Backoff>,
     closed: AtomicBool,
+    /// This client's name as a holder of WebSockets (random, per client).
+    holder: [u8; 16],
+    /// The WebSockets held here for objects at the server.
+    sockets: Arc<HeldSockets>,
+}
+
+/// The WebSockets a client holds, by socket ID.
+#[derive(Default)]
+struct HeldSockets {
+    map: Mutex<HashMap<SocketId, ClientHeld>>,
+    /// Notified when the connection is lost while sockets are held.
+    lost: Notify,
+    /// Whether the task that reconnects for them runs.
+    keeper: AtomicBool,
+}
+
+struct ClientHeld {
+    object: ObjectId,
+    holder: Arc<dyn SocketHolder>,
+}
+
+impl HeldSockets {
+    fn map(&self) -> MutexGuard<'_, HashMap<SocketId, ClientHeld>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Keeps a socket registered with its client; dropping it (the socket closed, or was never
+/// upgraded) unregisters it.
+pub(crate) struct HoldGuard {
+    sockets: Arc<HeldSockets>,
+    id: SocketId,
+}
+
+impl Drop for HoldGuard {
+    fn drop(&mut self) {
+        self.sockets.map().remove(&self.id);
+    }
 }
 
 #[derive(Default)]
@@ -153,6 +200,66 @@ impl Client {
             current: Mutex::new(None),
             dialing: tokio::sync::Mutex::new(Backoff::default()),
             closed: AtomicBool::new(false),
+            holder: SocketId::next().0,
+            sockets: Arc::default(),
+        }
+    }
+
+    /// Routes the server's output for socket `id` (of `object`) to `holder` until the guard
+    /// is dropped; while any socket is held, a lost connection is dialed again at once.
+    pub(crate) fn hold_socket(
+        self: &Arc<Self>,
+        id: SocketId,
+        object: &ObjectId,
+        holder: Arc<dyn SocketHolder>,
+    ) -> HoldGuard {
+        self.sockets.map().insert(
+            id,
+            ClientHeld {
+                object: object.clone(),
+                holder,
+            },
+        );
+        if !self.sockets.keeper.swap(true, Ordering::AcqRel) {
+            tokio::spawn(keep_connected(Arc::downgrade(self), self.sockets.clone()));
+        }
+        HoldGuard {
+            sockets: self.sockets.clone(),
+            id,
+        }
+    }
+
+    /// Hands an event of a WebSocket held here to its object at the server; resolves once
+    /// the object handled it.
+    pub(crate) async fn socket_event(
+        &self,
+        object: &ObjectId,
+        socket: SocketId,
+        event: SocketEvent,
+    ) -> Result<()> {
+        let reply = self.request(None, |request, out| {
+            let event = match &event {
+                SocketEvent::Message(Message::Text(text)) => WireEvent::Text(text),
+                SocketEvent::Message(Message::Binary(bytes)) => WireEvent::Binary(bytes),
+                SocketEvent::Close { code, reason } => WireEvent::Close {
+                    code: *code,
+                    reason,
+                },
+            };
+            frame::encode(
+                &ClientFrame::SocketEvent(SocketEventFrame {
+                    request,
+                    object: *object.as_bytes(),
+                    name: object.name(),
+                    socket: socket.0,
+                    event,
+                }),
+                out,
+            )
+        });
+        match reply.await? {
+            Reply::Output(_) => Ok(()),
+            other => Err(unexpected(&other)),
         }
     }
 
@@ -222,19 +329,6 @@ impl Client {
             Reply::Count(n) => Ok(n),
             other => Err(unexpected(&other)),
         }
-    }
-
-    /// Hands an event of a WebSocket held here to its object at the server.
-    pub(crate) async fn socket_event(
-        &self,
-        object: &ObjectId,
-        socket: SocketId,
-        event: SocketEvent,
-    ) -> Result<()> {
-        let _ = (object, socket, event);
-        Err(Error::unknown_method(
-            "WebSockets across a connection are not wired yet",
-        ))
     }
 
     /// Sends the frame `encode` writes for a fresh request ID, and waits for its reply
@@ -387,6 +481,13 @@ impl Client {
             is_lost: AtomicBool::new(false),
         });
         let (outbox, write_queued) = Outbox::new(writer);
+        // First the holder's name and the sockets it holds: before any request.
+        let mut hello = Vec::new();
+        frame::encode(&ClientFrame::Holder { id: self.holder }, &mut hello)?;
+        announce(&self.sockets, self.config.max_frame_bytes, &mut hello)?;
+        outbox
+            .send(&hello, true)
+            .map_err(|e| Error::disconnected(format!("writing to {} failed: {e}", self.addr)))?;
         let failed = pending.clone();
         tokio::spawn(async move {
             if let Err(e) = write_queued.await {
@@ -398,6 +499,7 @@ impl Client {
             buffer,
             pending.clone(),
             self.addr.clone(),
+            self.sockets.clone(),
         ));
         Ok(Connection { pending, outbox })
     }
@@ -407,15 +509,75 @@ fn unexpected(reply: &Reply) -> Error {
     Error::internal(format!("the server answered with {reply:?}"))
 }
 
+/// Encodes `Sockets` frames listing every accepted socket held here, each frame well under
+/// the frame bound.
+fn announce(sockets: &HeldSockets, max_frame_bytes: usize, out: &mut Vec<u8>) -> Result<()> {
+    let held: Vec<(SocketId, ObjectId, SocketRecord)> = sockets
+        .map()
+        .iter()
+        .filter_map(|(id, held)| Some((*id, held.object.clone(), held.holder.record()?)))
+        .collect();
+    let budget = max_frame_bytes / 2;
+    let mut batch: Vec<HeldRecord<'_>> = Vec::new();
+    let mut size = 0;
+    for (id, object, SocketRecord { tags, attachment }) in &held {
+        let record = HeldRecord {
+            object: *object.as_bytes(),
+            name: object.name(),
+            socket: id.0,
+            tags: tags.iter().map(String::as_str).collect(),
+            attachment: attachment.as_deref(),
+        };
+        let record_size = 64
+            + object.name().map_or(0, str::len)
+            + tags.iter().map(|t| t.len() + 2).sum::<usize>()
+            + attachment.as_ref().map_or(0, |a| a.len() + 2);
+        if size + record_size > budget && !batch.is_empty() {
+            frame::encode(&ClientFrame::Sockets(std::mem::take(&mut batch)), out)?;
+            size = 0;
+        }
+        size += record_size;
+        batch.push(record);
+    }
+    if !batch.is_empty() {
+        frame::encode(&ClientFrame::Sockets(batch), out)?;
+    }
+    Ok(())
+}
+
+/// While a client holds sockets, dials again as soon as its connection is lost (the
+/// server's output for them has no other way in).
+async fn keep_connected(client: std::sync::Weak<Client>, sockets: Arc<HeldSockets>) {
+    loop {
+        sockets.lost.notified().await;
+        let mut pause = FIRST_BACKOFF;
+        loop {
+            let Some(client) = client.upgrade() else {
+                return;
+            };
+            if client.closed.load(Ordering::Acquire) || sockets.map().is_empty() {
+                break;
+            }
+            if client.connection().await.is_ok() {
+                break;
+            }
+            drop(client);
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(MAX_BACKOFF);
+        }
+    }
+}
+
 /// Routes replies to their callers until the connection ends.
 async fn read_loop(
     mut reader: OwnedReadHalf,
     mut buffer: FrameBuffer,
     pending: Arc<Pending>,
     addr: String,
+    sockets: Arc<HeldSockets>,
 ) {
     let err = loop {
-        match read_replies(&mut buffer, &pending) {
+        match read_replies(&mut buffer, &pending, &sockets) {
             Ok(()) => {}
             Err(reason) => {
                 tracing::warn!(server = %addr, %reason, "dropped the connection to a server that broke the protocol");
@@ -433,13 +595,29 @@ async fn read_loop(
         }
     };
     pending.fail_all(err);
+    if !sockets.map().is_empty() {
+        sockets.lost.notify_one();
+    }
 }
 
 /// Hands every complete reply in `buffer` to its caller.
-fn read_replies(buffer: &mut FrameBuffer, pending: &Pending) -> std::result::Result<(), String> {
+fn read_replies(
+    buffer: &mut FrameBuffer,
+    pending: &Pending,
+    sockets: &HeldSockets,
+) -> std::result::Result<(), String> {
     while let Some(body) = buffer.next_frame().map_err(|e| e.to_string())? {
         let (request, body) = match frame::decode::<ServerFrame<'_>>(body) {
             Ok(ServerFrame::Reply { request, body }) => (request, body),
+            Ok(ServerFrame::Socket { socket, output }) => {
+                let id = SocketId(socket);
+                let holder = sockets.map().get(&id).map(|held| held.holder.clone());
+                // None: the socket closed here meanwhile; its object learns it from the close.
+                if let Some(holder) = holder {
+                    holder.deliver(id, from_wire(output));
+                }
+                continue;
+            }
             Ok(other) => return Err(format!("a {other:?} after the handshake")),
             Err(e) => return Err(e.to_string()),
         };
@@ -464,4 +642,33 @@ fn read_replies(buffer: &mut FrameBuffer, pending: &Pending) -> std::result::Res
         }
     }
     Ok(())
+}
+
+/// An object's output for a socket, from its frame.
+fn from_wire(output: WireOutput<'_>) -> Outgoing {
+    let auto = |pair: Option<(&str, &str)>| {
+        pair.map(|(request, response)| {
+            Arc::new(AutoResponse {
+                request: request.to_owned(),
+                response: response.to_owned(),
+            })
+        })
+    };
+    match output {
+        WireOutput::Accepted {
+            tags,
+            auto_response,
+        } => Outgoing::Accepted {
+            tags: tags.into_iter().map(str::to_owned).collect(),
+            auto_response: auto(auto_response),
+        },
+        WireOutput::Text(text) => Outgoing::Send(Message::Text(text.to_owned())),
+        WireOutput::Binary(bytes) => Outgoing::Send(Message::Binary(bytes.to_vec())),
+        WireOutput::Close { code, reason } => Outgoing::Close {
+            code,
+            reason: reason.to_owned(),
+        },
+        WireOutput::Attachment(bytes) => Outgoing::Attachment(bytes.map(Arc::from)),
+        WireOutput::AutoResponse(pair) => Outgoing::AutoResponse(auto(pair)),
+    }
 }

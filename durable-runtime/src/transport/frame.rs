@@ -48,6 +48,65 @@ pub(crate) enum ClientFrame<'a> {
     ListIds { request: u64, class: [u8; 8] },
     /// `Namespace::delete_all_objects` of the class with this tag.
     DeleteAll { request: u64, class: [u8; 8] },
+    /// Who holds the client's WebSockets: sent once after the handshake. The same holder
+    /// reconnecting takes its sockets back; a holder gone for good has its sockets closed.
+    Holder { id: [u8; 16] },
+    /// An event of a WebSocket the client holds, for its object; answered once the object
+    /// handled it.
+    #[serde(borrow)]
+    SocketEvent(SocketEventFrame<'a>),
+    /// The WebSockets the client holds (after a reconnect: a restarted server learns them
+    /// again). Sent before any other frame of the connection but `Holder`.
+    #[serde(borrow)]
+    Sockets(Vec<HeldRecord<'a>>),
+}
+
+/// An event of a WebSocket, for its object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SocketEventFrame<'a> {
+    pub(crate) request: u64,
+    pub(crate) object: [u8; ID_BYTES],
+    pub(crate) name: Option<&'a str>,
+    pub(crate) socket: [u8; 16],
+    #[serde(borrow)]
+    pub(crate) event: WireEvent<'a>,
+}
+
+/// What happened on a WebSocket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum WireEvent<'a> {
+    Text(&'a str),
+    Binary(&'a [u8]),
+    Close { code: u16, reason: &'a str },
+}
+
+/// One WebSocket a client holds, as its object knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct HeldRecord<'a> {
+    pub(crate) object: [u8; ID_BYTES],
+    pub(crate) name: Option<&'a str>,
+    pub(crate) socket: [u8; 16],
+    #[serde(borrow)]
+    pub(crate) tags: Vec<&'a str>,
+    pub(crate) attachment: Option<&'a [u8]>,
+}
+
+/// What an object sends one of its WebSockets (see `sockets::Outgoing`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum WireOutput<'a> {
+    Accepted {
+        #[serde(borrow)]
+        tags: Vec<&'a str>,
+        auto_response: Option<(&'a str, &'a str)>,
+    },
+    Text(&'a str),
+    Binary(&'a [u8]),
+    Close {
+        code: u16,
+        reason: &'a str,
+    },
+    Attachment(Option<&'a [u8]>),
+    AutoResponse(Option<(&'a str, &'a str)>),
 }
 
 /// A call of one object's method.
@@ -92,6 +151,12 @@ pub(crate) enum ServerFrame<'a> {
         request: u64,
         #[serde(borrow)]
         body: ReplyBody<'a>,
+    },
+    /// Output of an object for one of the WebSockets the client holds.
+    Socket {
+        socket: [u8; 16],
+        #[serde(borrow)]
+        output: WireOutput<'a>,
     },
 }
 
@@ -342,6 +407,53 @@ mod tests {
             })),
             "0000000b010401".to_owned() + &"02".repeat(8)
         );
+        assert_eq!(
+            hex(&frame(&ClientFrame::Holder { id: [3; 16] })),
+            "0000001201".to_owned() + "05" + &"03".repeat(16)
+        );
+        let event = |event| {
+            hex(&frame(&ClientFrame::SocketEvent(SocketEventFrame {
+                request: 2,
+                object: id(4),
+                name: None,
+                socket: [5; 16],
+                event,
+            })))
+        };
+        let head = |len: &str| {
+            len.to_owned() + "01" + "06" + "02" + &"04".repeat(32) + "00" + &"05".repeat(16)
+        };
+        assert_eq!(
+            event(WireEvent::Text("hi")),
+            head("00000038") + "00" + "026869"
+        );
+        assert_eq!(
+            event(WireEvent::Binary(&[9])),
+            head("00000037") + "01" + "0109"
+        );
+        assert_eq!(
+            event(WireEvent::Close {
+                code: 1000,
+                reason: "x"
+            }),
+            head("00000039") + "02" + "e807" + "0178"
+        );
+        assert_eq!(
+            hex(&frame(&ClientFrame::Sockets(vec![HeldRecord {
+                object: id(4),
+                name: Some("r"),
+                socket: [5; 16],
+                tags: vec!["t"],
+                attachment: Some(&[6]),
+            }]))),
+            "0000003c0107".to_owned()
+                + "01"
+                + &"04".repeat(32)
+                + "010172"
+                + &"05".repeat(16)
+                + "010174"
+                + "010106"
+        );
     }
 
     #[test]
@@ -366,6 +478,43 @@ mod tests {
             "0000002501030502".to_owned() + "01" + &"03".repeat(32)
         );
         assert_eq!(reply(ReplyBody::Count(7)), "000000050103050307");
+        let output = |output| {
+            hex(&frame(&ServerFrame::Socket {
+                socket: [5; 16],
+                output,
+            }))
+        };
+        let head = |len: &str| len.to_owned() + "01" + "04" + &"05".repeat(16);
+        assert_eq!(
+            output(WireOutput::Accepted {
+                tags: vec!["t"],
+                auto_response: Some(("a", "b")),
+            }),
+            head("0000001b") + "00" + "010174" + "0101610162"
+        );
+        assert_eq!(
+            output(WireOutput::Text("hi")),
+            head("00000016") + "01" + "026869"
+        );
+        assert_eq!(
+            output(WireOutput::Binary(&[9])),
+            head("00000015") + "02" + "0109"
+        );
+        assert_eq!(
+            output(WireOutput::Close {
+                code: 4000,
+                reason: ""
+            }),
+            head("00000016") + "03" + "a01f" + "00"
+        );
+        assert_eq!(
+            output(WireOutput::Attachment(None)),
+            head("00000014") + "04" + "00"
+        );
+        assert_eq!(
+            output(WireOutput::AutoResponse(None)),
+            head("00000014") + "05" + "00"
+        );
     }
 
     /// Every error kind's encoding, pinned: a reordered or inserted `Repr` variant fails here.

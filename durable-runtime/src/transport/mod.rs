@@ -3,12 +3,14 @@
 //!
 //! The pieces, each in its file: [`frame`] (the bytes on the wire), [`handshake`] (both
 //! ends prove they hold the secret), [`outbox`] (the way out of a connection, shared by its
-//! writers), [`server`] and [`client`].
+//! writers), [`server`] and [`client`], and [`peers`] (the front ends holding WebSockets for
+//! a server's objects).
 
 pub(crate) mod client;
 pub(crate) mod frame;
 pub(crate) mod handshake;
 pub(crate) mod outbox;
+pub(crate) mod peers;
 pub(crate) mod server;
 
 use std::sync::Arc;

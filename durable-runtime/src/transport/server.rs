@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
@@ -30,9 +30,13 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore};
 
-use super::frame::{self, CallFrame, ClientFrame, FrameBuffer, ReplyBody, ServerFrame};
+use super::frame::{
+    self, CallFrame, ClientFrame, FrameBuffer, HeldRecord, ReplyBody, ServerFrame,
+    SocketEventFrame, WireEvent,
+};
 use super::handshake;
 use super::outbox::Outbox;
+use super::peers::{Peer, PeerSocket, Peers, SocketHome};
 use super::TransportConfig;
 use crate::actor::{Envelope, ReplyTo};
 use crate::class::DurableObject;
@@ -41,6 +45,8 @@ use crate::error::{Error, Result};
 use crate::id::{ObjectId, ID_BYTES};
 use crate::namespace::{NamespaceCore, Refused};
 use crate::runtime::RuntimeShared;
+use crate::sockets::{OfferSite, SocketEntry, SocketEvent, SocketId, OFFER_SITE};
+use crate::websocket::{check_tags, Message, MAX_ATTACHMENT_BYTES};
 
 /// How long a new connection may take to prove it holds the secret.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -74,13 +80,39 @@ pub(crate) trait ServedClass: Send + Sync {
 
     /// Deletes every object of the class, then answers how many had data.
     fn delete_all(self: Arc<Self>, responder: Responder);
+
+    /// Hands a WebSocket event to its object; `responder` answers once it was handled.
+    fn socket_event(self: Arc<Self>, event: &SocketEventFrame<'_>, responder: Responder);
+
+    /// Records a socket that `peer` holds (it told us after reconnecting).
+    fn adopt_socket(self: Arc<Self>, record: &HeldRecord<'_>, peer: &Arc<Peer>) -> Result<()>;
+
+    /// The socket's holder is gone: its object gets a close (1006).
+    fn socket_gone(&self, object: &ObjectId, socket: SocketId);
 }
 
 impl<T: DurableObject> ServedClass for NamespaceCore<T> {
     fn start_call(self: Arc<Self>, frame: &CallFrame<'_>, responder: Responder) {
         let decoded = (|| {
             let id = ObjectId::from_wire(&self.class, frame.object, frame.name)?;
-            let call = T::decode_call(frame.method, frame.args)?;
+            let call = match responder.replies.peer.get() {
+                // A request to `fetch` may offer a WebSocket: its holder is the peer.
+                Some(peer) if Some(frame.method) == self.fetch_method() => {
+                    let home = SocketHome {
+                        class: self.clone(),
+                        object: id.clone(),
+                    };
+                    let peer = peer.clone();
+                    let site = OfferSite(Box::new(move |_| {
+                        Arc::new(PeerSocket {
+                            peer: peer.clone(),
+                            home: home.clone(),
+                        })
+                    }));
+                    OFFER_SITE.set(&site, || T::decode_call(frame.method, frame.args))?
+                }
+                _ => T::decode_call(frame.method, frame.args)?,
+            };
             let chain = cycle::from_wire(&frame.chain)?;
             Ok((id, call, chain))
         })();
@@ -135,6 +167,81 @@ impl<T: DurableObject> ServedClass for NamespaceCore<T> {
             });
         });
     }
+
+    fn socket_event(self: Arc<Self>, frame: &SocketEventFrame<'_>, responder: Responder) {
+        let id = match ObjectId::from_wire(&self.class, frame.object, frame.name) {
+            Ok(id) => id,
+            Err(e) => return responder.answer(Answer::Error(e)),
+        };
+        let event = match frame.event {
+            WireEvent::Text(text) => SocketEvent::Message(Message::Text(text.to_owned())),
+            WireEvent::Binary(bytes) => SocketEvent::Message(Message::Binary(bytes.to_vec())),
+            WireEvent::Close { code, reason } => SocketEvent::Close {
+                code,
+                reason: reason.to_owned(),
+            },
+        };
+        let reply = ReplyTo::Remote(Box::new(move |result: Result<()>| {
+            responder.answer(match result {
+                Ok(()) => Answer::Output(Vec::new()),
+                Err(e) => Answer::Error(e),
+            });
+        }));
+        let envelope = Envelope::Socket {
+            socket: SocketId(frame.socket),
+            event,
+            reply,
+        };
+        if let Err(Refused {
+            error,
+            envelope: Envelope::Socket { reply, .. },
+        }) = self.send_or_return(&id, envelope)
+        {
+            reply.send(Err(error));
+        }
+    }
+
+    fn adopt_socket(self: Arc<Self>, record: &HeldRecord<'_>, peer: &Arc<Peer>) -> Result<()> {
+        let id = ObjectId::from_wire(&self.class, record.object, record.name)?;
+        let tags = check_tags(&record.tags)?;
+        if record
+            .attachment
+            .is_some_and(|a| a.len() > MAX_ATTACHMENT_BYTES)
+        {
+            return Err(Error::invalid_argument(
+                "a WebSocket attachment over the limit",
+            ));
+        }
+        let socket = SocketId(record.socket);
+        let home = SocketHome {
+            class: self.clone(),
+            object: id.clone(),
+        };
+        peer.register(socket, home.clone());
+        let entry = Arc::new(SocketEntry {
+            id: socket,
+            holder: Arc::new(PeerSocket {
+                peer: peer.clone(),
+                home,
+            }),
+            tags,
+            attachment: std::sync::Mutex::new(record.attachment.map(Arc::from)),
+            closed: std::sync::atomic::AtomicBool::new(false),
+        });
+        NamespaceCore::adopt_socket(&self, &id, entry)
+    }
+
+    fn socket_gone(&self, object: &ObjectId, socket: SocketId) {
+        let reply = ReplyTo::Remote(Box::new(|_: Result<()>| {}));
+        let envelope = Envelope::Socket {
+            socket,
+            event: super::peers::gone(),
+            reply,
+        };
+        if let Err(e) = self.send(object, envelope) {
+            tracing::warn!(%socket, error = %e, "could not tell an object its WebSocket is gone");
+        }
+    }
 }
 
 /// Binds `addr` (synchronously, so that a taken port is an error of `open`) and refuses a
@@ -171,6 +278,7 @@ pub(crate) async fn accept_loop(
         return;
     };
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let peers = Arc::new(Peers::default());
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -180,8 +288,9 @@ pub(crate) async fn accept_loop(
             Ok((stream, peer)) => match slots.clone().try_acquire_owned() {
                 Ok(slot) => {
                     let (runtime, config) = (runtime.clone(), config.clone());
+                    let peers = peers.clone();
                     tokio::spawn(async move {
-                        serve(stream, peer, runtime, config).await;
+                        serve(stream, peer, runtime, config, peers).await;
                         drop(slot);
                     });
                 }
@@ -206,6 +315,7 @@ async fn serve(
     peer: SocketAddr,
     runtime: Weak<RuntimeShared>,
     config: TransportConfig,
+    peers: Arc<Peers>,
 ) {
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
@@ -238,12 +348,17 @@ async fn serve(
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
             max_frame_bytes: config.max_frame_bytes,
+            peer: OnceLock::new(),
         }),
         last_request: None,
         max_in_flight: config.max_calls_in_flight,
+        peers,
     };
     if let Err(reason) = connection.run(&mut reader, &mut buffer).await {
         tracing::warn!(%peer, %reason, "closed a connection");
+    }
+    if let Some(holder) = connection.replies.peer.get() {
+        connection.peers.detach(holder, &connection.replies.outbox);
     }
     // Replies of calls still running are dropped: nobody reads them any more.
     connection.replies.outbox.close();
@@ -256,6 +371,7 @@ struct Connection {
     replies: Arc<Replies>,
     last_request: Option<u64>,
     max_in_flight: usize,
+    peers: Arc<Peers>,
 }
 
 /// What a connection's calls share to answer: the way out, and how many are in flight.
@@ -265,6 +381,9 @@ struct Replies {
     /// Notified when the last call in flight is answered (a closing connection waits).
     idle: Notify,
     max_frame_bytes: usize,
+    /// The front end this connection comes from, once it named itself: the holder of the
+    /// WebSockets its requests offer.
+    peer: OnceLock<Arc<Peer>>,
 }
 
 /// Answers one request, once. Dropped unanswered (its call was dropped with the runtime),
@@ -408,6 +527,30 @@ impl Connection {
             ClientFrame::ListIds { request, class } | ClientFrame::DeleteAll { request, class } => {
                 (*request, *class)
             }
+            ClientFrame::SocketEvent(event) => (event.request, class_tag(&event.object)),
+            ClientFrame::Holder { id } => {
+                if self.replies.peer.get().is_some() || self.last_request.is_some() {
+                    return Err("a holder ID after the connection's first requests".to_owned());
+                }
+                let peer = self.peers.attach(*id, self.replies.outbox.clone());
+                let _ = self.replies.peer.set(peer);
+                return Ok(());
+            }
+            ClientFrame::Sockets(records) => {
+                let Some(peer) = self.replies.peer.get().cloned() else {
+                    return Err("WebSockets announced before a holder ID".to_owned());
+                };
+                for record in records {
+                    let adopted = self
+                        .class(class_tag(&record.object))
+                        .and_then(|served| served.adopt_socket(record, &peer));
+                    if let Err(e) = adopted {
+                        // The socket's front end will see its events refused, and close it.
+                        tracing::warn!(socket = %SocketId(record.socket), error = %e, "refused a WebSocket a front end holds");
+                    }
+                }
+                return Ok(());
+            }
             other => return Err(format!("a {other:?} after the handshake")),
         };
         if self.last_request.is_some_and(|last| id <= last) {
@@ -430,6 +573,14 @@ impl Connection {
             ClientFrame::Call(call) => served.start_call(&call, responder),
             ClientFrame::ListIds { .. } => served.list_ids(responder),
             ClientFrame::DeleteAll { .. } => served.delete_all(responder),
+            ClientFrame::SocketEvent(event) => {
+                if let (WireEvent::Close { .. }, Some(peer)) =
+                    (&event.event, self.replies.peer.get())
+                {
+                    peer.unregister(SocketId(event.socket));
+                }
+                served.socket_event(&event, responder)
+            }
             _ => unreachable!("checked above"),
         }
         Ok(())
