@@ -31,6 +31,8 @@
 
 #![warn(missing_docs)]
 
+pub mod cli;
+
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
