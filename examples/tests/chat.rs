@@ -575,6 +575,27 @@ async fn the_binary_keeps_messages_across_kill_9() {
     drop(chat);
 }
 
+// Fails today: on SIGTERM the binary exits within milliseconds and its clients see the
+// connection reset without a closing handshake (tungstenite's `ResetWithoutClosingHandshake`,
+// 1006 in a browser). The sockets are held by the runtime (`durable_runtime::axum::forward`),
+// outside axum's graceful shutdown, and `Runtime::shutdown` leaves them as they are; only
+// the runtime can close them with 1001 "going away" (or 1012) so that clients know to
+// reconnect rather than report an error.
+#[tokio::test]
+#[ignore = "waits for Runtime::shutdown to close the WebSockets it holds"]
+async fn sigterm_closes_open_websockets_with_going_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let chat = start_chat(addr, &["--data-dir", dir.path().to_str().unwrap()]).await;
+    let (mut ann, _) = join(addr, "bye", "ann").await;
+    let status = chat.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{status:?}");
+    match tokio::time::timeout(TIMEOUT, ann.next()).await {
+        Ok(Some(Ok(Ws::Close(Some(frame))))) => assert_eq!(u16::from(frame.code), 1001),
+        other => panic!("expected a close frame (1001), got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn the_binary_with_a_short_idle_timeout_hibernates_rooms() {
     let dir = tempfile::tempdir().unwrap();
