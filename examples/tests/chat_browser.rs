@@ -51,6 +51,7 @@ async fn two_browsers_chat_through_the_binary() {
         .await;
     wait_ready(&bob).await;
     wait_last_line(&alice, "bob joined").await;
+    wait_last_line(&bob, "bob joined").await;
     assert_eq!(alice.texts("#roster li").await, ["alice", "bob"]);
     assert_eq!(bob.texts("#roster li").await, ["alice", "bob"]);
 
