@@ -84,7 +84,7 @@ impl Program {
             line(
                 "--idle-timeout SECS",
                 format!(
-                    "evict {objects} idle this long (env DURABLE_IDLE_TIMEOUT, default {})",
+                    "unload {objects} idle this many seconds (env DURABLE_IDLE_TIMEOUT, default {})",
                     DEFAULT_IDLE_TIMEOUT.as_secs()
                 ),
             );
@@ -546,7 +546,7 @@ mod tests {
         ));
         assert!(usage.contains("default 127.0.0.1:8788"), "{usage}");
         assert!(
-            usage.contains("--idle-timeout SECS  evict rooms"),
+            usage.contains("--idle-timeout SECS  unload rooms idle"),
             "{usage}"
         );
         assert!(!COUNTER.usage().contains("idle"));
