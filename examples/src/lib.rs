@@ -1,4 +1,6 @@
-//! Runnable programs for `durable`, and the pieces they are built from.
+//! Runnable programs for `durable`, and the pieces they are built from: the counter (below),
+//! the chat ([`chat`]: `cargo run --example chat`, Cloudflare's workers-chat-demo with
+//! WebSockets that hibernate), and what their binaries share ([`cli`]).
 //!
 //! `cargo run --example counter` serves Cloudflare's "Build a counter" Worker on
 //! `127.0.0.1:8787`, route for route and byte for byte:
@@ -30,6 +32,11 @@
 //! ```
 
 #![warn(missing_docs)]
+
+pub mod chat;
+pub mod cli;
+
+pub use chat::{chat_app, ChatRoom};
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, Request, StatusCode};

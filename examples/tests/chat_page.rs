@@ -221,6 +221,8 @@ async fn the_join_form_puts_room_and_name_in_the_url() {
         browser.eval("document.getElementById('join').hidden").await,
         true
     );
+    // Her own `joined` comes after `ready`: wait for it rather than race it.
+    wait_last_line(&browser, "ann joined").await;
     assert_eq!(roster(&browser).await, ["ann"]);
     assert_eq!(browser.console_errors().await, Vec::<String>::new());
 }

@@ -4,63 +4,14 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{assert_json, assert_text, count, send};
-
-/// The example binary cargo built beside this test (`target/<profile>/examples/counter`).
-fn counter_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>");
-    let path = profile_dir.join("examples").join("counter");
-    assert!(path.exists(), "build the example first: {}", path.display());
-    path
-}
-
-fn free_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("its address")
-}
-
-/// A child process killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{
+    assert_json, assert_text, count, free_addr, send, start_example, wait_listening, Process,
+};
 
 fn start(args: &[&str]) -> Process {
-    let child = Command::new(counter_binary())
-        .args(args)
-        .env_remove("DURABLE_SECRET")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the counter example");
-    Process(child)
-}
-
-/// Waits until something accepts connections on `addr`.
-async fn wait_listening(addr: SocketAddr) {
-    let start = Instant::now();
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "nothing listens on {addr}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    start_example("counter", args)
 }
 
 #[tokio::test]

@@ -1,11 +1,14 @@
-//! Helpers shared by the example's tests: a raw HTTP/1.1 client and the replies' checks, and
-//! a headless Chromium ([`browser`]).
+//! Helpers shared by the example's tests: a raw HTTP/1.1 client and the replies' checks, the
+//! example binaries as child processes, and a headless Chromium ([`browser`]).
 
 #![allow(dead_code)] // each test binary uses its own share of these
 
 pub mod browser;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use durable_examples::{APPLICATION_JSON, TEXT_PLAIN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -91,4 +94,80 @@ pub fn assert_json(reply: &Reply, value: i64) {
 
 pub fn count(name: &str, n: i64) -> String {
     format!("Durable Object '{name}' count: {n}")
+}
+
+/// The example binary cargo built beside this test (`target/<profile>/examples/<name>`).
+pub fn example_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
+    let path = profile_dir.join("examples").join(name);
+    assert!(path.exists(), "build the example first: {}", path.display());
+    path
+}
+
+/// An address of 127.0.0.1 that nothing listens on now.
+pub fn free_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("its address")
+}
+
+/// A child process, killed (SIGKILL) when dropped.
+pub struct Process(pub Child);
+
+impl Process {
+    /// Sends SIGTERM and waits up to `timeout` for the process to exit.
+    pub fn terminate(mut self, timeout: Duration) -> ExitStatus {
+        let pid = self.0.id() as libc::pid_t;
+        // SAFETY: kill(2) takes no pointers; `pid` is our own child, not yet waited for.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.0.try_wait().expect("the child's status") {
+                return status;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "still running {timeout:?} after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts example `name` with `args` (no secret from the environment, warnings logged to the
+/// test's stderr).
+pub fn start_example(name: &str, args: &[&str]) -> Process {
+    let child = Command::new(example_binary(name))
+        .args(args)
+        .env_remove("DURABLE_SECRET")
+        .env_remove("DURABLE_IDLE_TIMEOUT")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start the {name} example: {e}"));
+    Process(child)
+}
+
+/// Waits until something accepts connections on `addr`.
+pub async fn wait_listening(addr: SocketAddr) {
+    let start = Instant::now();
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "nothing listens on {addr}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
