@@ -622,12 +622,9 @@ async fn the_binary_with_a_short_idle_timeout_hibernates_rooms() {
     post(&mut ann, "ann", "two").await;
 }
 
-// Fails today: a front end (`--connect`) answers the upgrade 500, because its runtime
-// forwards the request to the object server without the client's connection
-// ("not a WebSocket upgrade request forwarded by durable_runtime::axum::forward: there is
-// no client connection to accept"). Holding sockets across a connection is being added.
+/// A front end (`--connect`) holds its clients' sockets for the rooms in the object server:
+/// clients on either process share a room.
 #[tokio::test]
-#[ignore = "waits for WebSockets across a connection"]
 async fn a_front_end_chats_through_an_object_server() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
