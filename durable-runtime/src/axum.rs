@@ -115,6 +115,7 @@ where
         .extensions_mut()
         .insert(SocketOffer::new(held.id, holder.clone()));
     let target = stub.stub().socket_target();
+    let held_sockets = stub.stub().held_sockets();
     let _registration = stub.stub().hold_socket(held.id, holder);
     let result = stub.fetch(request).await;
     // The acceptance, if any, was released before the reply.
@@ -134,7 +135,7 @@ where
                 })
                 .on_upgrade(move |socket| async move {
                     let _registration = _registration;
-                    held.run(socket, target).await;
+                    held.run(socket, target, held_sockets).await;
                 })
         }
         other => {

@@ -21,7 +21,8 @@ use tokio::sync::Notify;
 
 use crate::error::ErrorKind;
 use crate::sockets::{
-    AutoResponse, Outgoing, SocketEvent, SocketHolder, SocketId, SocketRecord, SocketTarget,
+    AutoResponse, HeldSockets, Outgoing, SocketEvent, SocketHolder, SocketId, SocketRecord,
+    SocketTarget,
 };
 use crate::websocket::Message;
 
@@ -83,8 +84,17 @@ impl HeldSocket {
         self: Arc<Self>,
         mut socket: AxumSocket,
         target: Arc<dyn SocketTarget>,
+        held: Arc<HeldSockets>,
     ) {
+        let _ticket = held.enter();
+        let mut closing = held.watch();
         loop {
+            if *closing.borrow_and_update() {
+                // The runtime shuts down: the client and the object are told.
+                let _ = socket.send(close_frame(1001, "going away")).await;
+                let _ = target.event(self.id, close_event(1001, "going away")).await;
+                return;
+            }
             // What the object sent, first.
             let (output, overflow) = {
                 let mut state = self.state();
@@ -169,6 +179,7 @@ impl HeldSocket {
                     }
                 }
                 _ = self.wake.notified() => {}
+                _ = closing.changed() => {}
             }
         }
     }

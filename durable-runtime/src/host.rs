@@ -22,6 +22,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::commit::OutputGate;
 use crate::error::{Error, Result};
+use crate::sockets::HeldSockets;
 use crate::storage::Backend;
 
 /// Settings fixed when the runtime opens.
@@ -80,6 +81,8 @@ pub(crate) struct Host {
     tokio: Option<tokio::runtime::Handle>,
     live_actors: AtomicUsize,
     actors_idle: Notify,
+    /// The WebSockets held here for this runtime's objects.
+    pub(crate) held: Arc<HeldSockets>,
 }
 
 impl Host {
@@ -96,6 +99,7 @@ impl Host {
             tokio: tokio::runtime::Handle::try_current().ok(),
             live_actors: AtomicUsize::new(0),
             actors_idle: Notify::new(),
+            held: Arc::default(),
         }
     }
 

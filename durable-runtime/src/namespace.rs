@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::host::{Counters, Host};
 use crate::id::{ClassTag, ObjectId, ID_BYTES};
 use crate::mailbox::{Mailbox, SendError};
-use crate::sockets::{ObjectSockets, SocketEntry};
+use crate::sockets::{HeldSockets, ObjectSockets, SocketEntry};
 use crate::storage::{stored_object_ids, ObjectStore};
 use crate::stub::{LocalClass, RemoteClass, Route, Stub};
 use crate::transport::server::ServedClass;
@@ -386,6 +386,10 @@ impl<T: DurableObject> LocalClass<T> for NamespaceCore<T> {
 
     fn live_count(&self) -> usize {
         NamespaceCore::live_count(self)
+    }
+
+    fn held(&self) -> &Arc<HeldSockets> {
+        &self.host.held
     }
 
     fn delete_all(&self) -> Pin<Box<dyn Future<Output = Result<usize>> + Send + '_>> {

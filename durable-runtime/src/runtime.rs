@@ -17,6 +17,7 @@ use crate::host::{Config, Host};
 use crate::id::ClassTag;
 pub use crate::metrics::Metrics;
 use crate::namespace::{namespace_of, ClassControl, Namespace, OpenClass};
+use crate::sockets::CLOSE_GRACE;
 use crate::storage::{Backend, Durability, FjallBackend, MemoryBackend};
 use crate::stub::RemoteClass;
 use crate::transport::client::Client;
@@ -294,10 +295,13 @@ impl Runtime {
         let shared = match &self.owner.kind {
             Kind::Local(shared) => shared.clone(),
             Kind::Connected(client) => {
+                // The sockets held here close (1001), and tell their objects, first.
+                client.held().close_all(CLOSE_GRACE).await;
                 client.close();
                 return Ok(());
             }
         };
+        shared.host.held.close_all(CLOSE_GRACE).await;
         shared.stop_taking_calls();
         shared.host.actors_exited().await;
         shared.close_storage()

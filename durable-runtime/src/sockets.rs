@@ -343,6 +343,58 @@ impl ObjectSockets {
     }
 }
 
+/// The WebSockets a runtime holds (for objects here, or across its connection): told to
+/// close (1001) when the runtime shuts down, and awaited for a moment so that their close
+/// frames leave before the process does.
+#[derive(Default)]
+pub(crate) struct HeldSockets {
+    closing: tokio::sync::watch::Sender<bool>,
+    live: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// One held socket, counted while it runs.
+pub(crate) struct HeldTicket(Arc<HeldSockets>);
+
+impl Drop for HeldTicket {
+    fn drop(&mut self) {
+        if self.0.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl HeldSockets {
+    /// A socket starts running: counted until the ticket drops.
+    pub(crate) fn enter(self: &Arc<Self>) -> HeldTicket {
+        self.live.fetch_add(1, Ordering::AcqRel);
+        HeldTicket(self.clone())
+    }
+
+    /// Changes to `true` when the runtime shuts down.
+    pub(crate) fn watch(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
+    /// Tells every socket to close, and waits until they did, for at most `within`.
+    pub(crate) async fn close_all(&self, within: std::time::Duration) {
+        self.closing.send_replace(true);
+        let _ = tokio::time::timeout(within, async {
+            loop {
+                let idle = self.idle.notified();
+                if self.live.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        })
+        .await;
+    }
+}
+
+/// How long a shutdown waits for held sockets to send their closes.
+pub(crate) const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Delivers released output to the holders, in order.
 pub(crate) fn deliver(output: Vec<(Arc<dyn SocketHolder>, SocketId, Outgoing)>) {
     for (holder, id, out) in output {

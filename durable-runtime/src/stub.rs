@@ -18,7 +18,7 @@ use crate::cycle;
 use crate::error::{Error, Result};
 use crate::http::{Fetch, Request, Response};
 use crate::id::{ClassTag, ObjectId, ID_BYTES};
-use crate::sockets::{SocketEvent, SocketHolder, SocketId, SocketTarget};
+use crate::sockets::{HeldSockets, SocketEvent, SocketHolder, SocketId, SocketTarget};
 use crate::transport::client::{Client, HoldGuard, OutgoingCall};
 
 /// Where a stub's calls go: to the object's actor in this process, or across a connection
@@ -48,6 +48,9 @@ pub(crate) trait LocalClass<T: DurableObject>: Send + Sync {
 
     /// How many objects of the class are live (activated and not evicted).
     fn live_count(&self) -> usize;
+
+    /// The WebSockets held for the runtime's objects, in this process.
+    fn held(&self) -> &Arc<HeldSockets>;
 
     /// Deletes every object's data, each as an exclusive step of its object; resolves to
     /// how many objects had data. Boxed: it is rare, and keeps the trait object-safe.
@@ -228,6 +231,15 @@ impl<T: DurableObject> Stub<T> {
         match &self.route {
             Route::Local(_) => None,
             Route::Remote(remote) => Some(remote.client.hold_socket(id, &self.id, holder)),
+        }
+    }
+
+    /// The count of WebSockets held for this object's runtime (told to close at shutdown).
+    #[allow(dead_code)] // used by the `axum` feature
+    pub(crate) fn held_sockets(&self) -> Arc<HeldSockets> {
+        match &self.route {
+            Route::Local(ns) => ns.held().clone(),
+            Route::Remote(remote) => remote.client.held().clone(),
         }
     }
 

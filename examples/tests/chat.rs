@@ -575,14 +575,9 @@ async fn the_binary_keeps_messages_across_kill_9() {
     drop(chat);
 }
 
-// Fails today: on SIGTERM the binary exits within milliseconds and its clients see the
-// connection reset without a closing handshake (tungstenite's `ResetWithoutClosingHandshake`,
-// 1006 in a browser). The sockets are held by the runtime (`durable_runtime::axum::forward`),
-// outside axum's graceful shutdown, and `Runtime::shutdown` leaves them as they are; only
-// the runtime can close them with 1001 "going away" (or 1012) so that clients know to
-// reconnect rather than report an error.
+/// On SIGTERM, the runtime's shutdown closes the sockets it holds with 1001 "going away"
+/// (clients know to reconnect), rather than dropping the connections.
 #[tokio::test]
-#[ignore = "waits for Runtime::shutdown to close the WebSockets it holds"]
 async fn sigterm_closes_open_websockets_with_going_away() {
     let dir = tempfile::tempdir().unwrap();
     let addr = free_addr();

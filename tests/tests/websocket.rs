@@ -270,3 +270,28 @@ async fn a_message_leaves_only_once_the_writes_before_it_are_durable() {
     backend.release_syncs();
     assert_eq!(next_text(&mut c).await, "2 second");
 }
+
+#[tokio::test]
+async fn shutdown_closes_held_sockets_with_going_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::builder().data_dir(dir.path()).open().unwrap();
+    let addr = serve(rt.namespace::<Room>()).await;
+    let mut a = join(addr, "bye", "name=a").await;
+    rt.shutdown().await.unwrap();
+    match next(&mut a).await {
+        Ws::Close(Some(frame)) => {
+            assert_eq!(u16::from(frame.code), 1001);
+            assert_eq!(frame.reason.as_str(), "going away");
+        }
+        other => panic!("expected a close, got {other:?}"),
+    }
+    // The object heard of it before the runtime stopped, and its writes are durable.
+    let rt = Runtime::builder().data_dir(dir.path()).open().unwrap();
+    let closes = rt
+        .namespace::<Room>()
+        .get_by_name("bye")
+        .closes()
+        .await
+        .unwrap();
+    assert_eq!(closes, [("a".to_owned(), 1001, "going away".to_owned())]);
+}

@@ -39,7 +39,9 @@ use super::outbox::Outbox;
 use super::TransportConfig;
 use crate::error::{Error, Result};
 use crate::id::{ObjectId, ID_BYTES};
-use crate::sockets::{AutoResponse, Outgoing, SocketEvent, SocketHolder, SocketId, SocketRecord};
+use crate::sockets::{
+    AutoResponse, HeldSockets, Outgoing, SocketEvent, SocketHolder, SocketId, SocketRecord,
+};
 use crate::websocket::Message;
 
 /// How long one attempt to connect (and run the handshake) may take.
@@ -79,12 +81,14 @@ pub(crate) struct Client {
     /// This client's name as a holder of WebSockets (random, per client).
     holder: [u8; 16],
     /// The WebSockets held here for objects at the server.
-    sockets: Arc<HeldSockets>,
+    sockets: Arc<ClientSockets>,
+    /// The same, counted for shutdown.
+    held: Arc<HeldSockets>,
 }
 
 /// The WebSockets a client holds, by socket ID.
 #[derive(Default)]
-struct HeldSockets {
+struct ClientSockets {
     map: Mutex<HashMap<SocketId, ClientHeld>>,
     /// Notified when the connection is lost while sockets are held.
     lost: Notify,
@@ -97,7 +101,7 @@ struct ClientHeld {
     holder: Arc<dyn SocketHolder>,
 }
 
-impl HeldSockets {
+impl ClientSockets {
     fn map(&self) -> MutexGuard<'_, HashMap<SocketId, ClientHeld>> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -106,7 +110,7 @@ impl HeldSockets {
 /// Keeps a socket registered with its client; dropping it (the socket closed, or was never
 /// upgraded) unregisters it.
 pub(crate) struct HoldGuard {
-    sockets: Arc<HeldSockets>,
+    sockets: Arc<ClientSockets>,
     id: SocketId,
 }
 
@@ -202,7 +206,13 @@ impl Client {
             closed: AtomicBool::new(false),
             holder: SocketId::next().0,
             sockets: Arc::default(),
+            held: Arc::default(),
         }
+    }
+
+    /// The WebSockets held here, for shutdown.
+    pub(crate) fn held(&self) -> &Arc<HeldSockets> {
+        &self.held
     }
 
     /// Routes the server's output for socket `id` (of `object`) to `holder` until the guard
@@ -511,7 +521,7 @@ fn unexpected(reply: &Reply) -> Error {
 
 /// Encodes `Sockets` frames listing every accepted socket held here, each frame well under
 /// the frame bound.
-fn announce(sockets: &HeldSockets, max_frame_bytes: usize, out: &mut Vec<u8>) -> Result<()> {
+fn announce(sockets: &ClientSockets, max_frame_bytes: usize, out: &mut Vec<u8>) -> Result<()> {
     let held: Vec<(SocketId, ObjectId, SocketRecord)> = sockets
         .map()
         .iter()
@@ -547,7 +557,7 @@ fn announce(sockets: &HeldSockets, max_frame_bytes: usize, out: &mut Vec<u8>) ->
 
 /// While a client holds sockets, dials again as soon as its connection is lost (the
 /// server's output for them has no other way in).
-async fn keep_connected(client: std::sync::Weak<Client>, sockets: Arc<HeldSockets>) {
+async fn keep_connected(client: std::sync::Weak<Client>, sockets: Arc<ClientSockets>) {
     loop {
         sockets.lost.notified().await;
         let mut pause = FIRST_BACKOFF;
@@ -574,7 +584,7 @@ async fn read_loop(
     mut buffer: FrameBuffer,
     pending: Arc<Pending>,
     addr: String,
-    sockets: Arc<HeldSockets>,
+    sockets: Arc<ClientSockets>,
 ) {
     let err = loop {
         match read_replies(&mut buffer, &pending, &sockets) {
@@ -604,7 +614,7 @@ async fn read_loop(
 fn read_replies(
     buffer: &mut FrameBuffer,
     pending: &Pending,
-    sockets: &HeldSockets,
+    sockets: &ClientSockets,
 ) -> std::result::Result<(), String> {
     while let Some(body) = buffer.next_frame().map_err(|e| e.to_string())? {
         let (request, body) = match frame::decode::<ServerFrame<'_>>(body) {
