@@ -23,6 +23,11 @@ pub struct Metrics {
     pub live_objects: u64,
     /// Syncs of storage completed (each covers every write committed before it).
     pub syncs: u64,
+    /// WebSockets this runtime holds open now (for its own objects, or across its
+    /// connection for a connected runtime).
+    pub websockets_held: u64,
+    /// WebSocket events (messages and closes) handled by this runtime's objects.
+    pub websocket_events: u64,
 }
 
 /// A Prometheus metric type.
@@ -62,6 +67,8 @@ impl Metrics {
             ("durable_alarm_failures_total", Counter, "Alarm handler runs that failed (error or panic).", self.alarm_failures),
             ("durable_live_objects", Gauge, "Objects live in memory now (activated, not evicted).", self.live_objects),
             ("durable_syncs_total", Counter, "Syncs of storage completed.", self.syncs),
+            ("durable_websockets_held", Gauge, "WebSockets this runtime holds open now.", self.websockets_held),
+            ("durable_websocket_events_total", Counter, "WebSocket messages and closes handled by objects.", self.websocket_events),
         ]
         .into_iter()
     }
@@ -80,6 +87,8 @@ impl Metrics {
     /// | `durable_alarm_failures_total` | counter | [`alarm_failures`](Metrics::alarm_failures) |
     /// | `durable_live_objects` | gauge | [`live_objects`](Metrics::live_objects) |
     /// | `durable_syncs_total` | counter | [`syncs`](Metrics::syncs) |
+    /// | `durable_websockets_held` | gauge | [`websockets_held`](Metrics::websockets_held) |
+    /// | `durable_websocket_events_total` | counter | [`websocket_events`](Metrics::websocket_events) |
     ///
     /// ```
     /// use durable_runtime::{durable_object, Context, Metrics, Result, Runtime};
@@ -133,6 +142,8 @@ mod tests {
             alarm_failures: 6,
             live_objects: 7,
             syncs: 8,
+            websockets_held: 9,
+            websocket_events: 10,
         };
         let text = m.to_prometheus();
         let expected = [
@@ -144,6 +155,8 @@ mod tests {
             ("durable_alarm_failures_total", "counter", 6),
             ("durable_live_objects", "gauge", 7),
             ("durable_syncs_total", "counter", 8),
+            ("durable_websockets_held", "gauge", 9),
+            ("durable_websocket_events_total", "counter", 10),
         ];
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3 * expected.len(), "{text}");

@@ -258,8 +258,12 @@ impl Runtime {
     /// ```
     pub fn metrics(&self) -> Metrics {
         let Some(shared) = self.shared() else {
-            // A connected runtime runs no objects.
-            return Metrics::default();
+            // A connected runtime runs no objects; it may hold sockets.
+            let mut metrics = Metrics::default();
+            if let Kind::Connected(client) = &self.owner.kind {
+                metrics.websockets_held = client.held().count() as u64;
+            }
+            return metrics;
         };
         let m = &shared.host.metrics;
         let live = shared
@@ -277,6 +281,8 @@ impl Runtime {
             alarm_failures: m.alarm_failures.get(),
             live_objects: live,
             syncs: shared.host.gate.syncs(),
+            websockets_held: shared.host.held.count() as u64,
+            websocket_events: m.socket_events.get(),
         }
     }
 

@@ -371,6 +371,11 @@ impl HeldSockets {
         HeldTicket(self.clone())
     }
 
+    /// How many sockets run now.
+    pub(crate) fn count(&self) -> usize {
+        self.live.load(Ordering::Acquire)
+    }
+
     /// Changes to `true` when the runtime shuts down.
     pub(crate) fn watch(&self) -> tokio::sync::watch::Receiver<bool> {
         self.closing.subscribe()

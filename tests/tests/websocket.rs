@@ -34,6 +34,12 @@ async fn a_broadcast_reaches_every_socket_of_its_room_and_no_other() {
         assert_eq!(next_text(client).await, "a2: hello");
     }
     quiet(&mut b).await;
+    let metrics = rt.metrics();
+    assert_eq!(metrics.websockets_held, 6, "{metrics:?}");
+    assert_eq!(metrics.websocket_events, 1, "{metrics:?}");
+    assert!(metrics
+        .to_prometheus()
+        .contains("durable_websockets_held 6\n"));
     assert_eq!(
         rt.namespace::<Room>()
             .get_by_name("a")
