@@ -32,18 +32,18 @@ fn flag(argv: &[String], name: &str) -> PathBuf {
 }
 
 /// A free loopback port (bound, then released).
-fn free_port() -> SocketAddr {
+pub(crate) fn free_port() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
 }
 
 /// A server: its processes (the one the load goes to, on `addr`, first), killed when
 /// dropped.
-struct Server {
-    name: &'static str,
-    addr: SocketAddr,
-    children: Vec<Child>,
-    dir: tempfile::TempDir,
+pub(crate) struct Server {
+    pub(crate) name: &'static str,
+    pub(crate) addr: SocketAddr,
+    pub(crate) children: Vec<Child>,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Drop for Server {
@@ -55,7 +55,7 @@ impl Drop for Server {
     }
 }
 
-fn log_file(dir: &Path, name: &str) -> Stdio {
+pub(crate) fn log_file(dir: &Path, name: &str) -> Stdio {
     std::fs::File::create(dir.join(name)).unwrap().into()
 }
 
@@ -133,7 +133,7 @@ async fn start_ours_two_processes(bin: &Path) -> Server {
     server
 }
 
-fn start_workerd(bin: &Path, config: &Path) -> Server {
+pub(crate) fn start_workerd(bin: &Path, config: &Path) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
@@ -214,7 +214,7 @@ impl Conn {
 
 /// The last lines of what the server's processes wrote to stderr (ours log at `warn`), one
 /// paragraph per non-empty log.
-fn log_tails(server: &Server) -> String {
+pub(crate) fn log_tails(server: &Server) -> String {
     let mut out = String::new();
     let Ok(entries) = std::fs::read_dir(server.dir.path()) else {
         return out;
@@ -245,7 +245,7 @@ fn log_tails(server: &Server) -> String {
 
 /// Panics if one of the server's processes has exited (its logs go with the panic: the
 /// temporary directory holding them is removed).
-fn check_alive(server: &mut Server) {
+pub(crate) fn check_alive(server: &mut Server) {
     for child in &mut server.children {
         if let Ok(Some(status)) = child.try_wait() {
             panic!(
@@ -258,7 +258,7 @@ fn check_alive(server: &mut Server) {
 }
 
 /// Waits until something accepts connections on `addr` (one of the server's ports).
-async fn wait_listening(server: &mut Server, addr: SocketAddr) {
+pub(crate) async fn wait_listening(server: &mut Server, addr: SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect(addr).await.is_err() {
         check_alive(server);
