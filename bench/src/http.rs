@@ -55,6 +55,21 @@ impl Drop for Server {
     }
 }
 
+/// Has the child killed when the thread that started it (here the main thread, which runs
+/// the benchmark) ends, so that no server outlives an interrupted run.
+pub(crate) fn die_with_parent(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and makes one async-signal-safe call.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
 pub(crate) fn log_file(dir: &Path, name: &str) -> Stdio {
     std::fs::File::create(dir.join(name)).unwrap().into()
 }
@@ -62,7 +77,7 @@ pub(crate) fn log_file(dir: &Path, name: &str) -> Stdio {
 fn start_ours(bin: &Path) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let addr = free_port();
-    let child = Command::new(bin)
+    let child = die_with_parent(&mut Command::new(bin))
         .arg("--addr")
         .arg(addr.to_string())
         .arg("--data-dir")
@@ -90,7 +105,7 @@ async fn start_ours_two_processes(bin: &Path) -> Server {
         .unwrap()
         .as_nanos();
     let secret = format!("bench-{}-{nanos:x}", std::process::id());
-    let object_server = Command::new(bin)
+    let object_server = die_with_parent(&mut Command::new(bin))
         .arg("--addr")
         .arg(server_http.to_string())
         .arg("--data-dir")
@@ -114,7 +129,7 @@ async fn start_ours_two_processes(bin: &Path) -> Server {
     // Its runtime (and the `--listen` socket) is open before its HTTP socket listens. A bare
     // connection to the `--listen` socket would be logged as a failed handshake.
     wait_listening(&mut server, server_http).await;
-    let front_end = Command::new(bin)
+    let front_end = die_with_parent(&mut Command::new(bin))
         .arg("--addr")
         .arg(front_http.to_string())
         .arg("--connect")
@@ -138,7 +153,7 @@ pub(crate) fn start_workerd(bin: &Path, config: &Path) -> Server {
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
     let addr = free_port();
-    let child = Command::new(bin)
+    let child = die_with_parent(&mut Command::new(bin))
         .arg("serve")
         .arg(config)
         .arg("--directory-path")

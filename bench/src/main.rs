@@ -23,6 +23,7 @@ mod remote;
 mod sqlite;
 mod tput;
 mod websocket;
+mod ws_floor;
 
 /// A counter kept in a field: measures the call path alone.
 #[durable_object]
@@ -296,6 +297,10 @@ async fn main() {
     }
     if argv.iter().any(|a| a == "--http") {
         http::run(&argv, quick).await;
+        return;
+    }
+    if argv.get(1).is_some_and(|a| a == "--ws-floor-server") {
+        ws_floor::run(&argv[2]).await;
         return;
     }
     if argv.iter().any(|a| a == "--ws") {

@@ -18,7 +18,9 @@
 //! - connect: N sockets (named `u0`..) connect, 32 handshakes at most in flight, each sends
 //!   its name and waits for `{"ready":true}`. The time until all are ready includes the
 //!   protocol's own cost: every join is announced to the sockets already in the room
-//!   (N²/2 `joined` messages in all) and every joiner gets the backlog;
+//!   (N²/2 `joined` messages in all: 50 million for 10,000 sockets) and every joiner gets
+//!   the backlog. A case whose sockets are not all ready after `--connect-timeout` seconds
+//!   (1,200 by default) is given up, with how many were ready; progress goes to stderr;
 //! - memory: the server process's resident memory (`VmRSS` in `/proc/<pid>/status`) before
 //!   the sockets are opened, right after they are all ready ("active") and after they sat
 //!   idle for `--idle-wait` seconds (15 by default; workerd hibernates an object whose
@@ -28,9 +30,11 @@
 //!   brought back with its N sockets), the time until the last socket has it;
 //! - broadcast, one at a time: `u0` sends a message, waits until every socket has received
 //!   it, then sends the next; per message, the time from the send until the LAST socket has
-//!   it: p50 and p99;
+//!   it: p50 and p99 (over 200 messages, fewer for large rooms: 500,000 deliveries, 30
+//!   messages at least; `--quick`: 50 messages at most, 50,000 deliveries);
 //! - broadcast, pipelined: `u0` keeps 16 messages in flight; deliveries per second (N ×
-//!   messages / elapsed) and the same per-message p50 and p99 under that load;
+//!   messages / elapsed) and the same per-message p50 and p99 under that load (2,000,000
+//!   deliveries, 64 to 2,000 messages; `--quick`: 200,000);
 //! - CPU seconds used by the server process and by this client during the broadcasts (from
 //!   `/proc/<pid>/stat`), to tell when the client, on the same cores, is what limits.
 //!
@@ -40,12 +44,19 @@
 //! Each socket is a file descriptor, in this process and in the server's: this process
 //! raises its soft limit on open files to the hard limit (which its children inherit).
 //!
+//! The client's own cost: `--floor` adds a third server, this program's in-memory
+//! tokio-tungstenite chat room (`ws_floor.rs`, no storage), which shows the most this load
+//! generator can measure here (on two cores it shares with the server: about 800,000
+//! deliveries/s at 1,000 sockets, 10,000 sockets ready in 40 s, 1.5 µs of client CPU per
+//! delivery). It is printed, never compared.
+//!
 //! One line per (contestant, N), then, when both ran, `NAME: ours X, workerd Y, ratio R`
 //! lines (ratio > 1: ours is better).
 //!
 //! Flags: `--workerd-bin PATH`, `--workerd-config PATH` (chat.capnp, with chat.js beside
-//! it), `--chat-bin PATH` (optional), `--sockets N,N,..`, `--idle-wait SECONDS`, `--quick`
-//! (100 and 1,000 sockets, fewer messages).
+//! it), `--chat-bin PATH` (optional), `--no-workerd`, `--floor`, `--sockets N,N,..`,
+//! `--idle-wait SECONDS`, `--connect-timeout SECONDS`, `--quick` (100 and 1,000 sockets,
+//! fewer messages).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -151,6 +162,8 @@ struct Tally {
     done_ns: Vec<AtomicU64>,
     /// The number of every message that reached all the sockets.
     completions: mpsc::UnboundedSender<u32>,
+    /// Sockets ready.
+    ready: AtomicUsize,
     /// Sockets closed or failed after they were ready.
     lost: AtomicUsize,
     /// Broadcasts received with a timestamp not above the previous one on the same socket.
@@ -247,6 +260,7 @@ async fn socket_task(
     drop(permit);
     let mut ws = match joined {
         Ok((ws, backlog)) => {
+            tally.ready.fetch_add(1, Ordering::Relaxed);
             let _ = ready.send(Ok(backlog));
             ws
         }
@@ -349,19 +363,28 @@ impl Outcome {
 
 struct Settings {
     idle_wait: Duration,
-    /// Broadcasts one at a time.
-    one_at_a_time: usize,
-    /// Deliveries (messages × sockets) the pipelined broadcast aims at.
+    /// How long all the sockets may take to be ready before the case is given up.
+    connect_timeout: Duration,
+    /// Deliveries (messages × sockets) the broadcasts one at a time aim at, and at most
+    /// how many messages.
+    one_deliveries: usize,
+    one_max: usize,
+    /// Deliveries the pipelined broadcast aims at.
     piped_deliveries: usize,
 }
 
 impl Settings {
+    fn one_at_a_time(&self, sockets: usize) -> usize {
+        (self.one_deliveries / sockets).clamp(30, self.one_max)
+    }
+
     fn pipelined_messages(&self, sockets: usize) -> usize {
         (self.piped_deliveries / sockets).clamp(4 * WINDOW, 2000)
     }
 }
 
 async fn measure(
+    name: &str,
     server: &mut Server,
     sockets: usize,
     settings: &Settings,
@@ -374,7 +397,7 @@ async fn measure(
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_before_kib = status_kib(pid, "VmRSS");
 
-    let one = settings.one_at_a_time;
+    let one = settings.one_at_a_time(sockets);
     let piped = settings.pipelined_messages(sockets);
     let total = 1 + one + piped;
     let (completions_tx, mut completions) = mpsc::unbounded_channel();
@@ -385,6 +408,7 @@ async fn measure(
         sent_ns: (0..total).map(|_| AtomicU64::new(0)).collect(),
         done_ns: (0..total).map(|_| AtomicU64::new(0)).collect(),
         completions: completions_tx,
+        ready: AtomicUsize::new(0),
         lost: AtomicUsize::new(0),
         out_of_order: AtomicUsize::new(0),
     });
@@ -416,19 +440,45 @@ async fn measure(
             let _ = t.await;
         }
     };
+    // Progress, on stderr: large rooms take minutes to fill (N²/2 `joined` messages).
+    let progress = tokio::spawn({
+        let (tally, name) = (tally.clone(), name.to_owned());
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                eprintln!(
+                    "ws chat, {name}, {sockets} sockets: {} ready after {:.0} s",
+                    tally.ready.load(Ordering::Relaxed),
+                    start.elapsed().as_secs_f64()
+                );
+            }
+        }
+    });
+    let deadline = tokio::time::Instant::from_std(start + settings.connect_timeout);
     let mut backlog_min = usize::MAX;
     let mut first_error = None;
     for r in readies {
-        match r.await {
-            Ok(Ok(backlog)) => backlog_min = backlog_min.min(backlog),
-            Ok(Err(e)) => {
+        match tokio::time::timeout_at(deadline, r).await {
+            Ok(Ok(Ok(backlog))) => backlog_min = backlog_min.min(backlog),
+            Ok(Ok(Err(e))) => {
                 first_error.get_or_insert(e);
             }
-            Err(_) => {
+            Ok(Err(_)) => {
                 first_error.get_or_insert("a socket task panicked".to_owned());
+            }
+            Err(_) => {
+                let ready = tally.ready.load(Ordering::Relaxed);
+                first_error = Some(format!(
+                    "{ready} sockets of {sockets} ready after {:.0} s ({:.1} sockets/s), \
+                     given up (--connect-timeout)",
+                    start.elapsed().as_secs_f64(),
+                    ready as f64 / start.elapsed().as_secs_f64()
+                ));
+                break;
             }
         }
     }
+    progress.abort();
     let connect_s = start.elapsed().as_secs_f64();
     if let Some(e) = first_error {
         stop(tasks).await;
@@ -524,7 +574,7 @@ async fn measure(
 fn start_ours(bin: &Path) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let addr = http::free_port();
-    let child = Command::new(bin)
+    let child = http::die_with_parent(&mut Command::new(bin))
         .arg("--addr")
         .arg(addr.to_string())
         .arg("--data-dir")
@@ -538,6 +588,25 @@ fn start_ours(bin: &Path) -> Server {
         .unwrap();
     Server {
         name: "ours",
+        addr,
+        children: vec![child],
+        dir,
+    }
+}
+
+/// The floor: this program's in-memory tokio-tungstenite chat server (`ws_floor.rs`).
+fn start_floor() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = http::free_port();
+    let child = http::die_with_parent(&mut Command::new(std::env::current_exe().unwrap()))
+        .arg("--ws-floor-server")
+        .arg(addr.to_string())
+        .stdout(http::log_file(dir.path(), "stdout"))
+        .stderr(http::log_file(dir.path(), "stderr"))
+        .spawn()
+        .unwrap();
+    Server {
+        name: "floor",
         addr,
         children: vec![child],
         dir,
@@ -619,7 +688,9 @@ type StartServer = Box<dyn Fn() -> Server>;
 pub async fn run(argv: &[String], quick: bool) {
     let nofile = raise_fd_limit();
     let workerd = path_flag(argv, "--workerd-bin");
-    let config = std::fs::canonicalize(path_flag(argv, "--workerd-config")).unwrap();
+    let config = path_flag(argv, "--workerd-config");
+    let config = std::fs::canonicalize(&config)
+        .unwrap_or_else(|e| panic!("--workerd-config {}: {e}", config.display()));
     let chat = flag(argv, "--chat-bin").map(PathBuf::from);
     let sizes: Vec<usize> = match flag(argv, "--sockets") {
         Some(list) => list
@@ -633,7 +704,12 @@ pub async fn run(argv: &[String], quick: bool) {
         idle_wait: Duration::from_secs_f64(
             flag(argv, "--idle-wait").map_or(15.0, |s| s.parse().expect("--idle-wait SECONDS")),
         ),
-        one_at_a_time: if quick { 50 } else { 200 },
+        connect_timeout: Duration::from_secs_f64(
+            flag(argv, "--connect-timeout")
+                .map_or(1200.0, |s| s.parse().expect("--connect-timeout SECONDS")),
+        ),
+        one_deliveries: if quick { 50_000 } else { 500_000 },
+        one_max: if quick { 50 } else { 200 },
         piped_deliveries: if quick { 200_000 } else { 2_000_000 },
     };
     for &n in &sizes {
@@ -646,16 +722,21 @@ pub async fn run(argv: &[String], quick: bool) {
     if let Some(chat) = chat {
         contestants.push(("ours", Box::new(move || start_ours(&chat))));
     }
-    contestants.push((
-        "workerd",
-        Box::new(move || http::start_workerd(&workerd, &config)),
-    ));
+    if !argv.iter().any(|a| a == "--no-workerd") {
+        contestants.push((
+            "workerd",
+            Box::new(move || http::start_workerd(&workerd, &config)),
+        ));
+    }
+    if argv.iter().any(|a| a == "--floor") {
+        contestants.push(("floor", Box::new(start_floor)));
+    }
     let mut outcomes = Vec::new();
     for &sockets in &sizes {
         let mut row = Vec::new();
         for (name, start) in &contestants {
             let mut server = start();
-            let outcome = measure(&mut server, sockets, &settings).await;
+            let outcome = measure(name, &mut server, sockets, &settings).await;
             match &outcome {
                 Ok(o) => print_outcome(name, sockets, o),
                 Err(e) => println!("ws chat, {name}, {sockets} sockets: FAILED: {e}"),
@@ -664,15 +745,14 @@ pub async fn run(argv: &[String], quick: bool) {
                 eprint!("{}", http::log_tails(&server));
             }
             drop(server);
-            row.push(outcome.ok());
+            row.push((*name, outcome.ok()));
         }
         outcomes.push((sockets, row));
     }
-    if contestants.len() == 2 {
-        for (sockets, row) in &outcomes {
-            if let [Some(ours), Some(workerd)] = &row[..] {
-                print_ratios(*sockets, ours, workerd);
-            }
+    for (sockets, row) in &outcomes {
+        let get = |name: &str| row.iter().find(|(n, _)| *n == name)?.1.as_ref();
+        if let (Some(ours), Some(workerd)) = (get("ours"), get("workerd")) {
+            print_ratios(*sockets, ours, workerd);
         }
     }
 }
