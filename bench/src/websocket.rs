@@ -27,7 +27,7 @@
 //!   sockets were quiet for about 10 s, ours is started with `--idle-timeout 1`), as KiB per
 //!   socket; plus the process's peak (`VmHWM`);
 //! - wake-up: the first broadcast after the idle wait (the object was evicted: it is
-//!   brought back with its N sockets), the time until the last socket has it;
+//!   brought back with its N sockets), the time until the last socket has it (one sample);
 //! - broadcast, one at a time: `u0` sends a message, waits until every socket has received
 //!   it, then sends the next; per message, the time from the send until the LAST socket has
 //!   it: p50 and p99 (over 200 messages, fewer for large rooms: 500,000 deliveries, 30
@@ -49,9 +49,9 @@
 //!
 //! The client's own cost: `--floor` adds a third server, this program's in-memory
 //! tokio-tungstenite chat room (`ws_floor.rs`, no storage), which shows the most this load
-//! generator can measure here (on two cores it shares with the server: about 800,000
-//! deliveries/s at 1,000 sockets, 10,000 sockets ready in 40 s, 1.5 µs of client CPU per
-//! delivery). It is printed, never compared.
+//! generator can measure here (on two cores it shares with the server, and with whatever
+//! else runs: 300,000 to 800,000 deliveries/s at 1,000 sockets, 10,000 sockets ready in
+//! 40 s, about 1.5 µs of client CPU per delivery). It is printed, never compared.
 //!
 //! One line per (contestant, N), then, when both ran, `NAME: ours X, workerd Y, ratio R`
 //! lines (ratio > 1: ours is better).
