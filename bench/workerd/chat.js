@@ -39,9 +39,9 @@ export class ChatRoom extends DurableObject {
     super(ctx, env);
     // Every open socket of the room and its name (undefined until the socket has sent
     // {"name":..}), rebuilt from the attachments after the room was evicted.
-    this.sessions = new Map();
+    this.members = new Map();
     for (const ws of ctx.getWebSockets()) {
-      this.sessions.set(ws, (ws.deserializeAttachment() || {}).name);
+      this.members.set(ws, (ws.deserializeAttachment() || {}).name);
     }
     // The last message's timestamp, read before any event is delivered.
     this.lastTimestamp = 0;
@@ -54,7 +54,7 @@ export class ChatRoom extends DurableObject {
   async fetch(request) {
     const pair = new WebSocketPair();
     this.ctx.acceptWebSocket(pair[1]);
-    this.sessions.set(pair[1], undefined);
+    this.members.set(pair[1], undefined);
     return new Response(null, { status: 101, webSocket: pair[0] });
   }
 
@@ -66,11 +66,11 @@ export class ChatRoom extends DurableObject {
       ws.send(JSON.stringify({ error: "Invalid JSON." }));
       return;
     }
-    if (!this.sessions.has(ws)) {
+    if (!this.members.has(ws)) {
       // Closed while this message was on its way.
       return;
     }
-    const name = this.sessions.get(ws);
+    const name = this.members.get(ws);
     if (name === undefined) {
       await this.join(ws, String(data.name ?? "anonymous"));
     } else {
@@ -81,18 +81,18 @@ export class ChatRoom extends DurableObject {
   async join(ws, name) {
     if (name.length > 32) {
       ws.send(JSON.stringify({ error: "Name too long." }));
-      this.sessions.delete(ws);
+      this.members.delete(ws);
       ws.close(1009, "Name too long.");
       return;
     }
     // The last 100 messages, newest first (stored as JSON text).
     const backlog = [...(await this.ctx.storage.list({ reverse: true, limit: 100 })).values()];
-    if (!this.sessions.has(ws)) return;
+    if (!this.members.has(ws)) return;
     for (let i = backlog.length - 1; i >= 0; i--) ws.send(backlog[i]);
     ws.send(JSON.stringify({ ready: true }));
     ws.serializeAttachment({ name });
     this.broadcast(JSON.stringify({ joined: name }), ws);
-    this.sessions.set(ws, name);
+    this.members.set(ws, name);
   }
 
   post(name, message, ws) {
@@ -111,7 +111,7 @@ export class ChatRoom extends DurableObject {
   // Sends `text` to every socket that has joined, except `skip`.
   broadcast(text, skip) {
     const broken = [];
-    for (const [ws, name] of this.sessions) {
+    for (const [ws, name] of this.members) {
       if (name === undefined || ws === skip) continue;
       try {
         ws.send(text);
@@ -123,9 +123,9 @@ export class ChatRoom extends DurableObject {
   }
 
   leave(ws) {
-    if (!this.sessions.has(ws)) return;
-    const name = this.sessions.get(ws);
-    this.sessions.delete(ws);
+    if (!this.members.has(ws)) return;
+    const name = this.members.get(ws);
+    this.members.delete(ws);
     if (name !== undefined) this.broadcast(JSON.stringify({ quit: name }));
   }
 
