@@ -32,18 +32,18 @@ fn flag(argv: &[String], name: &str) -> PathBuf {
 }
 
 /// A free loopback port (bound, then released).
-fn free_port() -> SocketAddr {
+pub(crate) fn free_port() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
 }
 
 /// A server: its processes (the one the load goes to, on `addr`, first), killed when
 /// dropped.
-struct Server {
-    name: &'static str,
-    addr: SocketAddr,
-    children: Vec<Child>,
-    dir: tempfile::TempDir,
+pub(crate) struct Server {
+    pub(crate) name: &'static str,
+    pub(crate) addr: SocketAddr,
+    pub(crate) children: Vec<Child>,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Drop for Server {
@@ -55,14 +55,29 @@ impl Drop for Server {
     }
 }
 
-fn log_file(dir: &Path, name: &str) -> Stdio {
+/// Has the child killed when the thread that started it (here the main thread, which runs
+/// the benchmark) ends, so that no server outlives an interrupted run.
+pub(crate) fn die_with_parent(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and makes one async-signal-safe call.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
+pub(crate) fn log_file(dir: &Path, name: &str) -> Stdio {
     std::fs::File::create(dir.join(name)).unwrap().into()
 }
 
 fn start_ours(bin: &Path) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let addr = free_port();
-    let child = Command::new(bin)
+    let child = die_with_parent(&mut Command::new(bin))
         .arg("--addr")
         .arg(addr.to_string())
         .arg("--data-dir")
@@ -90,7 +105,7 @@ async fn start_ours_two_processes(bin: &Path) -> Server {
         .unwrap()
         .as_nanos();
     let secret = format!("bench-{}-{nanos:x}", std::process::id());
-    let object_server = Command::new(bin)
+    let object_server = die_with_parent(&mut Command::new(bin))
         .arg("--addr")
         .arg(server_http.to_string())
         .arg("--data-dir")
@@ -114,7 +129,7 @@ async fn start_ours_two_processes(bin: &Path) -> Server {
     // Its runtime (and the `--listen` socket) is open before its HTTP socket listens. A bare
     // connection to the `--listen` socket would be logged as a failed handshake.
     wait_listening(&mut server, server_http).await;
-    let front_end = Command::new(bin)
+    let front_end = die_with_parent(&mut Command::new(bin))
         .arg("--addr")
         .arg(front_http.to_string())
         .arg("--connect")
@@ -133,12 +148,12 @@ async fn start_ours_two_processes(bin: &Path) -> Server {
     server
 }
 
-fn start_workerd(bin: &Path, config: &Path) -> Server {
+pub(crate) fn start_workerd(bin: &Path, config: &Path) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
     let addr = free_port();
-    let child = Command::new(bin)
+    let child = die_with_parent(&mut Command::new(bin))
         .arg("serve")
         .arg(config)
         .arg("--directory-path")
@@ -214,7 +229,7 @@ impl Conn {
 
 /// The last lines of what the server's processes wrote to stderr (ours log at `warn`), one
 /// paragraph per non-empty log.
-fn log_tails(server: &Server) -> String {
+pub(crate) fn log_tails(server: &Server) -> String {
     let mut out = String::new();
     let Ok(entries) = std::fs::read_dir(server.dir.path()) else {
         return out;
@@ -245,7 +260,7 @@ fn log_tails(server: &Server) -> String {
 
 /// Panics if one of the server's processes has exited (its logs go with the panic: the
 /// temporary directory holding them is removed).
-fn check_alive(server: &mut Server) {
+pub(crate) fn check_alive(server: &mut Server) {
     for child in &mut server.children {
         if let Ok(Some(status)) = child.try_wait() {
             panic!(
@@ -258,7 +273,7 @@ fn check_alive(server: &mut Server) {
 }
 
 /// Waits until something accepts connections on `addr` (one of the server's ports).
-async fn wait_listening(server: &mut Server, addr: SocketAddr) {
+pub(crate) async fn wait_listening(server: &mut Server, addr: SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect(addr).await.is_err() {
         check_alive(server);

@@ -2,7 +2,8 @@
 //! objects, 256 callers; elapsed time and peak RSS; `--open-only [--objects N | --writes N]`:
 //! open time only, see `open.rs`; `--durable-only`: the durable increments against the raw
 //! fjall ceiling and SQLite only; `--tput`: see `tput.rs`; `--remote`: remote calls over
-//! loopback against a raw TCP protocol and tonic gRPC, see `remote.rs`)
+//! loopback against a raw TCP protocol and tonic gRPC, see `remote.rs`; `--http` and `--ws`:
+//! ours against workerd, see `http.rs` and `websocket.rs`)
 //!
 //! Every figure is measured next to a baseline in the same run and printed as
 //! `NAME: ours X UNIT, BASELINE Y UNIT, ratio R` (ratio > 1: we are better).
@@ -21,6 +22,8 @@ mod open;
 mod remote;
 mod sqlite;
 mod tput;
+mod websocket;
+mod ws_floor;
 
 /// A counter kept in a field: measures the call path alone.
 #[durable_object]
@@ -294,6 +297,14 @@ async fn main() {
     }
     if argv.iter().any(|a| a == "--http") {
         http::run(&argv, quick).await;
+        return;
+    }
+    if argv.get(1).is_some_and(|a| a == "--ws-floor-server") {
+        ws_floor::run(&argv[2]).await;
+        return;
+    }
+    if argv.iter().any(|a| a == "--ws") {
+        websocket::run(&argv, quick).await;
         return;
     }
     if argv.iter().any(|a| a == "--durable-only") {
