@@ -110,6 +110,7 @@ pub(crate) struct SocketRecord {
 
 /// Where a held socket's events go: the object that accepted it, in this process or across
 /// a connection.
+#[cfg_attr(not(feature = "axum"), allow(dead_code))] // used by `axum::forward`
 pub(crate) trait SocketTarget: Send + Sync + 'static {
     /// Hands `event` to the object and resolves once the object has handled it (and its
     /// writes are durable).
@@ -354,6 +355,7 @@ pub(crate) struct HeldSockets {
 }
 
 /// One held socket, counted while it runs.
+#[cfg_attr(not(feature = "axum"), allow(dead_code))] // used by `axum::forward`
 pub(crate) struct HeldTicket(Arc<HeldSockets>);
 
 impl Drop for HeldTicket {
@@ -365,6 +367,7 @@ impl Drop for HeldTicket {
 }
 
 impl HeldSockets {
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))] // used by `axum::forward`
     /// A socket starts running: counted until the ticket drops.
     pub(crate) fn enter(self: &Arc<Self>) -> HeldTicket {
         self.live.fetch_add(1, Ordering::AcqRel);
@@ -377,6 +380,7 @@ impl HeldSockets {
     }
 
     /// Changes to `true` when the runtime shuts down.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))] // used by `axum::forward`
     pub(crate) fn watch(&self) -> tokio::sync::watch::Receiver<bool> {
         self.closing.subscribe()
     }

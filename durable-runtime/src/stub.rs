@@ -222,7 +222,7 @@ impl<T: DurableObject> Stub<T> {
     /// Has output for socket `id` of this object reach `holder`: across a connection, the
     /// client routes the server's socket frames to it until the returned guard is dropped.
     /// In this process the object reaches the holder directly.
-    #[allow(dead_code)] // used by the `axum` feature
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))] // used by `axum::forward`
     pub(crate) fn hold_socket(
         &self,
         id: SocketId,
@@ -235,7 +235,7 @@ impl<T: DurableObject> Stub<T> {
     }
 
     /// The count of WebSockets held for this object's runtime (told to close at shutdown).
-    #[allow(dead_code)] // used by the `axum` feature
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))] // used by `axum::forward`
     pub(crate) fn held_sockets(&self) -> Arc<HeldSockets> {
         match &self.route {
             Route::Local(ns) => ns.held().clone(),
@@ -244,12 +244,14 @@ impl<T: DurableObject> Stub<T> {
     }
 
     /// Where the events of a WebSocket this object accepted go.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))] // used by `axum::forward`
     pub(crate) fn socket_target(&self) -> Arc<dyn SocketTarget> {
         Arc::new(ObjectTarget { stub: self.clone() })
     }
 }
 
 /// A WebSocket's object, reached through a stub: its events travel as the object's calls do.
+#[cfg_attr(not(feature = "axum"), allow(dead_code))] // used by `axum::forward`
 struct ObjectTarget<T: DurableObject> {
     stub: Stub<T>,
 }

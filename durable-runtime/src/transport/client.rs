@@ -241,6 +241,7 @@ impl Client {
 
     /// Hands an event of a WebSocket held here to its object at the server; resolves once
     /// the object handled it.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))] // used by `axum::forward`
     pub(crate) async fn socket_event(
         &self,
         object: &ObjectId,
