@@ -56,7 +56,7 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// The read buffer of a held WebSocket, in bytes: small, since most sockets are idle most of
 /// the time (it grows for a large message).
-const SOCKET_READ_BUFFER: usize = 1024;
+const SOCKET_READ_BUFFER: usize = 128;
 
 /// Sends `request` to the object behind `stub` (its `fetch` method) and answers with its
 /// response: in this process, or across the connection to the object's runtime.
@@ -116,7 +116,7 @@ where
         .insert(SocketOffer::new(held.id, holder.clone()));
     let target = stub.stub().socket_target();
     let held_sockets = stub.stub().held_sockets();
-    let _registration = stub.stub().hold_socket(held.id, holder);
+    let registration = stub.stub().hold_socket(held.id, holder);
     let result = stub.fetch(request).await;
     // The acceptance, if any, was released before the reply.
     let accepted = held.is_accepted();
@@ -133,9 +133,11 @@ where
                         let _ = failed.event(id, gone()).await;
                     });
                 })
-                .on_upgrade(move |socket| async move {
-                    let _registration = _registration;
-                    held.run(socket, target, held_sockets).await;
+                .on_upgrade(move |socket| {
+                    // A task of its own: axum's upgrade task (its future holds the upgrade's
+                    // state besides ours) ends at once, and an idle socket costs only this.
+                    tokio::spawn(held.run(socket, target, &held_sockets, registration));
+                    std::future::ready(())
                 })
         }
         other => {

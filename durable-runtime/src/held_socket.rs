@@ -15,23 +15,33 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket as AxumSocket};
-use futures_util::SinkExt;
-use tokio::sync::Notify;
+use futures_util::task::AtomicWaker;
+use futures_util::{SinkExt, StreamExt};
 
 use crate::error::ErrorKind;
 use crate::sockets::{
-    AutoResponse, HeldSockets, Outgoing, SocketEvent, SocketHolder, SocketId, SocketRecord,
-    SocketTarget,
+    AutoResponse, Closing, HeldSockets, HeldTicket, Outgoing, SocketEvent, SocketHolder, SocketId,
+    SocketRecord, SocketTarget,
 };
+use crate::transport::client::HoldGuard;
 use crate::websocket::Message;
 
 /// How many messages may wait for a client that reads slowly before its socket is closed
-/// (1008, "client too slow").
-pub(crate) const MAX_QUEUED_MESSAGES: usize = 1024;
+/// (1008, "client too slow"). A busy room sends in bursts (a join is announced to every
+/// member): the bound is for a client that stopped reading, not one a burst got ahead of.
+pub(crate) const MAX_QUEUED_MESSAGES: usize = 65_536;
 
-/// How many bytes may wait for a client that reads slowly before its socket is closed.
-pub(crate) const MAX_QUEUED_BYTES: usize = 8 * 1024 * 1024;
+/// How many bytes may wait for a client that reads slowly before its socket is closed
+/// (each message counted with its bookkeeping).
+pub(crate) const MAX_QUEUED_BYTES: usize = 4 * 1024 * 1024;
+
+/// What a queued message costs beyond its payload.
+const QUEUED_OVERHEAD: usize = 64;
 
 /// How long a socket keeps trying to hand an event to an object that is overloaded or out
 /// of reach (restarting) before it closes the socket (1011, or 1001 on shutdown).
@@ -57,7 +67,8 @@ struct State {
 pub(crate) struct HeldSocket {
     pub(crate) id: SocketId,
     state: Mutex<State>,
-    wake: Notify,
+    /// The socket's task, woken when output arrives.
+    wake: AtomicWaker,
 }
 
 impl HeldSocket {
@@ -65,7 +76,7 @@ impl HeldSocket {
         HeldSocket {
             id,
             state: Mutex::default(),
-            wake: Notify::new(),
+            wake: AtomicWaker::new(),
         }
     }
 
@@ -79,107 +90,138 @@ impl HeldSocket {
         self.state().accepted
     }
 
-    /// The client's connection, upgraded: runs until it closes.
-    pub(crate) async fn run(
+    /// The client's connection, upgraded: the task that serves it until it closes.
+    pub(crate) fn run(
         self: Arc<Self>,
-        mut socket: AxumSocket,
+        socket: AxumSocket,
         target: Arc<dyn SocketTarget>,
-        held: Arc<HeldSockets>,
-    ) {
-        let _ticket = held.enter();
-        let mut closing = held.watch();
-        loop {
-            if *closing.borrow_and_update() {
-                // The runtime shuts down: the client and the object are told.
-                let _ = socket.send(close_frame(1001, "going away")).await;
-                let _ = target.event(self.id, close_event(1001, "going away")).await;
-                return;
-            }
-            // What the object sent, first.
-            let (output, overflow) = {
-                let mut state = self.state();
-                state.queued_bytes = 0;
-                (std::mem::take(&mut state.queue), state.overflow)
-            };
-            if overflow {
-                let _ = socket.send(close_frame(1008, "client too slow")).await;
-                self.event(&*target, close_event(1006, "client too slow"))
+        held: &Arc<HeldSockets>,
+        registration: Option<HoldGuard>,
+    ) -> SocketTask {
+        SocketTask {
+            closing: held.closing(),
+            _ticket: held.enter(),
+            held: self,
+            socket: Some(socket),
+            target,
+            step: None,
+            _registration: registration,
+        }
+    }
+
+    fn has_output(&self) -> bool {
+        let state = self.state();
+        state.overflow || !state.queue.is_empty()
+    }
+
+    /// Shutdown: closes the client's connection with 1001 and tells the object.
+    async fn go_away(
+        &self,
+        mut socket: AxumSocket,
+        target: &dyn SocketTarget,
+    ) -> Option<AxumSocket> {
+        let _ = socket.send(close_frame(1001, "going away")).await;
+        let _ = target.event(self.id, close_event(1001, "going away")).await;
+        None
+    }
+
+    /// Writes what the object sent. The socket back, or `None` when it is done.
+    async fn write_output(
+        &self,
+        mut socket: AxumSocket,
+        target: &dyn SocketTarget,
+    ) -> Option<AxumSocket> {
+        let (output, overflow) = {
+            let mut state = self.state();
+            state.queued_bytes = 0;
+            (std::mem::take(&mut state.queue), state.overflow)
+        };
+        if overflow {
+            let _ = socket.send(close_frame(1008, "client too slow")).await;
+            self.event(target, close_event(1006, "client too slow"))
+                .await;
+            return None;
+        }
+        // Written without a flush each, then flushed once.
+        let mut written = false;
+        for out in output {
+            match out {
+                Outgoing::Send(message) => {
+                    if socket.feed(to_axum(message)).await.is_err() {
+                        self.event(target, close_event(1006, "")).await;
+                        return None;
+                    }
+                    written = true;
+                }
+                Outgoing::Close { code, reason } => {
+                    // The object closed it and forgot it: no event goes back.
+                    let _ = socket.send(close_frame(code, &reason)).await;
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+                        while let Some(Ok(_)) = socket.recv().await {}
+                    })
                     .await;
-                return;
+                    return None;
+                }
+                _ => {}
             }
-            // Written without a flush each, then flushed once.
-            let mut written = false;
-            for out in output {
-                match out {
-                    Outgoing::Send(message) => {
-                        if socket.feed(to_axum(message)).await.is_err() {
-                            self.event(&*target, close_event(1006, "")).await;
-                            return;
+        }
+        if written && socket.flush().await.is_err() {
+            self.event(target, close_event(1006, "")).await;
+            return None;
+        }
+        Some(socket)
+    }
+
+    /// Handles what the client sent (or that it is gone). The socket back, or `None` when
+    /// it is done.
+    async fn received(
+        &self,
+        received: Option<Result<WsMessage, axum::Error>>,
+        mut socket: AxumSocket,
+        target: &dyn SocketTarget,
+    ) -> Option<AxumSocket> {
+        let event = match received {
+            Some(Ok(WsMessage::Text(text))) => {
+                let auto = self.state().auto_response.clone();
+                match auto {
+                    Some(auto) if auto.request == text.as_str() => {
+                        if socket
+                            .send(WsMessage::text(auto.response.clone()))
+                            .await
+                            .is_ok()
+                        {
+                            return Some(socket);
                         }
-                        written = true;
+                        close_event(1006, "")
                     }
-                    Outgoing::Close { code, reason } => {
-                        // The object closed it and forgot it: no event goes back.
-                        let _ = socket.send(close_frame(code, &reason)).await;
-                        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-                            while let Some(Ok(_)) = socket.recv().await {}
-                        })
-                        .await;
-                        return;
-                    }
-                    _ => {}
+                    _ => SocketEvent::Message(Message::Text(text.to_string())),
                 }
             }
-            if written && socket.flush().await.is_err() {
-                self.event(&*target, close_event(1006, "")).await;
-                return;
+            Some(Ok(WsMessage::Binary(bytes))) => {
+                SocketEvent::Message(Message::Binary(bytes.to_vec()))
             }
-            tokio::select! {
-                received = socket.recv() => {
-                    let event = match received {
-                        Some(Ok(WsMessage::Text(text))) => {
-                            let auto = self.state().auto_response.clone();
-                            match auto {
-                                Some(auto) if auto.request == text.as_str() => {
-                                    if socket.send(WsMessage::text(auto.response.clone())).await.is_err() {
-                                        close_event(1006, "")
-                                    } else {
-                                        continue;
-                                    }
-                                }
-                                _ => SocketEvent::Message(Message::Text(text.to_string())),
-                            }
-                        }
-                        Some(Ok(WsMessage::Binary(bytes))) => {
-                            SocketEvent::Message(Message::Binary(bytes.to_vec()))
-                        }
-                        Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
-                        Some(Ok(WsMessage::Close(frame))) => match frame {
-                            Some(frame) => close_event(frame.code, frame.reason.as_str()),
-                            None => close_event(1005, ""),
-                        },
-                        Some(Err(err)) => {
-                            if is_too_big(&err) {
-                                let _ = socket.send(close_frame(1009, "message too big")).await;
-                                close_event(1009, "message too big")
-                            } else {
-                                close_event(1006, "")
-                            }
-                        }
-                        None => close_event(1006, ""),
-                    };
-                    let closing = matches!(event, SocketEvent::Close { .. });
-                    match self.event(&*target, event).await {
-                        Delivered::Yes if !closing => {}
-                        Delivered::Yes => return,
-                        Delivered::No { code, reason } => {
-                            let _ = socket.send(close_frame(code, reason)).await;
-                            return;
-                        }
-                    }
+            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => return Some(socket),
+            Some(Ok(WsMessage::Close(frame))) => match frame {
+                Some(frame) => close_event(frame.code, frame.reason.as_str()),
+                None => close_event(1005, ""),
+            },
+            Some(Err(err)) => {
+                if is_too_big(&err) {
+                    let _ = socket.send(close_frame(1009, "message too big")).await;
+                    close_event(1009, "message too big")
+                } else {
+                    close_event(1006, "")
                 }
-                _ = self.wake.notified() => {}
-                _ = closing.changed() => {}
+            }
+            None => close_event(1006, ""),
+        };
+        let closing = matches!(event, SocketEvent::Close { .. });
+        match self.event(target, event).await {
+            Delivered::Yes if !closing => Some(socket),
+            Delivered::Yes => None,
+            Delivered::No { code, reason } => {
+                let _ = socket.send(close_frame(code, reason)).await;
+                None
             }
         }
     }
@@ -221,6 +263,76 @@ impl HeldSocket {
     }
 }
 
+/// A step of a socket's task, owning the socket while it runs; it gives it back, or `None`
+/// when the socket is done.
+type Step = Pin<Box<dyn Future<Output = Option<AxumSocket>> + Send>>;
+
+pin_project_lite::pin_project! {
+    /// The task of one held socket. Written by hand rather than as an `async fn`: an idle
+    /// socket's task is this struct and nothing more (the socket, a few handles, and the
+    /// shutdown wait), while each step (writing, handling a frame) runs boxed, with the
+    /// socket moved into it.
+    pub(crate) struct SocketTask {
+        held: Arc<HeldSocket>,
+        socket: Option<AxumSocket>,
+        target: Arc<dyn SocketTarget>,
+        step: Option<Step>,
+        _ticket: HeldTicket,
+        _registration: Option<HoldGuard>,
+        #[pin]
+        closing: Closing,
+    }
+}
+
+impl Future for SocketTask {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        loop {
+            if let Some(step) = this.step.as_mut() {
+                match step.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(None) => return Poll::Ready(()),
+                    Poll::Ready(Some(socket)) => {
+                        *this.step = None;
+                        *this.socket = Some(socket);
+                    }
+                }
+            }
+            let Some(mut socket) = this.socket.take() else {
+                return Poll::Ready(());
+            };
+            let (held, target) = (this.held.clone(), this.target.clone());
+            if this.closing.as_mut().poll(cx).is_ready() {
+                // The runtime shuts down: the client and the object are told.
+                *this.step = Some(Box::pin(
+                    async move { held.go_away(socket, &*target).await },
+                ));
+                continue;
+            }
+            this.held.wake.register(cx.waker());
+            if this.held.has_output() {
+                *this.step = Some(Box::pin(async move {
+                    held.write_output(socket, &*target).await
+                }));
+                continue;
+            }
+            match socket.poll_next_unpin(cx) {
+                Poll::Ready(received) => {
+                    *this.step = Some(Box::pin(async move {
+                        held.received(received, socket, &*target).await
+                    }));
+                }
+                Poll::Pending => {
+                    *this.socket = Some(socket);
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
 enum Delivered {
     Yes,
     /// Close the client's connection with this code.
@@ -252,7 +364,7 @@ impl SocketHolder for HeldSocket {
                 return;
             }
             Outgoing::Send(ref message) => {
-                state.queued_bytes += message.len();
+                state.queued_bytes += message.len() + QUEUED_OVERHEAD;
                 if state.queue.len() >= MAX_QUEUED_MESSAGES || state.queued_bytes > MAX_QUEUED_BYTES
                 {
                     state.overflow = true;
@@ -264,7 +376,7 @@ impl SocketHolder for HeldSocket {
             Outgoing::Close { .. } => state.queue.push_back(output),
         }
         drop(state);
-        self.wake.notify_one();
+        self.wake.wake();
     }
 
     fn record(&self) -> Option<SocketRecord> {

@@ -349,7 +349,9 @@ impl ObjectSockets {
 /// frames leave before the process does.
 #[derive(Default)]
 pub(crate) struct HeldSockets {
-    closing: tokio::sync::watch::Sender<bool>,
+    closing: AtomicBool,
+    /// Notified (all waiters) when `closing` is set.
+    close: Arc<tokio::sync::Notify>,
     live: std::sync::atomic::AtomicUsize,
     idle: tokio::sync::Notify,
 }
@@ -366,9 +368,33 @@ impl Drop for HeldTicket {
     }
 }
 
-impl HeldSockets {
+pin_project_lite::pin_project! {
+    /// Resolves when the runtime holding the socket shuts down.
     #[cfg_attr(not(feature = "axum"), allow(dead_code))] // used by `axum::forward`
+    pub(crate) struct Closing {
+        held: Arc<HeldSockets>,
+        #[pin]
+        notified: tokio::sync::futures::OwnedNotified,
+    }
+}
+
+impl Future for Closing {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        let mut this = self.project();
+        // Registered first, then the flag checked: a close in between is not missed.
+        this.notified.as_mut().enable();
+        if this.held.closing.load(Ordering::Acquire) {
+            return std::task::Poll::Ready(());
+        }
+        this.notified.poll(cx)
+    }
+}
+
+impl HeldSockets {
     /// A socket starts running: counted until the ticket drops.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))] // used by `axum::forward`
     pub(crate) fn enter(self: &Arc<Self>) -> HeldTicket {
         self.live.fetch_add(1, Ordering::AcqRel);
         HeldTicket(self.clone())
@@ -379,15 +405,19 @@ impl HeldSockets {
         self.live.load(Ordering::Acquire)
     }
 
-    /// Changes to `true` when the runtime shuts down.
+    /// Resolves when the runtime shuts down.
     #[cfg_attr(not(feature = "axum"), allow(dead_code))] // used by `axum::forward`
-    pub(crate) fn watch(&self) -> tokio::sync::watch::Receiver<bool> {
-        self.closing.subscribe()
+    pub(crate) fn closing(self: &Arc<Self>) -> Closing {
+        Closing {
+            held: self.clone(),
+            notified: self.close.clone().notified_owned(),
+        }
     }
 
     /// Tells every socket to close, and waits until they did, for at most `within`.
     pub(crate) async fn close_all(&self, within: std::time::Duration) {
-        self.closing.send_replace(true);
+        self.closing.store(true, Ordering::Release);
+        self.close.notify_waiters();
         let _ = tokio::time::timeout(within, async {
             loop {
                 let idle = self.idle.notified();
