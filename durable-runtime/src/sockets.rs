@@ -440,3 +440,120 @@ pub(crate) fn deliver(output: Vec<(Arc<dyn SocketHolder>, SocketId, Outgoing)>) 
         holder.deliver(id, out);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::websocket::{check_tags, MAX_TAGS, MAX_TAG_BYTES};
+
+    /// A holder that records what it is given.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(SocketId, Outgoing)>>);
+
+    impl SocketHolder for Recorder {
+        fn deliver(&self, id: SocketId, output: Outgoing) {
+            self.0.lock().unwrap().push((id, output));
+        }
+    }
+
+    fn offer(holder: &Arc<Recorder>) -> SocketOffer {
+        SocketOffer::new(SocketId::next(), holder.clone())
+    }
+
+    #[test]
+    fn an_object_holds_at_most_max_sockets() {
+        let holder = Arc::new(Recorder::default());
+        let sockets = ObjectSockets::default();
+        let tags: Arc<[String]> = Arc::from(Vec::new());
+        for _ in 0..MAX_SOCKETS_PER_OBJECT {
+            sockets.accept(&offer(&holder), tags.clone()).unwrap();
+        }
+        let err = sockets.accept(&offer(&holder), tags.clone()).err().unwrap();
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument);
+        assert!(err.to_string().contains("32768"), "{err}");
+        assert_eq!(sockets.len(), MAX_SOCKETS_PER_OBJECT);
+        // One closes: there is room again.
+        let first = sockets.list(None).pop().unwrap();
+        sockets.remove(first.id);
+        sockets.accept(&offer(&holder), tags).unwrap();
+    }
+
+    #[test]
+    fn an_offer_is_accepted_once() {
+        let holder = Arc::new(Recorder::default());
+        let sockets = ObjectSockets::default();
+        let offer = offer(&holder);
+        sockets.accept(&offer, Arc::from(Vec::new())).unwrap();
+        let err = sockets.accept(&offer, Arc::from(Vec::new())).err().unwrap();
+        assert!(err.to_string().contains("accepted already"), "{err}");
+    }
+
+    #[test]
+    fn tags_are_bounded_in_number_and_length() {
+        let ok = vec!["t"; MAX_TAGS];
+        assert_eq!(check_tags(&ok).unwrap().len(), MAX_TAGS);
+        let too_many = vec!["t"; MAX_TAGS + 1];
+        assert!(check_tags(&too_many).is_err());
+        let long = "x".repeat(MAX_TAG_BYTES);
+        assert!(check_tags(&[long.as_str()]).is_ok());
+        let too_long = "x".repeat(MAX_TAG_BYTES + 1);
+        assert!(check_tags(&[too_long.as_str()]).is_err());
+        assert!(check_tags(&[""]).is_err());
+    }
+
+    #[test]
+    fn output_waits_for_the_step_and_a_discarded_step_forgets_its_accepts() {
+        let holder = Arc::new(Recorder::default());
+        let sockets = Arc::new(ObjectSockets::default());
+        let entry = sockets
+            .accept(&offer(&holder), Arc::from(Vec::new()))
+            .unwrap();
+        let ws = crate::websocket::WebSocket::new(entry, sockets.clone());
+        ws.send("hello").unwrap();
+        // Nothing leaves before the step's output is taken (the actor does, once durable).
+        assert!(holder.0.lock().unwrap().is_empty());
+        let output = sockets.take_output();
+        assert_eq!(output.len(), 2); // Accepted, then the message
+        deliver(output);
+        assert_eq!(holder.0.lock().unwrap().len(), 2);
+
+        // A step that panics: its accept is forgotten, its output dropped.
+        let entry = sockets
+            .accept(&offer(&holder), Arc::from(Vec::new()))
+            .unwrap();
+        let late = crate::websocket::WebSocket::new(entry, sockets.clone());
+        late.send("never").unwrap();
+        sockets.discard_output();
+        assert!(!sockets.has_output());
+        assert_eq!(sockets.len(), 1);
+        assert!(late.is_closed());
+        assert!(late.send("closed").is_err());
+    }
+
+    #[test]
+    fn attachments_and_close_codes_are_checked() {
+        let holder = Arc::new(Recorder::default());
+        let sockets = Arc::new(ObjectSockets::default());
+        let entry = sockets
+            .accept(&offer(&holder), Arc::from(Vec::new()))
+            .unwrap();
+        let ws = crate::websocket::WebSocket::new(entry, sockets.clone());
+        ws.serialize_attachment(&"small").unwrap();
+        assert_eq!(
+            ws.deserialize_attachment::<String>().unwrap().unwrap(),
+            "small"
+        );
+        let big = vec![7u8; crate::websocket::MAX_ATTACHMENT_BYTES];
+        let err = ws.serialize_attachment(&big).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::ValueTooLarge);
+        assert_eq!(
+            ws.deserialize_attachment::<String>().unwrap().unwrap(),
+            "small"
+        );
+        assert!(ws.close(1006, "").is_err());
+        assert!(ws.close(4000, &"r".repeat(124)).is_err());
+        ws.close(4000, "bye").unwrap();
+        assert!(ws.is_closed());
+        assert_eq!(sockets.len(), 0);
+    }
+}
