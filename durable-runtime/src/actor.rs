@@ -134,8 +134,7 @@ pub(crate) enum Envelope<T: DurableObject> {
     /// Delete all of the object's data, schedules and name.
     Erase { reply: oneshot::Sender<Result<()>> },
     /// Something happened on one of the object's WebSockets; the reply says it was handled
-    /// (held until the handler's writes are durable), so that the socket's next event
-    /// follows it.
+    /// (its writes submitted, not yet durable), so that the socket's next event follows it.
     Socket {
         socket: SocketId,
         event: SocketEvent,
@@ -830,12 +829,11 @@ impl<T: DurableObject, H: ActorHost<T>> Actor<T, H> {
                 return;
             }
         }
-        match self.commit() {
-            Ok(_) => self.send_reply(reply, Ok(())),
-            Err(e) => {
-                let _ = reply.send(Err(e));
-            }
-        }
+        // Handled: the socket's next frame may come. The acknowledgement paces the socket
+        // and promises the client nothing, so it need not wait for the disk; what the
+        // handler sent does (released with the step's writes, in `commit`).
+        let result = self.commit().map(|_| ());
+        let _ = reply.send(result);
     }
 
     /// Deletes the object's data, schedules and recorded name, without activating it.

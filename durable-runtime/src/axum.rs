@@ -58,6 +58,10 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// the time (it grows for a large message).
 const SOCKET_READ_BUFFER: usize = 128;
 
+/// How many bytes of frames a held WebSocket gathers before writing them: a burst is written
+/// in pieces of this size, so the write buffer (which keeps its capacity) stays small.
+const SOCKET_WRITE_BATCH: usize = 8 * 1024;
+
 /// Sends `request` to the object behind `stub` (its `fetch` method) and answers with its
 /// response: in this process, or across the connection to the object's runtime.
 ///
@@ -128,6 +132,7 @@ where
                 .max_message_size(MAX_MESSAGE_BYTES)
                 .max_frame_size(MAX_MESSAGE_BYTES)
                 .read_buffer_size(SOCKET_READ_BUFFER)
+                .write_buffer_size(SOCKET_WRITE_BATCH)
                 .on_failed_upgrade(move |_| {
                     tokio::spawn(async move {
                         let _ = failed.event(id, gone()).await;

@@ -112,8 +112,8 @@ pub(crate) struct SocketRecord {
 /// a connection.
 #[cfg_attr(not(feature = "axum"), allow(dead_code))] // used by `axum::forward`
 pub(crate) trait SocketTarget: Send + Sync + 'static {
-    /// Hands `event` to the object and resolves once the object has handled it (and its
-    /// writes are durable).
+    /// Hands `event` to the object and resolves once the object has handled it (its writes
+    /// submitted; what it sent still waits for them to be durable).
     fn event(
         &self,
         socket: SocketId,
