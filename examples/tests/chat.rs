@@ -15,9 +15,7 @@ use durable_examples::{chat_app, metrics_app, ChatRoom, TEXT_PLAIN};
 use durable_runtime::Runtime;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as Ws;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -25,35 +23,9 @@ type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The chat service on a free port of 127.0.0.1: stop it with [`Server::stop`].
-struct Server {
-    addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<std::io::Result<()>>,
-}
-
-impl Server {
-    async fn start(rt: &Runtime) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = chat_app(rt.namespace::<ChatRoom>()).merge(metrics_app(rt.clone()));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-        });
-        Server { addr, stop, task }
-    }
-
-    /// Stops taking connections. (Upgraded connections are not the server's any more: the
-    /// clients close them.)
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap().unwrap();
-    }
+/// The chat service on a free port of 127.0.0.1.
+async fn serve(rt: &Runtime) -> common::Server {
+    common::Server::serve(chat_app(rt.namespace::<ChatRoom>()).merge(metrics_app(rt.clone()))).await
 }
 
 /// A WebSocket to `room`, nameless.
@@ -160,7 +132,7 @@ fn now_ms() -> u64 {
 #[tokio::test]
 async fn the_page_and_the_routes() {
     let rt = Runtime::in_memory();
-    let server = Server::start(&rt).await;
+    let server = serve(&rt).await;
     let addr = server.addr;
     for target in ["/", "/?room=lobby&name=ann"] {
         let reply = send(addr, "GET", target).await;
@@ -214,7 +186,7 @@ async fn the_page_and_the_routes() {
 #[tokio::test]
 async fn a_newcomer_gets_the_last_100_messages_oldest_first_then_ready() {
     let rt = Runtime::in_memory();
-    let server = Server::start(&rt).await;
+    let server = serve(&rt).await;
     let (mut ann, before) = join(server.addr, "history", "ann").await;
     assert!(before.is_empty(), "a new room has no history: {before:?}");
 
@@ -248,7 +220,7 @@ async fn a_newcomer_gets_the_last_100_messages_oldest_first_then_ready() {
 #[tokio::test]
 async fn joined_and_quit_notices() {
     let rt = Runtime::in_memory();
-    let server = Server::start(&rt).await;
+    let server = serve(&rt).await;
     let addr = server.addr;
     let (mut ann, _) = join(addr, "notices", "ann").await;
     // A socket without a name is in no roster and hears nothing.
@@ -286,7 +258,7 @@ async fn joined_and_quit_notices() {
 #[tokio::test]
 async fn names_and_messages_have_limits() {
     let rt = Runtime::in_memory();
-    let server = Server::start(&rt).await;
+    let server = serve(&rt).await;
     let addr = server.addr;
     let (mut ann, _) = join(addr, "limits", "ann").await;
 
@@ -332,7 +304,7 @@ async fn names_and_messages_have_limits() {
 #[tokio::test]
 async fn bad_frames_get_an_error_and_the_room_goes_on() {
     let rt = Runtime::in_memory();
-    let server = Server::start(&rt).await;
+    let server = serve(&rt).await;
     let addr = server.addr;
     let (mut ann, _) = join(addr, "bad", "ann").await;
 
@@ -395,7 +367,7 @@ async fn bad_frames_get_an_error_and_the_room_goes_on() {
 #[tokio::test]
 async fn two_rooms_are_separate() {
     let rt = Runtime::in_memory();
-    let server = Server::start(&rt).await;
+    let server = serve(&rt).await;
     let addr = server.addr;
     let (mut a, _) = join(addr, "a", "ann").await;
     let (mut b, before) = join(addr, "b", "bob").await;
@@ -416,7 +388,7 @@ async fn two_rooms_are_separate() {
 #[tokio::test]
 async fn concurrent_senders_get_strictly_increasing_timestamps() {
     let rt = Runtime::in_memory();
-    let server = Server::start(&rt).await;
+    let server = serve(&rt).await;
     let addr = server.addr;
     let mut clients = Vec::new();
     for i in 0..4 {
@@ -475,7 +447,7 @@ async fn a_hibernating_room_keeps_its_sockets_names_and_order() {
         .idle_timeout(Duration::from_millis(50))
         .open()
         .unwrap();
-    let server = Server::start(&rt).await;
+    let server = serve(&rt).await;
     let addr = server.addr;
     let (mut ann, _) = join(addr, "sleepy", "ann").await;
     let (mut bob, _) = join(addr, "sleepy", "bob").await;
@@ -512,7 +484,7 @@ async fn a_hibernating_room_keeps_its_sockets_names_and_order() {
 async fn messages_survive_a_restart_on_fjall() {
     let dir = tempfile::tempdir().unwrap();
     let rt = Runtime::builder().data_dir(dir.path()).open().unwrap();
-    let server = Server::start(&rt).await;
+    let server = serve(&rt).await;
     let (mut ann, _) = join(server.addr, "kept", "ann").await;
     let mut sent = Vec::new();
     for text in ["one", "two", "three"] {
@@ -525,7 +497,7 @@ async fn messages_survive_a_restart_on_fjall() {
     rt.shutdown().await.unwrap();
 
     let rt = Runtime::builder().data_dir(dir.path()).open().unwrap();
-    let server = Server::start(&rt).await;
+    let server = serve(&rt).await;
     let (mut bob, before) = join(server.addr, "kept", "bob").await;
     let history: Vec<ChatMessage> = before.into_iter().map(message).collect();
     assert_eq!(history, sent);

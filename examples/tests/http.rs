@@ -11,40 +11,14 @@ use durable_examples::{
     counter_app, metrics_app, Counter, APPLICATION_JSON, SELECT_NAME, TEXT_PLAIN,
 };
 use durable_runtime::{Metrics, Runtime};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// The seed's missing-name text, spelled out here so the constant cannot drift from it.
 const SEED_SELECT_NAME: &str = "Select a Durable Object to contact by using the `name` URL query string parameter, for example, ?name=A";
 
-/// A running server: stop it with [`Server::stop`].
-struct Server {
-    addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<std::io::Result<()>>,
-}
-
-impl Server {
-    async fn start(rt: &Runtime) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = counter_app(rt.namespace::<Counter>()).merge(metrics_app(rt.clone()));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-        });
-        Server { addr, stop, task }
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap().unwrap();
-    }
+/// The counter service on a free port of 127.0.0.1.
+async fn serve(rt: &Runtime) -> common::Server {
+    common::Server::serve(counter_app(rt.namespace::<Counter>()).merge(metrics_app(rt.clone())))
+        .await
 }
 
 #[test]
@@ -57,7 +31,7 @@ fn constants_are_the_seeds() {
 #[tokio::test]
 async fn seed_routes() {
     let rt = Runtime::in_memory();
-    let server = Server::start(&rt).await;
+    let server = serve(&rt).await;
     let addr = server.addr;
 
     assert_text(&send(addr, "GET", "/?name=A").await, 200, &count("A", 0));
@@ -98,7 +72,7 @@ async fn seed_routes() {
 #[tokio::test]
 async fn missing_name_and_not_found() {
     let rt = Runtime::in_memory();
-    let server = Server::start(&rt).await;
+    let server = serve(&rt).await;
     let addr = server.addr;
 
     // No name, an empty name, another parameter: the name check comes before the path's.
@@ -133,7 +107,7 @@ async fn missing_name_and_not_found() {
 #[tokio::test]
 async fn names_are_url_decoded_like_url_search_params() {
     let rt = Runtime::in_memory();
-    let server = Server::start(&rt).await;
+    let server = serve(&rt).await;
     let addr = server.addr;
 
     assert_text(
@@ -169,7 +143,7 @@ async fn names_are_url_decoded_like_url_search_params() {
 #[tokio::test]
 async fn json_routes() {
     let rt = Runtime::in_memory();
-    let server = Server::start(&rt).await;
+    let server = serve(&rt).await;
     let addr = server.addr;
 
     assert_json(&send(addr, "GET", "/A/value").await, 0);
@@ -217,7 +191,7 @@ async fn counts_survive_a_restart_on_fjall() {
 
     // First life: shut down gracefully.
     let rt = Runtime::builder().data_dir(dir.path()).open().unwrap();
-    let server = Server::start(&rt).await;
+    let server = serve(&rt).await;
     for n in 1..=3 {
         assert_text(
             &send(server.addr, "GET", "/increment?name=A").await,
@@ -231,7 +205,7 @@ async fn counts_survive_a_restart_on_fjall() {
 
     // Second life: the counts are there; then the runtime is only dropped.
     let rt = Runtime::builder().data_dir(dir.path()).open().unwrap();
-    let server = Server::start(&rt).await;
+    let server = serve(&rt).await;
     assert_text(
         &send(server.addr, "GET", "/?name=A").await,
         200,
@@ -244,7 +218,7 @@ async fn counts_survive_a_restart_on_fjall() {
 
     // Third life: the write of the dropped runtime was durable before its reply.
     let rt = Runtime::builder().data_dir(dir.path()).open().unwrap();
-    let server = Server::start(&rt).await;
+    let server = serve(&rt).await;
     assert_json(&send(server.addr, "GET", "/A/value").await, 4);
     assert_text(
         &send(server.addr, "GET", "/decrement?name=A").await,
@@ -305,7 +279,7 @@ async fn metrics(addr: SocketAddr) -> HashMap<String, u64> {
 #[tokio::test]
 async fn metrics_route() {
     let rt = Runtime::in_memory();
-    let server = Server::start(&rt).await;
+    let server = serve(&rt).await;
     let addr = server.addr;
 
     let before = metrics(addr).await;
