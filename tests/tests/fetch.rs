@@ -104,14 +104,8 @@ async fn fetch_all(stub: &SiteStub) {
     assert_eq!(r.body().as_ref(), b"1");
 }
 
-#[tokio::test]
-async fn fetch_in_this_process() {
-    let rt = Runtime::in_memory();
-    fetch_all(&rt.namespace::<Site>().get_by_name("a")).await;
-}
-
-#[tokio::test]
-async fn fetch_across_a_connection() {
+/// An object server holding `Site`s, and a front end connected to it.
+fn pair() -> (Runtime, Runtime) {
     let server = Runtime::builder()
         .in_memory()
         .register::<Site>()
@@ -124,6 +118,18 @@ async fn fetch_across_a_connection() {
         .secret(SECRET)
         .open()
         .unwrap();
+    (server, front)
+}
+
+#[tokio::test]
+async fn fetch_in_this_process() {
+    let rt = Runtime::in_memory();
+    fetch_all(&rt.namespace::<Site>().get_by_name("a")).await;
+}
+
+#[tokio::test]
+async fn fetch_across_a_connection() {
+    let (server, front) = pair();
     fetch_all(&front.namespace::<Site>().get_by_name("a")).await;
     // The object lives in the server: its count is the one the front end made.
     let local = server.namespace::<Site>().get_by_name("a");
@@ -194,18 +200,7 @@ async fn http(addr: SocketAddr, method: &str, target: &str, body: &[u8]) -> (u16
 #[tokio::test]
 async fn axum_forwards_requests_locally_and_remotely() {
     let local = Runtime::in_memory();
-    let server = Runtime::builder()
-        .in_memory()
-        .register::<Site>()
-        .listen("127.0.0.1:0")
-        .secret(SECRET)
-        .open()
-        .unwrap();
-    let front = Runtime::builder()
-        .connect(server.local_addr().unwrap().to_string())
-        .secret(SECRET)
-        .open()
-        .unwrap();
+    let (server, front) = pair();
     for rt in [&local, &front] {
         let addr = serve(rt.namespace::<Site>()).await;
         // The object sees the request's path as sent by the client.
