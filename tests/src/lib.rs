@@ -35,6 +35,7 @@ impl Counter {
 
 pub mod faults;
 pub mod held_sync;
+pub mod postgres;
 pub mod room;
 pub mod torture;
 

@@ -1,0 +1,364 @@
+//! [`PgServer`]: a private PostgreSQL for the tests, started on a free loopback port in a fresh
+//! temporary directory and stopped (its directory removed) when dropped.
+//!
+//! The binaries are Debian's, from the newest `/usr/lib/postgresql/<version>/bin`, or from the
+//! directory named by the `PG_BIN` environment variable. PostgreSQL refuses to run as root: as
+//! root, `initdb` and `pg_ctl` run as the `postgres` user (through `runuser`), which then owns
+//! the temporary directory.
+//!
+//! The cluster trusts every connection, so it listens on 127.0.0.1 only, and on a Unix socket
+//! inside its own directory.
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// The Debian package that ships the server binaries.
+const PACKAGE: &str = "postgresql";
+
+/// How long a start or a stop may take before the harness gives up.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A private PostgreSQL server; see the module's documentation.
+pub struct PgServer {
+    bin: PathBuf,
+    /// Holds `data/` (the cluster), `log` (the server's log) and the Unix socket.
+    dir: Option<TempDir>,
+    port: u16,
+    /// Whether `initdb` and `pg_ctl` run as the `postgres` user.
+    as_postgres: bool,
+    running: bool,
+}
+
+impl PgServer {
+    /// Creates a cluster in a fresh temporary directory and starts it on a free loopback port,
+    /// or panics saying why.
+    pub fn start() -> PgServer {
+        let bin = bin_dir();
+        let as_postgres = unsafe { libc::geteuid() } == 0;
+        let dir = tempfile::Builder::new()
+            .prefix("durable-pg-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"));
+        if as_postgres {
+            run_checked(
+                Command::new("chown").arg("postgres:").arg(dir.path()),
+                "chown the temporary directory to the postgres user",
+            );
+        }
+        let mut server = PgServer {
+            bin,
+            dir: Some(dir),
+            port: 0,
+            as_postgres,
+            running: false,
+        };
+        server.initdb();
+        // The free port can be taken between picking it and binding it: try a few.
+        for attempt in 1.. {
+            server.port = free_port();
+            match server.try_start() {
+                Ok(()) => return server,
+                Err(e) if attempt < 5 && server.log_tail().contains("could not bind") => {
+                    eprintln!("postgres: port {} taken, trying another: {e}", server.port);
+                }
+                Err(e) => server.fail(&e),
+            }
+        }
+        unreachable!()
+    }
+
+    /// The port the server listens on, on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The temporary directory holding the cluster, its log and its socket.
+    pub fn dir(&self) -> &Path {
+        self.dir.as_ref().expect("directory kept until drop").path()
+    }
+
+    /// The URL of database `db`, as the `postgres` superuser over TCP.
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Creates database `name`, or panics saying why.
+    pub fn create_database(&self, name: &str) {
+        let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+        self.psql("postgres", &sql);
+    }
+
+    /// Runs `sql` in database `db` with `psql` over TCP, stopping at the first error; returns
+    /// what it printed (unaligned, tuples only), or panics saying why.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let port = self.port.to_string();
+        let mut command = Command::new(self.bin.join("psql"));
+        command
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+            .args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-d", db])
+            .args(["-c", sql]);
+        let output = self
+            .output(&mut command, false)
+            .unwrap_or_else(|e| self.fail(&format!("psql: {e}")));
+        if !output.status.success() {
+            self.fail(&format!("psql -c {sql:?}: {}", describe(&output)));
+        }
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Stops the server at once (`pg_ctl stop -m immediate`: no checkpoint, as a crash would),
+    /// waiting until it is gone. Does nothing if it is not running.
+    pub fn stop(&mut self) {
+        if !self.running {
+            return;
+        }
+        let data = self.data_dir();
+        let mut command = self.pg_ctl();
+        command
+            .arg("stop")
+            .arg("-D")
+            .arg(&data)
+            .args(["-m", "immediate", "-w", "-t", "30"]);
+        let result = self.output(&mut command, true);
+        self.running = false;
+        match result {
+            Ok(output) if output.status.success() => {}
+            Ok(output) => self.fail(&format!("pg_ctl stop: {}", describe(&output))),
+            Err(e) => self.fail(&format!("pg_ctl stop: {e}")),
+        }
+    }
+
+    /// Kills the postmaster with SIGKILL, as a crash of the machine's process would, and waits
+    /// until it is gone. Its backends exit on their own once they see it died.
+    pub fn kill9(&mut self) {
+        let pid = self
+            .postmaster_pid()
+            .unwrap_or_else(|| self.fail("kill9: no postmaster.pid: is the server running?"));
+        if unsafe { libc::kill(pid, libc::SIGKILL) } != 0 {
+            let e = std::io::Error::last_os_error();
+            self.fail(&format!("kill -9 {pid}: {e}"));
+        }
+        let deadline = Instant::now() + PATIENCE;
+        while alive(pid) {
+            if Instant::now() > deadline {
+                self.fail(&format!("postmaster {pid} still alive after SIGKILL"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.running = false;
+    }
+
+    /// Starts the server again on the same directory and port, after [`stop`](Self::stop) or
+    /// [`kill9`](Self::kill9) (then it recovers from its write-ahead log), or panics saying why.
+    pub fn restart(&mut self) {
+        if self.running {
+            self.stop();
+        }
+        // After a SIGKILL the old backends can hold the shared memory (and the port) a little
+        // longer: the new postmaster refuses to start until they have exited.
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            match self.try_start() {
+                Ok(()) => return,
+                Err(e) if Instant::now() > deadline => self.fail(&e),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    /// The last lines of the server's log, for error messages.
+    pub fn log_tail(&self) -> String {
+        let Some(dir) = self.dir.as_ref() else {
+            return String::new();
+        };
+        let log = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir().join("data")
+    }
+
+    fn initdb(&self) {
+        let mut command = self.as_owner(self.bin.join("initdb"));
+        command
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["-U", "postgres", "--auth=trust", "--no-sync"])
+            .args(["--encoding=UTF8", "--locale=C"]);
+        match self.output(&mut command, true) {
+            Ok(output) if output.status.success() => {}
+            Ok(output) => self.fail(&format!("initdb: {}", describe(&output))),
+            Err(e) => self.fail(&format!("initdb: {e}")),
+        }
+    }
+
+    /// `pg_ctl start -w` on the current port; the error says why it failed.
+    fn try_start(&mut self) -> Result<(), String> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=on",
+            self.port,
+            self.dir().display()
+        );
+        let mut command = self.pg_ctl();
+        command
+            .arg("start")
+            .arg("-D")
+            .arg(self.data_dir())
+            .arg("-l")
+            .arg(self.dir().join("log"))
+            .args(["-o", &options, "-w", "-t", "30"]);
+        let output = self.output(&mut command, true)?;
+        if !output.status.success() {
+            return Err(format!("pg_ctl start: {}", describe(&output)));
+        }
+        self.running = true;
+        Ok(())
+    }
+
+    fn pg_ctl(&self) -> Command {
+        self.as_owner(self.bin.join("pg_ctl"))
+    }
+
+    /// A command running `program` as the cluster's owner: `postgres` when we are root.
+    fn as_owner(&self, program: PathBuf) -> Command {
+        if self.as_postgres {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(program);
+            command
+        } else {
+            Command::new(program)
+        }
+    }
+
+    /// Runs `command` to completion in the temporary directory (the `postgres` user may not be
+    /// able to enter ours), output captured.
+    fn output(&self, command: &mut Command, in_dir: bool) -> Result<Output, String> {
+        if in_dir {
+            command.current_dir(self.dir());
+        }
+        command
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {:?}: {e}", command.get_program()))
+    }
+
+    fn postmaster_pid(&self) -> Option<i32> {
+        let text = std::fs::read_to_string(self.data_dir().join("postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
+    }
+
+    /// Panics with `what` and the tail of the server's log.
+    fn fail(&self, what: &str) -> ! {
+        panic!(
+            "postgres on port {}: {what}\n--- tail of the server log ---\n{}",
+            self.port,
+            self.log_tail()
+        )
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        if self.running {
+            let data = self.data_dir();
+            let mut command = self.pg_ctl();
+            command
+                .arg("stop")
+                .arg("-D")
+                .arg(&data)
+                .args(["-m", "immediate", "-w", "-t", "30"]);
+            let stopped = matches!(self.output(&mut command, true), Ok(o) if o.status.success());
+            if !stopped {
+                if let Some(pid) = self.postmaster_pid() {
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+            self.running = false;
+        }
+        if let Some(dir) = self.dir.take() {
+            let path = dir.path().to_owned();
+            if let Err(e) = dir.close() {
+                eprintln!("postgres: cannot remove {}: {e}", path.display());
+            }
+        }
+    }
+}
+
+/// The directory of the server binaries: `PG_BIN`, else the newest Debian version's.
+fn bin_dir() -> PathBuf {
+    if let Some(bin) = std::env::var_os("PG_BIN") {
+        let bin = PathBuf::from(bin);
+        if !bin.join("initdb").is_file() {
+            panic!("PG_BIN={}: no initdb there", bin.display());
+        }
+        return bin;
+    }
+    let root = Path::new("/usr/lib/postgresql");
+    let newest = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let version: Vec<u32> = name
+                .split('.')
+                .map(|part| part.parse().ok())
+                .collect::<Option<_>>()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").is_file().then_some((version, bin))
+        })
+        .max();
+    match newest {
+        Some((_, bin)) => bin,
+        None => panic!(
+            "no PostgreSQL server binaries in {}/<version>/bin: install Debian's `{PACKAGE}` \
+             package (apt-get install {PACKAGE}), or set PG_BIN to the directory holding \
+             initdb, pg_ctl, postgres and psql",
+            root.display()
+        ),
+    }
+}
+
+/// A TCP port free on 127.0.0.1 right now.
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|listener| listener.local_addr())
+        .unwrap_or_else(|e| panic!("cannot pick a free port: {e}"))
+        .port()
+}
+
+/// Whether process `pid` still runs (a zombie, dead but not yet reaped, does not).
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses.
+        Ok(stat) => !matches!(
+            stat.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().chars().next()),
+            Some(Some('Z' | 'X'))
+        ),
+        Err(_) => false,
+    }
+}
+
+fn run_checked(command: &mut Command, what: &str) {
+    match command.stdin(Stdio::null()).output() {
+        Ok(output) if output.status.success() => {}
+        Ok(output) => panic!("cannot {what}: {}", describe(&output)),
+        Err(e) => panic!("cannot {what}: {e}"),
+    }
+}
+
+fn describe(output: &Output) -> String {
+    format!(
+        "{}\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout).trim_end(),
+        String::from_utf8_lossy(&output.stderr).trim_end()
+    )
+}

@@ -1,0 +1,124 @@
+//! The private PostgreSQL of the tests ([`PgServer`]): it starts on loopback, serves queries,
+//! keeps committed rows (and only those) across a SIGKILL of the postmaster and a restart, and
+//! leaves nothing behind once dropped.
+
+use durable_tests::postgres::PgServer;
+use tokio_postgres::{Client, NoTls};
+
+async fn connect(url: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
+    tokio::spawn(async move {
+        // Ends with an error when the server is killed: expected.
+        let _ = connection.await;
+    });
+    client
+}
+
+async fn values(client: &Client) -> Vec<(i32, String)> {
+    client
+        .query("SELECT k, v FROM kv ORDER BY k", &[])
+        .await
+        .expect("select")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn committed_rows_survive_kill9_and_the_directory_is_removed() {
+    let mut pg = PgServer::start();
+    let dir = pg.dir().to_owned();
+    assert!(dir.join("data/PG_VERSION").is_file());
+    pg.create_database("harness");
+    let url = pg.url("harness");
+    assert_eq!(
+        url,
+        format!("postgres://postgres@127.0.0.1:{}/harness", pg.port())
+    );
+
+    let client = connect(&url).await;
+    let one: i32 = client.query_one("SELECT 1", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+    // Trust authentication is safe only because nothing but loopback is listened on.
+    let listen: String = client
+        .query_one("SHOW listen_addresses", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(listen, "127.0.0.1");
+
+    client
+        .batch_execute(
+            "CREATE TABLE kv (k int PRIMARY KEY, v text NOT NULL);
+             INSERT INTO kv VALUES (1, 'committed');",
+        )
+        .await
+        .unwrap();
+    // A second connection holds a transaction open, never committed, when the kill comes.
+    let mut other = connect(&url).await;
+    let open = other.transaction().await.unwrap();
+    open.execute("INSERT INTO kv VALUES (2, 'uncommitted')", &[])
+        .await
+        .unwrap();
+    assert_eq!(values(&client).await, [(1, "committed".to_owned())]);
+
+    pg.kill9();
+    assert!(
+        client.query_one("SELECT 1", &[]).await.is_err(),
+        "a query answered after the postmaster was killed"
+    );
+    drop(open);
+    drop(other);
+    drop(client);
+
+    pg.restart();
+    let client = connect(&url).await;
+    let after = values(&client).await;
+    assert_eq!(after, [(1, "committed".to_owned())]);
+    assert_ne!(after, [(1, "something else".to_owned())]);
+    // psql, from the same binaries, sees the same row.
+    assert_eq!(pg.psql("harness", "SELECT v FROM kv").trim(), "committed");
+
+    // A clean stop and a restart keep it too.
+    pg.stop();
+    assert!(connect_fails(&url).await, "connected to a stopped server");
+    pg.restart();
+    let client = connect(&url).await;
+    assert_eq!(values(&client).await, [(1, "committed".to_owned())]);
+    drop(client);
+
+    drop(pg);
+    assert!(!dir.exists(), "{} left behind", dir.display());
+}
+
+async fn connect_fails(url: &str) -> bool {
+    tokio_postgres::connect(url, NoTls).await.is_err()
+}
+
+#[test]
+fn two_servers_run_side_by_side() {
+    let a = PgServer::start();
+    let b = PgServer::start();
+    assert_ne!(a.port(), b.port());
+    assert_ne!(a.dir(), b.dir());
+    a.create_database("a");
+    assert_eq!(a.psql("a", "SELECT 40 + 2").trim(), "42");
+    // A database created on one is not on the other.
+    assert_eq!(
+        b.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname = 'a'"
+        )
+        .trim(),
+        "0"
+    );
+}
+
+#[test]
+#[should_panic(expected = "psql -c")]
+fn a_failing_statement_panics() {
+    let pg = PgServer::start();
+    pg.psql("postgres", "SELECT * FROM no_such_table");
+}
