@@ -132,24 +132,45 @@ impl PgServer {
         }
     }
 
-    /// Kills the postmaster with SIGKILL, as a crash of the machine's process would, and waits
-    /// until it is gone. Its backends exit on their own once they see it died.
+    /// Kills the postmaster with SIGKILL, as a crash would, and waits until it and its
+    /// backends are gone (they exit on their own once they see it died), so that the server
+    /// can be [restarted](Self::restart) at once.
     pub fn kill9(&mut self) {
         let pid = self
             .postmaster_pid()
             .unwrap_or_else(|| self.fail("kill9: no postmaster.pid: is the server running?"));
+        let children = children_of(pid);
         if unsafe { libc::kill(pid, libc::SIGKILL) } != 0 {
             let e = std::io::Error::last_os_error();
             self.fail(&format!("kill -9 {pid}: {e}"));
         }
+        self.running = false;
         let deadline = Instant::now() + PATIENCE;
-        while alive(pid) {
+        while let Some(left) = std::iter::once(pid)
+            .chain(children.iter().copied())
+            .find(|&p| alive(p))
+        {
             if Instant::now() > deadline {
-                self.fail(&format!("postmaster {pid} still alive after SIGKILL"));
+                self.fail(&format!(
+                    "process {left} of the killed postmaster {pid} still alive"
+                ));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        self.running = false;
+        // The dead postmaster can stay a zombie until whoever inherited it reaps it, and to
+        // PostgreSQL's lock check a zombie's pid is a running postmaster's: the lock file is
+        // stale, so remove it (and the socket's), as it would be were the pid gone.
+        let socket_lock = format!(".s.PGSQL.{}.lock", self.port);
+        for lock in [
+            self.data_dir().join("postmaster.pid"),
+            self.dir().join(socket_lock),
+        ] {
+            if let Err(e) = std::fs::remove_file(&lock) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    self.fail(&format!("cannot remove {}: {e}", lock.display()));
+                }
+            }
+        }
     }
 
     /// Starts the server again on the same directory and port, after [`stop`](Self::stop) or
@@ -165,7 +186,7 @@ impl PgServer {
             match self.try_start() {
                 Ok(()) => return,
                 Err(e) if Instant::now() > deadline => self.fail(&e),
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
             }
         }
     }
@@ -295,7 +316,11 @@ fn bin_dir() -> PathBuf {
     if let Some(bin) = std::env::var_os("PG_BIN") {
         let bin = PathBuf::from(bin);
         if !bin.join("initdb").is_file() {
-            panic!("PG_BIN={}: no initdb there", bin.display());
+            panic!(
+                "PG_BIN={}: no initdb there; unset PG_BIN to use Debian's `{PACKAGE}` package \
+                 (apt-get install {PACKAGE})",
+                bin.display()
+            );
         }
         return bin;
     }
@@ -331,6 +356,24 @@ fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .unwrap_or_else(|e| panic!("cannot pick a free port: {e}"))
         .port()
+}
+
+/// The processes whose parent is `pid` (a postmaster's are its backends and helpers).
+fn children_of(pid: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let child: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // After the command name, in parentheses: the state, then the parent's pid.
+            let (_, rest) = stat.rsplit_once(')')?;
+            let parent: i32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+            (parent == pid).then_some(child)
+        })
+        .collect()
 }
 
 /// Whether process `pid` still runs (a zombie, dead but not yet reaped, does not).
