@@ -204,6 +204,13 @@ impl Store {
         }
         self.ctx.storage().list(options)
     }
+
+    /// The first `limit` entries under `p:`.
+    pub async fn first(&self, limit: usize) -> Result<Vec<(String, i64)>> {
+        self.ctx
+            .storage()
+            .list(ListOptions::default().prefix("p:").limit(limit))
+    }
 }
 
 fn keys(n: usize) -> Vec<String> {
@@ -329,6 +336,17 @@ async fn batches_over_128_keys_and_start_with_start_after_are_invalid_arguments(
 
     assert_eq!(store.delete_many(keys(128)).await.unwrap(), 128);
     assert!(store.all().await.unwrap().is_empty());
+
+    // list: a zero limit is an error (Cloudflare's "List limit must be positive"), not an
+    // empty page.
+    store.put("p:a".into(), 1).await.unwrap();
+    let err = store.first(0).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    assert!(
+        err.to_string().contains("List limit must be positive"),
+        "{err}"
+    );
+    assert_eq!(store.first(1).await.unwrap(), [("p:a".to_owned(), 1)]);
 
     // list: start with start_after is an error, whatever the other options.
     store.put("p:a".into(), 1).await.unwrap();

@@ -341,7 +341,8 @@ fn list_spec() -> impl Strategy<Value = ListSpec> {
         prop::option::of(key()),
         prop::option::of(key()),
         any::<bool>(),
-        prop::option::of(0usize..5),
+        // A zero limit is an error (tested apart, in errors.rs).
+        prop::option::of(1usize..5),
     )
         .prop_map(
             |((start, start_after), end, prefix, reverse, limit)| ListSpec {

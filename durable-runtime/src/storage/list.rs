@@ -63,7 +63,8 @@ impl ListOptions {
         self
     }
 
-    /// At most `limit` entries.
+    /// At most `limit` entries. It must be positive: listing with `limit(0)` is an
+    /// `InvalidArgument` error ("List limit must be positive"), as in Cloudflare's runtime.
     pub fn limit(mut self, limit: usize) -> Self {
         self.limit = Some(limit);
         self
@@ -71,6 +72,9 @@ impl ListOptions {
 
     /// The byte range `[lower, upper)` these options select, or `None` if it is empty.
     pub(super) fn range(&self) -> Result<Option<(Bound<String>, Bound<String>)>> {
+        if self.limit == Some(0) {
+            return Err(Error::invalid_argument("List limit must be positive"));
+        }
         for key in [&self.start, &self.start_after, &self.end, &self.prefix]
             .into_iter()
             .flatten()
@@ -127,6 +131,17 @@ impl ListOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zero_limit_is_an_error() {
+        let err = ListOptions::default().limit(0).range().unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument);
+        assert!(
+            err.to_string().contains("List limit must be positive"),
+            "{err}"
+        );
+        assert!(ListOptions::default().limit(1).range().is_ok());
+    }
 
     #[test]
     fn start_with_start_after_is_an_error() {
