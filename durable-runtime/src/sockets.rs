@@ -193,7 +193,7 @@ impl ObjectSockets {
     }
 
     /// How many sockets are open.
-    #[allow(dead_code)]
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.state().open.len()
     }
