@@ -180,6 +180,9 @@ struct State {
 #[derive(Default)]
 pub(crate) struct ObjectSockets {
     state: Mutex<State>,
+    /// `!state.output.is_empty()`, readable without the lock: every call's reply asks
+    /// whether it has output to release, and almost none has.
+    pending: AtomicBool,
 }
 
 impl ObjectSockets {
@@ -238,6 +241,7 @@ impl ObjectSockets {
                 auto_response,
             },
         ));
+        self.pending.store(true, Ordering::Release);
         Ok(entry)
     }
 
@@ -298,6 +302,7 @@ impl ObjectSockets {
             state.open.remove(&entry.id);
         }
         state.output.push((entry.holder.clone(), entry.id, output));
+        self.pending.store(true, Ordering::Release);
         Ok(())
     }
 
@@ -316,6 +321,7 @@ impl ObjectSockets {
                 entry.id,
                 Outgoing::AutoResponse(auto.clone()),
             ));
+            self.pending.store(true, Ordering::Release);
         }
     }
 
@@ -323,12 +329,13 @@ impl ObjectSockets {
     pub(crate) fn take_output(&self) -> Vec<(Arc<dyn SocketHolder>, SocketId, Outgoing)> {
         let mut state = self.state();
         state.accepted.clear();
+        self.pending.store(false, Ordering::Release);
         std::mem::take(&mut state.output)
     }
 
     /// Whether the running step produced output.
     pub(crate) fn has_output(&self) -> bool {
-        !self.state().output.is_empty()
+        self.pending.load(Ordering::Acquire)
     }
 
     /// The running step's writes were discarded (it panicked): so is its output, and the
@@ -336,6 +343,7 @@ impl ObjectSockets {
     pub(crate) fn discard_output(&self) {
         let mut state = self.state();
         state.output.clear();
+        self.pending.store(false, Ordering::Release);
         for id in std::mem::take(&mut state.accepted) {
             if let Some(entry) = state.open.remove(&id) {
                 entry.closed.store(true, Ordering::Release);
