@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
-use durable_runtime::{durable_object, Context, Result, Runtime};
+use durable_runtime::{durable_object, Context, Result, Runtime, RuntimeBuilder};
 
 /// The seed's counter.
 #[durable_object]
@@ -106,4 +106,20 @@ pub fn spawn_with_lines(path: &str, args: &[&str]) -> (Child, Receiver<String>) 
         }
     });
     (child, rx)
+}
+
+/// An object server opened from `server` (its classes and storage), listening on a free
+/// loopback port with `secret`, and a runtime connected to it: the front end.
+pub fn server_and_front(server: RuntimeBuilder, secret: &str) -> (Runtime, Runtime) {
+    let server = server
+        .listen("127.0.0.1:0")
+        .secret(secret)
+        .open()
+        .expect("open the object server");
+    let front = Runtime::builder()
+        .connect(server.local_addr().expect("the server listens").to_string())
+        .secret(secret)
+        .open()
+        .expect("open the connected runtime");
+    (server, front)
 }

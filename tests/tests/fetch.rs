@@ -12,7 +12,7 @@ use durable_runtime::http::{
 use durable_runtime::{
     durable_object, Context, Error, ErrorKind, Namespace, ObjectStub, Result, Runtime,
 };
-use durable_tests::within;
+use durable_tests::{server_and_front, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SECRET: &str = "fetch-test-secret";
@@ -106,19 +106,7 @@ async fn fetch_all(stub: &SiteStub) {
 
 /// An object server holding `Site`s, and a front end connected to it.
 fn pair() -> (Runtime, Runtime) {
-    let server = Runtime::builder()
-        .in_memory()
-        .register::<Site>()
-        .listen("127.0.0.1:0")
-        .secret(SECRET)
-        .open()
-        .unwrap();
-    let front = Runtime::builder()
-        .connect(server.local_addr().unwrap().to_string())
-        .secret(SECRET)
-        .open()
-        .unwrap();
-    (server, front)
+    server_and_front(Runtime::builder().in_memory().register::<Site>(), SECRET)
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use durable_runtime::Runtime;
 use durable_tests::room::{join, next, next_text, say, serve, Room};
-use durable_tests::{spawn_with_lines, GENEROUS};
+use durable_tests::{server_and_front, spawn_with_lines, GENEROUS};
 use tokio_tungstenite::tungstenite::Message as Ws;
 
 const NODE: &str = env!("CARGO_BIN_EXE_room_node");
@@ -68,17 +68,8 @@ fn pair(idle: Duration) -> (Runtime, Runtime) {
     let server = Runtime::builder()
         .in_memory()
         .idle_timeout(idle)
-        .register::<Room>()
-        .listen("127.0.0.1:0")
-        .secret(SECRET)
-        .open()
-        .unwrap();
-    let front = Runtime::builder()
-        .connect(server.local_addr().unwrap().to_string())
-        .secret(SECRET)
-        .open()
-        .unwrap();
-    (server, front)
+        .register::<Room>();
+    server_and_front(server, SECRET)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
