@@ -3,27 +3,9 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::browser::{Browser, Page};
+use common::browser::Browser;
+use common::chat_page::{wait_last_line, wait_ready};
 use common::{free_addr, start_example, wait_listening};
-use serde_json::json;
-
-const TIMEOUT: Duration = Duration::from_secs(30);
-
-async fn wait_ready(page: &Page) {
-    page.wait_until("document.body.dataset.ready === 'true'", TIMEOUT)
-        .await;
-}
-
-/// Waits until the last line of `#messages` is `line`.
-async fn wait_last_line(page: &Page, line: &str) {
-    let js = format!(
-        "document.querySelector('#messages li:last-child')?.textContent === {}",
-        json!(line)
-    );
-    page.wait_until(&js, TIMEOUT).await;
-}
 
 #[tokio::test]
 async fn two_browsers_chat_through_the_binary() {

@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
@@ -16,13 +15,12 @@ use axum::response::{Html, Response};
 use axum::routing::get;
 use axum::Router;
 use common::browser::{Browser, Page};
+use common::chat_page::{wait_last_line, wait_ready, TIMEOUT};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 
 const PAGE: &str = include_str!("../chat/index.html");
-const TIMEOUT: Duration = Duration::from_secs(30);
-
 /// One room: its messages, who is in it, and a channel to everyone in it.
 struct Room {
     backlog: Mutex<Vec<String>>,
@@ -165,20 +163,6 @@ async fn serve() -> (SocketAddr, Rooms) {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     (addr, rooms)
-}
-
-async fn wait_ready(page: &Page) {
-    page.wait_until("document.body.dataset.ready === 'true'", TIMEOUT)
-        .await;
-}
-
-/// Waits until the last line of `#messages` is `line`.
-async fn wait_last_line(page: &Page, line: &str) {
-    let js = format!(
-        "document.querySelector('#messages li:last-child')?.textContent === {}",
-        json!(line)
-    );
-    page.wait_until(&js, TIMEOUT).await;
 }
 
 async fn roster(page: &Page) -> Vec<String> {

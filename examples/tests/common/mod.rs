@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses its own share of these
 
 pub mod browser;
+pub mod chat_page;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
