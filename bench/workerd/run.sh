@@ -9,18 +9,7 @@
 # Installs workerd@1.20261117.1 from npm into bench/workerd/node_modules (gitignored), builds
 # the `counter` example and durable-bench in release mode, then runs the comparison.
 set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-version=1.20261117.1
-workerd="$here/node_modules/@cloudflare/workerd-linux-64/bin/workerd"
-
-if [ ! -x "$workerd" ] || ! grep -q "\"version\": \"$version\"" "$here/node_modules/workerd/package.json"; then
-    (cd "$here" && npm install --no-save --no-audit --no-fund "workerd@$version" >&2)
-fi
-"$workerd" --version >&2
-
-cd "$root"
-target="${CARGO_TARGET_DIR:-$root/target}"
+source "$(dirname "$0")/setup.sh"
 cargo build --release -p durable-examples --example counter >&2
 cargo build --release -p durable-bench >&2
 
