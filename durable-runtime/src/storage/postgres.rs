@@ -48,7 +48,7 @@ use std::future::Future;
 use std::ops::Bound;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -140,10 +140,21 @@ impl PostgresOptions {
 /// ```
 pub struct PostgresBackend {
     inner: Arc<Inner>,
-    /// The runtime that drives the connections; shut down in the background on drop (a
-    /// runtime may not be dropped in place inside another one).
-    tokio: Mutex<Option<tokio::runtime::Runtime>>,
+    /// Drives the connections.
+    _tokio: ClientRuntime,
     handle: tokio::runtime::Handle,
+}
+
+/// The backend's own tokio runtime, shut down in the background when dropped: a runtime may
+/// not be dropped in place inside another one, and the backend may be dropped anywhere.
+struct ClientRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for ClientRuntime {
+    fn drop(&mut self) {
+        if let Some(tokio) = self.0.take() {
+            tokio.shutdown_background();
+        }
+    }
 }
 
 impl std::fmt::Debug for PostgresBackend {
@@ -287,13 +298,18 @@ impl PostgresBackend {
         if config.get_application_name().is_none() {
             config.application_name("durable");
         }
-        let tokio = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("durable-postgres")
-            .enable_all()
-            .build()
-            .map_err(|e| Error::storage(format!("cannot start the PostgreSQL client: {e}")))?;
-        let handle = tokio.handle().clone();
+        let tokio = ClientRuntime(Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("durable-postgres")
+                .enable_all()
+                .build()
+                .map_err(|e| Error::storage(format!("cannot start the PostgreSQL client: {e}")))?,
+        ));
+        let handle = match &tokio.0 {
+            Some(rt) => rt.handle().clone(),
+            None => return Err(Error::internal("the PostgreSQL client has no runtime")),
+        };
         let opening = async move {
             let (schema, database) = ensure_schema(&config, &options).await?;
             let kv = format!("{}.durable_kv", quote_ident(&schema));
@@ -313,7 +329,7 @@ impl PostgresBackend {
         let backend_inner = wait(&handle, opening)?;
         let backend = PostgresBackend {
             inner: Arc::new(backend_inner),
-            tokio: Mutex::new(Some(tokio)),
+            _tokio: tokio,
             handle,
         };
         // The commit session takes the lock now: a second runtime is refused at open.
@@ -356,10 +372,6 @@ impl PostgresBackend {
 impl Drop for PostgresBackend {
     fn drop(&mut self) {
         self.inner.closed.store(true, Ordering::Release);
-        let tokio = self.tokio.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(tokio) = tokio {
-            tokio.shutdown_background();
-        }
     }
 }
 
