@@ -577,7 +577,9 @@ mod tests {
             err(&["--connect", "b", "--postgres", "postgres://x"]),
             "`--connect` holds no rooms, so it takes no `--postgres`"
         );
-        assert!(err(&["--postgres", "postgres://x", "--data-dir", "d"]).contains("do not go together"));
+        assert!(
+            err(&["--postgres", "postgres://x", "--data-dir", "d"]).contains("do not go together")
+        );
         assert_eq!(
             err(&["--connect", "b", "--idle-timeout", "3"]),
             "`--connect` holds no rooms, so it takes no `--idle-timeout`"

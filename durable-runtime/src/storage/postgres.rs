@@ -24,7 +24,10 @@
 //!
 //! - The commit session (one connection) holds a session-level advisory lock on the database
 //!   and schema: one runtime per schema. Each commit round is one statement (a delete and an
-//!   upsert of arrays in one `WITH`), so it is one transaction and one round trip.
+//!   upsert of arrays in one `WITH`), so it is one transaction and one round trip. With
+//!   [`Durability::Buffered`] the session sets `synchronous_commit` off: a commit returns
+//!   before its WAL is flushed, so a crash of the server (not of our process) can lose the
+//!   last few hundred milliseconds of acknowledged writes, as the server's own setting would.
 //! - The read session (one connection, queries pipelined) serves `get` and `scan`; a scan
 //!   fetches pages that grow from 16 to 1,024 rows, so taking its first entry is cheap.
 //!
@@ -195,6 +198,8 @@ struct Session {
     statements: Statements,
     /// Cleared when an operation on the session failed or was abandoned.
     healthy: AtomicBool,
+    /// `synchronous_commit` is off in this session ([`Durability::Buffered`]).
+    relaxed: AtomicBool,
     connection: JoinHandle<()>,
 }
 
@@ -622,6 +627,7 @@ impl Inner {
             client,
             statements,
             healthy: AtomicBool::new(true),
+            relaxed: AtomicBool::new(false),
             connection,
         }))
     }
@@ -786,11 +792,26 @@ impl Inner {
 
     async fn commit(
         &self,
+        durability: Durability,
         deletes: Vec<Vec<u8>>,
         keys: Vec<Vec<u8>>,
         values: Vec<Vec<u8>>,
     ) -> Result<()> {
         let session = self.commit_session().await?;
+        let relaxed = durability == Durability::Buffered;
+        if session.relaxed.load(Ordering::Acquire) != relaxed {
+            let using = Use::new(&session);
+            let set = session
+                .client
+                .batch_execute(if relaxed {
+                    "SET synchronous_commit TO off"
+                } else {
+                    "SET synchronous_commit TO DEFAULT"
+                })
+                .await;
+            using.finish(set)?;
+            session.relaxed.store(relaxed, Ordering::Release);
+        }
         let using = Use::new(&session);
         let done = session
             .client
@@ -906,11 +927,12 @@ impl Backend for PostgresBackend {
     }
 
     fn sync(&self, _durability: Durability) -> Result<()> {
-        // Every commit is durable when it returns, as the server's synchronous_commit says.
+        // Every commit is durable when it returns, as the server's synchronous_commit says
+        // (or, for `Durability::Buffered`, committed with synchronous_commit off).
         Ok(())
     }
 
-    fn commit(&self, batch: &[Write<'_>], _durability: Durability) -> Result<()> {
+    fn commit(&self, batch: &[Write<'_>], durability: Durability) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -927,7 +949,7 @@ impl Backend for PostgresBackend {
             }
         }
         let inner = self.inner.clone();
-        self.run(async move { inner.commit(deletes, keys, values).await })
+        self.run(async move { inner.commit(durability, deletes, keys, values).await })
     }
 
     fn object_cache_bytes(&self) -> Option<usize> {
