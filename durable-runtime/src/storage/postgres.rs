@@ -180,7 +180,7 @@ struct Inner {
     commit: tokio::sync::Mutex<CommitSlot>,
     reads: tokio::sync::Mutex<Option<Arc<Session>>>,
     /// The commit session was lost: reads wait for a new one (see the module documentation).
-    refence: AtomicBool,
+    refence: Arc<AtomicBool>,
     closed: AtomicBool,
 }
 
@@ -200,6 +200,9 @@ struct Session {
     healthy: AtomicBool,
     /// `synchronous_commit` is off in this session ([`Durability::Buffered`]).
     relaxed: AtomicBool,
+    /// For the commit session: the backend's `refence` flag, raised when the session is
+    /// poisoned (a commit abandoned or failed on a lost connection has an unknown outcome).
+    lost_commit: Option<Arc<AtomicBool>>,
     connection: JoinHandle<()>,
 }
 
@@ -216,6 +219,9 @@ impl Session {
     }
 
     fn poison(&self) {
+        if let Some(flag) = &self.lost_commit {
+            flag.store(true, Ordering::Release);
+        }
         self.healthy.store(false, Ordering::Release);
         self.connection.abort();
     }
@@ -327,7 +333,7 @@ impl PostgresBackend {
                 lock_key,
                 commit: tokio::sync::Mutex::default(),
                 reads: tokio::sync::Mutex::default(),
-                refence: AtomicBool::new(false),
+                refence: Arc::new(AtomicBool::new(false)),
                 closed: AtomicBool::new(false),
             })
         };
@@ -618,6 +624,7 @@ impl Inner {
         &self,
         client: Client,
         connection: JoinHandle<()>,
+        commits: bool,
     ) -> Result<Arc<Session>> {
         let statements = self
             .prepare(&client)
@@ -628,6 +635,7 @@ impl Inner {
             statements,
             healthy: AtomicBool::new(true),
             relaxed: AtomicBool::new(false),
+            lost_commit: commits.then(|| self.refence.clone()),
             connection,
         }))
     }
@@ -687,7 +695,7 @@ impl Inner {
         }
         // The session owns the connection task from here.
         let connection = connection.disarm();
-        let session = self.new_session(client, connection).await?;
+        let session = self.new_session(client, connection, true).await?;
         slot.previous = Some(me);
         slot.session = Some(session.clone());
         self.refence.store(false, Ordering::Release);
@@ -708,7 +716,7 @@ impl Inner {
         }
         *slot = None;
         let (client, connection) = open_session(&self.config).await?;
-        let session = self.new_session(client, connection).await?;
+        let session = self.new_session(client, connection, false).await?;
         *slot = Some(session.clone());
         Ok(session)
     }
