@@ -975,12 +975,37 @@ impl Backend for PostgresBackend {
     fn close(&self) -> Result<()> {
         self.inner.closed.store(true, Ordering::Release);
         let inner = self.inner.clone();
-        // Dropping the sessions closes the connections (and releases the lock).
-        let _ = wait(&self.handle, async move {
-            inner.commit.lock().await.session = None;
+        let timeout = self.inner.options.timeout;
+        // Release the lock before closing the connection: the server ends a session some time
+        // after its socket closes, and a runtime opening next must not find the lock held.
+        let released = wait(&self.handle, async move {
+            let session = inner.commit.lock().await.session.take();
             *inner.reads.lock().await = None;
-            Ok(())
+            let Some(session) = session else {
+                return Ok(());
+            };
+            if !inner.options.exclusive || !session.usable() {
+                return Ok(());
+            }
+            let key = inner.lock_key;
+            let unlock = async {
+                session
+                    .client
+                    .query_one("SELECT pg_advisory_unlock($1)", &[&key])
+                    .await
+            };
+            match tokio::time::timeout(timeout, unlock).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(pg_error("release the schema's lock", &e)),
+                Err(_) => Err(Error::storage(
+                    "PostgreSQL did not answer while releasing the schema's lock",
+                )),
+            }
         });
+        if let Err(e) = released {
+            // The lock goes with the session anyway, once the server sees it closed.
+            tracing::warn!(error = %e, "closing the PostgreSQL backend");
+        }
         Ok(())
     }
 }
