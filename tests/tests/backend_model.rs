@@ -3,7 +3,8 @@
 //! answer every scan alike: each kind of bound on each side, ascending and descending, read
 //! whole or only partly (PostgreSQL fetches scans in pages that grow from 16 rows). Keys are
 //! drawn from bytes that sit on the edges (0x00, 0x01, 0x7f, 0x80, 0xff), so successors and
-//! prefixes collide; batches mix puts and deletes; `key_prefixes` is checked too.
+//! prefixes collide; batches mix puts and deletes; `key_prefixes` and `scan_each` (several
+//! ranges in one request) are checked too.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -32,6 +33,8 @@ enum Op {
         end: Option<Vec<u8>>,
         len: usize,
     },
+    /// Several ranges at once, each `[start, end)` with its own limit.
+    ScanEach(Vec<(Vec<u8>, Option<Vec<u8>>, usize)>),
 }
 
 /// A key of up to 3 edge bytes; empty only as a bound (the runtime never stores an empty
@@ -68,6 +71,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(start, end, reverse, take)| Op::Scan { start, end, reverse, take }),
         1 => (bound_key(), prop::option::of(bound_key()), 0..4usize)
             .prop_map(|(start, end, len)| Op::Prefixes { start, end, len }),
+        1 => prop::collection::vec((bound_key(), prop::option::of(bound_key()), 0..30usize), 1..4)
+            .prop_map(Op::ScanEach),
     ]
 }
 
@@ -159,6 +164,25 @@ fn check(backend: &dyn Backend, model: &mut Model, ops: &[Op]) -> Result<(), Tes
                     .map_err(|e| TestCaseError::fail(format!("op {i}: scan: {e}")))?;
                 let mut expected = model_scan(model, start, end, *reverse);
                 expected.truncate(*take);
+                prop_assert_eq!(got, expected, "op {}: {:?}", i, op);
+            }
+            Op::ScanEach(ranges) => {
+                let asked: Vec<(&[u8], Option<&[u8]>, usize)> = ranges
+                    .iter()
+                    .map(|(s, e, n)| (s.as_slice(), e.as_deref(), *n))
+                    .collect();
+                let got = backend
+                    .scan_each(&asked)
+                    .map_err(|e| TestCaseError::fail(format!("op {i}: scan_each: {e}")))?;
+                let expected: Vec<Vec<(Vec<u8>, Vec<u8>)>> = ranges
+                    .iter()
+                    .map(|(s, e, n)| {
+                        let end = e.clone().map_or(Bound::Unbounded, Bound::Excluded);
+                        let mut page = model_scan(model, &Bound::Included(s.clone()), &end, false);
+                        page.truncate(*n);
+                        page
+                    })
+                    .collect();
                 prop_assert_eq!(got, expected, "op {}: {:?}", i, op);
             }
             Op::Prefixes { start, end, len } => {

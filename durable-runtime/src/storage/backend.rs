@@ -81,6 +81,26 @@ pub trait Backend: Send + Sync + 'static {
         None
     }
 
+    /// Reads several ranges at once: for each `(start, end, limit)`, the first `limit`
+    /// entries of `[start, end)` (`end` `None`: to the end) in ascending order. The default
+    /// scans them one after the other; a backend on a network sends them together (an
+    /// object's activation reads its data, its schedules and its name this way).
+    ///
+    /// # Errors
+    ///
+    /// A failed read.
+    fn scan_each(&self, ranges: &[(&[u8], Option<&[u8]>, usize)]) -> Result<Vec<Vec<Entry>>> {
+        ranges
+            .iter()
+            .map(|(start, end, limit)| {
+                let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
+                self.scan(Bound::Included(start), upper, false)?
+                    .take(*limit)
+                    .collect()
+            })
+            .collect()
+    }
+
     /// The distinct first `len` bytes of the keys in `[start, end)` (`end` `None`: to the
     /// end), in ascending order: the objects of a class, for example. The default seeks from
     /// prefix to prefix with [`scan`](Backend::scan).

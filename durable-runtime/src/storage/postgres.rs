@@ -734,8 +734,40 @@ impl Inner {
     async fn scan_page(&self, page: Page) -> Result<Vec<Entry>> {
         let session = self.read_session().await?;
         let using = Use::new(&session);
+        let rows = Self::query_page(&session, &page).await;
+        Ok(using
+            .finish(rows)?
+            .into_iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect())
+    }
+
+    /// Several pages at once: the queries are pipelined on the read session, so they cost
+    /// one round trip.
+    async fn scan_pages(&self, pages: Vec<Page>) -> Result<Vec<Vec<Entry>>> {
+        let session = self.read_session().await?;
+        let using = Use::new(&session);
+        let rows = futures_util::future::try_join_all(
+            pages.iter().map(|page| Self::query_page(&session, page)),
+        )
+        .await;
+        Ok(using
+            .finish(rows)?
+            .into_iter()
+            .map(|rows| {
+                rows.into_iter()
+                    .map(|row| (row.get(0), row.get(1)))
+                    .collect()
+            })
+            .collect())
+    }
+
+    async fn query_page(
+        session: &Session,
+        page: &Page,
+    ) -> std::result::Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
         let s = &session.statements;
-        let rows = match (&page.upper, page.reverse) {
+        match (&page.upper, page.reverse) {
             (Some(upper), false) => {
                 session
                     .client
@@ -760,12 +792,7 @@ impl Inner {
                     .query(&s.scan_open_rev, &[&page.lower, &page.limit])
                     .await
             }
-        };
-        Ok(using
-            .finish(rows)?
-            .into_iter()
-            .map(|row| (row.get(0), row.get(1)))
-            .collect())
+        }
     }
 
     async fn prefixes(
@@ -858,6 +885,8 @@ fn normalize(start: Bound<&[u8]>, end: Bound<&[u8]>) -> (Vec<u8>, Option<Vec<u8>
 /// The first page of a scan is small (a caller often takes one entry); later ones grow.
 const FIRST_PAGE: i64 = 16;
 const LAST_PAGE: i64 = 1024;
+/// About how many bytes of rows a scan's later pages hold (values can be megabytes each).
+const PAGE_BYTES: usize = 4 << 20;
 
 struct PgScan<'a> {
     backend: &'a PostgresBackend,
@@ -897,7 +926,11 @@ impl Iterator for PgScan<'_> {
                             self.lower.push(0);
                         }
                     }
-                    self.limit = (self.limit * 4).min(LAST_PAGE);
+                    // Grow the pages, but keep each to about PAGE_BYTES of rows like these.
+                    let bytes: usize = rows.iter().map(|(k, v)| k.len() + v.len()).sum();
+                    let per_row = (bytes / rows.len().max(1)).max(1);
+                    let fit = i64::try_from(PAGE_BYTES / per_row).unwrap_or(LAST_PAGE);
+                    self.limit = (self.limit * 4).min(LAST_PAGE).min(fit).max(1);
                     self.buffered = rows.into();
                 }
                 Err(e) => {
@@ -962,6 +995,20 @@ impl Backend for PostgresBackend {
 
     fn object_cache_bytes(&self) -> Option<usize> {
         Some(self.inner.options.object_cache_bytes)
+    }
+
+    fn scan_each(&self, ranges: &[(&[u8], Option<&[u8]>, usize)]) -> Result<Vec<Vec<Entry>>> {
+        let pages = ranges
+            .iter()
+            .map(|(start, end, limit)| Page {
+                lower: start.to_vec(),
+                upper: end.map(<[u8]>::to_vec),
+                reverse: false,
+                limit: i64::try_from(*limit).unwrap_or(i64::MAX),
+            })
+            .collect();
+        let inner = self.inner.clone();
+        self.run(async move { inner.scan_pages(pages).await })
     }
 
     fn key_prefixes(&self, start: &[u8], end: Option<&[u8]>, len: usize) -> Result<Vec<Vec<u8>>> {

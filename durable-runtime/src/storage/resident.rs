@@ -17,8 +17,13 @@ use std::ops::Bound;
 use super::batch::Batch;
 use super::keys::{self, Id};
 use super::store::utf8_key;
-use super::Backend;
+use super::{Backend, Entry, ScanIter};
 use crate::error::{Error, Result};
+
+/// Entries an activation reads of each of its ranges in its first request; a longer range
+/// follows with a scan. (A page of large values is held whole for a moment: 128 values of
+/// 2 MiB at worst, for an object the cache then keeps only in part.)
+const LOAD_PAGE: usize = 128;
 
 /// What the cache knows of a key.
 pub(super) enum Cached<'a> {
@@ -43,13 +48,55 @@ impl Resident {
     /// Reads the object's stored state from `backend` (blocking): its data if it is at most
     /// `max_bytes`.
     pub(super) fn load(backend: &dyn Backend, id: &Id, max_bytes: usize) -> Result<Resident> {
-        let prefix = keys::data_prefix(id);
-        let upper = keys::prefix_successor(&prefix);
-        let end = upper.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+        let data_prefix = keys::data_prefix(id);
+        let data_end = keys::prefix_successor(&data_prefix);
+        let alarms = keys::alarm_prefix(id);
+        let alarms_end = keys::prefix_successor(&alarms);
+        let name = keys::name_key(id);
+        let mut name_end = name.clone();
+        name_end.push(0);
+        // With no room for data (a limit of 0), one entry says whether any is stored.
+        let data_rows = if max_bytes == 0 { 1 } else { LOAD_PAGE };
+        // One request for the three ranges (one round trip on a network); the rest of a
+        // range longer than its first page follows with a scan.
+        let mut first = backend
+            .scan_each(&[
+                (&data_prefix, data_end.as_deref(), data_rows),
+                (&alarms, alarms_end.as_deref(), LOAD_PAGE),
+                (&name, Some(&name_end), 1),
+            ])?
+            .into_iter();
+        let (data_page, alarm_page, name_page) = match (first.next(), first.next(), first.next()) {
+            (Some(d), Some(a), Some(n)) => (d, a, n),
+            _ => {
+                return Err(Error::internal(
+                    "a backend answered scan_each with too few ranges",
+                ))
+            }
+        };
+        let rest =
+            |page: &[Entry], end: Option<&[u8]>, rows: usize| -> Result<Option<ScanIter<'_>>> {
+                match page.last() {
+                    Some((last, _)) if page.len() >= rows => {
+                        let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
+                        Ok(Some(backend.scan(Bound::Excluded(last), upper, false)?))
+                    }
+                    _ => Ok(None),
+                }
+            };
+
         let mut data = BTreeMap::new();
         let mut bytes = 0;
         let mut complete = true;
-        for entry in backend.scan(Bound::Included(&prefix), end, false)? {
+        let more = match max_bytes {
+            0 => None,
+            _ => rest(&data_page, data_end.as_deref(), data_rows)?,
+        };
+        for entry in data_page
+            .into_iter()
+            .map(Ok)
+            .chain(more.into_iter().flatten())
+        {
             let (key, value) = entry?;
             bytes += key.len() + value.len();
             if bytes > max_bytes {
@@ -57,25 +104,22 @@ impl Resident {
                 data.clear();
                 break;
             }
-            let user = key.get(prefix.len()..).unwrap_or_default();
+            let user = key.get(data_prefix.len()..).unwrap_or_default();
             let user = String::from_utf8(user.to_vec())
                 .map_err(|e| Error::storage(format!("stored key is not UTF-8: {e}")))?;
             data.insert(user, Some(value));
         }
         let mut system = BTreeMap::new();
-        let alarms = keys::alarm_prefix(id);
-        let alarms_end = keys::prefix_successor(&alarms);
-        let end = alarms_end
-            .as_deref()
-            .map_or(Bound::Unbounded, Bound::Excluded);
-        for entry in backend.scan(Bound::Included(&alarms), end, false)? {
+        let more = rest(&alarm_page, alarms_end.as_deref(), LOAD_PAGE)?;
+        for entry in alarm_page
+            .into_iter()
+            .map(Ok)
+            .chain(more.into_iter().flatten())
+        {
             let (key, value) = entry?;
             system.insert(key, value);
         }
-        let name = keys::name_key(id);
-        if let Some(value) = backend.get(&name)? {
-            system.insert(name, value);
-        }
+        system.extend(name_page);
         Ok(Resident {
             data,
             complete,
