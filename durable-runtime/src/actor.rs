@@ -432,6 +432,7 @@ impl<T: DurableObject, H: ActorHost<T>> Actor<T, H> {
         if self.instance.is_some() {
             return Ok(());
         }
+        self.load_storage().await?;
         let stored_name = self.store.stored_name()?;
         match (self.id.name(), stored_name) {
             (Some(_), Some(_)) => self.unrecorded_name = false,
@@ -471,6 +472,21 @@ impl<T: DurableObject, H: ActorHost<T>> Actor<T, H> {
         self.instance = Some(instance);
         // Writes made by `new` and `on_activate` commit like a call's.
         self.commit().map(|_| ())
+    }
+
+    /// Loads the object's stored state into its storage cache if the backend asks for it
+    /// (reads that cross a network), on a blocking thread. Boxed: rare, and the actor's
+    /// future stays small.
+    async fn load_storage(&self) -> Result<()> {
+        if !self.store.needs_load() {
+            return Ok(());
+        }
+        let store = self.store.clone();
+        Box::pin(tokio::task::spawn_blocking(move || store.load()))
+            .await
+            .map_err(|e| {
+                Error::internal(format!("loading an object's storage failed to run: {e}"))
+            })?
     }
 
     /// Submits the running call's writes; returns the sequence number replies are held for.
@@ -841,6 +857,7 @@ impl<T: DurableObject, H: ActorHost<T>> Actor<T, H> {
         if self.store.has_failed() {
             self.store.reset();
         }
+        self.load_storage().await?;
         // The instance's fields describe the data being deleted.
         self.instance = None;
         self.store.erase_all()?;

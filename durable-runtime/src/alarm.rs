@@ -15,7 +15,7 @@
 //! The scheduler knows its class only as an [`AlarmTarget`]: the class's tag, the runtime's
 //! host, and a way to fire one schedule. It does not depend on the namespaces that run it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::ops::Bound;
 use std::sync::Arc;
@@ -29,7 +29,7 @@ use crate::error::Result;
 use crate::host::Host;
 use crate::id::{ClassTag, ID_BYTES};
 use crate::storage::keys::{self, Due};
-use crate::storage::now_ms;
+use crate::storage::{now_ms, Backend};
 
 /// What the scheduler needs from the class whose alarms it fires.
 pub(crate) trait AlarmTarget: Send + Sync + 'static {
@@ -90,14 +90,25 @@ pub(crate) async fn run_scheduler<C: AlarmTarget>(ns: Arc<C>) {
                 }
             }
         }
-        match due_entries(
-            &*ns,
-            &prefix,
-            end.as_deref(),
-            now,
-            &busy,
-            running + fire.len(),
-        ) {
+        let scan = {
+            let (prefix, end) = (prefix.clone(), end.clone());
+            let busy: HashSet<Key> = busy.keys().cloned().collect();
+            let (class, in_flight) = (ns.class().name, running + fire.len());
+            ns.host()
+                .read_backend(move |backend| {
+                    due_entries(
+                        backend,
+                        class,
+                        &prefix,
+                        end.as_deref(),
+                        now,
+                        &busy,
+                        in_flight,
+                    )
+                })
+                .await
+        };
+        match scan {
             Ok((due, next)) => {
                 fire.extend(due.into_iter().map(|d| ((d.id, d.schedule), 0)));
                 if let Some(next) = next {
@@ -168,33 +179,27 @@ pub(crate) async fn run_scheduler<C: AlarmTarget>(ns: Arc<C>) {
 
 /// The entries of the index due at `now` and not busy (at most enough to reach
 /// [`MAX_RUNNING`]), and the due time of the first entry not yet due.
-fn due_entries<C: AlarmTarget>(
-    ns: &C,
+fn due_entries(
+    backend: &dyn Backend,
+    class: &str,
     prefix: &[u8],
     end: Option<&[u8]>,
     now: u64,
-    busy: &HashMap<Key, Busy>,
+    busy: &HashSet<Key>,
     running: usize,
 ) -> Result<(Vec<Due>, Option<u64>)> {
     let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
     let mut due = Vec::new();
-    for entry in ns
-        .host()
-        .backend
-        .scan(Bound::Included(prefix), upper, false)?
-    {
+    for entry in backend.scan(Bound::Included(prefix), upper, false)? {
         let (key, _) = entry?;
         let Some(entry) = keys::parse_due(&key) else {
-            tracing::warn!(
-                class = ns.class().name,
-                "skipping a malformed alarm index key"
-            );
+            tracing::warn!(class, "skipping a malformed alarm index key");
             continue;
         };
         if entry.due_ms > now {
             return Ok((due, Some(entry.due_ms)));
         }
-        if busy.contains_key(&(entry.id, entry.schedule.clone())) {
+        if busy.contains(&(entry.id, entry.schedule.clone())) {
             continue;
         }
         if running + due.len() >= MAX_RUNNING {

@@ -351,14 +351,15 @@ fn apply_and_sync(
                 writes.push(*write);
             }
         }
-        let applied = state.backend.apply(&writes);
+        let committed = state.backend.commit(&writes, state.durability);
         numbered.clear();
         writes.clear();
         scratch.numbered = recycle(numbered);
         scratch.writes = recycle(writes);
-        applied?;
+        committed?;
+    } else {
+        state.backend.commit(&[], state.durability)?;
     }
-    state.backend.sync(state.durability)?;
     state.syncs.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }

@@ -152,6 +152,21 @@ impl Host {
         }
     }
 
+    /// Runs a read of the backend: in place, or on a blocking thread when the backend's reads
+    /// cross a network (so that no async worker waits on it).
+    pub(crate) async fn read_backend<R: Send + 'static>(
+        &self,
+        read: impl FnOnce(&dyn Backend) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        if self.backend.object_cache_bytes().is_none() {
+            return read(&*self.backend);
+        }
+        let backend = self.backend.clone();
+        tokio::task::spawn_blocking(move || read(&*backend))
+            .await
+            .map_err(|e| Error::internal(format!("a storage read failed to run: {e}")))?
+    }
+
     /// Commits and syncs the queued writes, then releases the storage.
     pub(crate) fn close_storage(&self) -> Result<()> {
         self.gate.close();

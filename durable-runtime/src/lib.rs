@@ -80,6 +80,8 @@ pub use crate::storage::{
     Backend, Durability, Entry, FjallBackend, ListOptions, MemoryBackend, ScanIter, Storage,
     Transaction, Write, MAX_BATCH_KEYS, MAX_KEY_BYTES, MAX_SCHEDULE_NAME_BYTES, MAX_VALUE_BYTES,
 };
+#[cfg(feature = "postgres")]
+pub use crate::storage::{PostgresBackend, PostgresOptions};
 pub use crate::stub::{ObjectStub, Stub};
 pub use crate::wire::{Access, MethodSchema};
 pub use durable_macros::durable_object;

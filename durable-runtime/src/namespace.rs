@@ -349,17 +349,20 @@ impl<T: DurableObject> NamespaceCore<T> {
     }
 
     /// The IDs of the class's objects that have stored data, each once, in ID order.
-    pub(crate) fn stored_ids(&self) -> Result<Vec<[u8; ID_BYTES]>> {
+    pub(crate) async fn stored_ids(&self) -> Result<Vec<[u8; ID_BYTES]>> {
         if self.host.is_closed() {
             return Err(Error::closed());
         }
-        stored_object_ids(&*self.host.backend, &self.class.tag)
+        let tag = self.class.tag;
+        self.host
+            .read_backend(move |backend| stored_object_ids(backend, &tag))
+            .await
     }
 
     /// Deletes every object's data, each as an exclusive step of its object; returns how
     /// many objects had data.
     pub(crate) async fn delete_all(&self) -> Result<usize> {
-        let ids = self.stored_ids()?;
+        let ids = self.stored_ids().await?;
         let count = ids.len();
         for bytes in ids {
             let id = ObjectId::from_bytes(&self.class, bytes)?;
@@ -380,8 +383,8 @@ impl<T: DurableObject> LocalClass<T> for NamespaceCore<T> {
         NamespaceCore::send(self, id, envelope)
     }
 
-    fn stored_ids(&self) -> Result<Vec<[u8; ID_BYTES]>> {
-        NamespaceCore::stored_ids(self)
+    fn stored_ids(&self) -> futures_util::future::BoxFuture<'_, Result<Vec<[u8; ID_BYTES]>>> {
+        Box::pin(NamespaceCore::stored_ids(self))
     }
 
     fn live_count(&self) -> usize {
@@ -715,7 +718,7 @@ impl<T: DurableObject> Namespace<T> {
     /// Dropping the future stops waiting; nothing changes.
     pub async fn list_ids(&self) -> Result<Vec<ObjectId>> {
         let ids = match &self.route {
-            Route::Local(core) => core.stored_ids()?,
+            Route::Local(core) => core.stored_ids().await?,
             Route::Remote(remote) => remote.client.list_ids(remote.class.tag).await?,
         };
         let class = self.route.class();

@@ -315,12 +315,13 @@ impl Runtime {
 }
 
 /// Configures a [`Runtime`]. Choose the storage with [`data_dir`](Self::data_dir),
-/// [`in_memory`](Self::in_memory) or [`backend`](Self::backend).
+/// [`postgres`](Self::postgres), [`in_memory`](Self::in_memory) or [`backend`](Self::backend).
 #[derive(Default)]
 pub struct RuntimeBuilder {
     data_dir: Option<PathBuf>,
     backend: Option<Arc<dyn Backend>>,
     in_memory: bool,
+    postgres: Option<String>,
     durability: Durability,
     env: Option<Arc<dyn Any + Send + Sync>>,
     config: Config,
@@ -349,6 +350,26 @@ impl RuntimeBuilder {
     /// Store data in a fjall database in this directory (created if missing).
     pub fn data_dir(mut self, path: impl Into<PathBuf>) -> Self {
         self.data_dir = Some(path.into());
+        self
+    }
+
+    /// Store data in PostgreSQL, in the tables `durable_kv` and `durable_meta` of the
+    /// connection's current schema (created on first use). Opening connects, checks the
+    /// tables' version and takes the schema's advisory lock: one runtime per database and
+    /// schema. See [`PostgresBackend`](crate::PostgresBackend).
+    ///
+    /// ```no_run
+    /// use durable_runtime::Runtime;
+    ///
+    /// # fn main() -> durable_runtime::Result<()> {
+    /// let rt = Runtime::builder()
+    ///     .postgres("postgres://app:secret@127.0.0.1:5432/app")
+    ///     .open()?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "postgres")]
+    pub fn postgres(mut self, url: impl Into<String>) -> Self {
+        self.postgres = Some(url.into());
         self
     }
 
@@ -497,13 +518,14 @@ impl RuntimeBuilder {
         if let Some(addr) = self.connect {
             if self.listen.is_some()
                 || self.data_dir.is_some()
+                || self.postgres.is_some()
                 || self.backend.is_some()
                 || self.in_memory
                 || !self.classes.is_empty()
             {
                 return Err(Error::config(
                     "a connected runtime holds no objects: .connect(addr) does not go with \
-                     .listen, .data_dir, .in_memory, .backend or .register (those belong on \
+                     .listen, .data_dir, .postgres, .in_memory, .backend or .register (those belong on \
                      the runtime it connects to)",
                 ));
             }
@@ -525,20 +547,26 @@ impl RuntimeBuilder {
             ),
             None => None,
         };
-        let backend: Arc<dyn Backend> = match (self.backend, self.data_dir, self.in_memory) {
-            (Some(backend), None, false) => backend,
-            (None, Some(dir), false) => Arc::new(FjallBackend::open(dir)?),
-            (None, None, true) => Arc::new(MemoryBackend::new()),
-            (None, None, false) => {
-                return Err(Error::config(
-                    "no storage chosen: call .data_dir(path), .in_memory() or .backend(..)",
-                ))
-            }
-            _ => {
-                return Err(Error::config(
-                    "choose one storage: .data_dir(path), .in_memory() or .backend(..)",
-                ))
-            }
+        let chosen = usize::from(self.backend.is_some())
+            + usize::from(self.data_dir.is_some())
+            + usize::from(self.postgres.is_some())
+            + usize::from(self.in_memory);
+        if chosen != 1 {
+            return Err(Error::config(if chosen == 0 {
+                "no storage chosen: call .data_dir(path), .postgres(url), .in_memory() or \
+                 .backend(..)"
+            } else {
+                "choose one storage: .data_dir(path), .postgres(url), .in_memory() or .backend(..)"
+            }));
+        }
+        let backend: Arc<dyn Backend> = if let Some(backend) = self.backend {
+            backend
+        } else if let Some(dir) = self.data_dir {
+            Arc::new(FjallBackend::open(dir)?)
+        } else if let Some(url) = &self.postgres {
+            open_postgres(url)?
+        } else {
+            Arc::new(MemoryBackend::new())
         };
         let gate = OutputGate::start(backend.clone(), self.durability)?;
         let shared = Arc::new(RuntimeShared {
@@ -563,4 +591,16 @@ impl RuntimeBuilder {
             }),
         })
     }
+}
+
+#[cfg(feature = "postgres")]
+fn open_postgres(url: &str) -> Result<Arc<dyn Backend>> {
+    Ok(Arc::new(crate::storage::PostgresBackend::connect(url)?))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn open_postgres(_url: &str) -> Result<Arc<dyn Backend>> {
+    Err(Error::config(
+        "this build has no PostgreSQL backend: enable durable-runtime's `postgres` feature",
+    ))
 }

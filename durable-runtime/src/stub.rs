@@ -44,7 +44,7 @@ pub(crate) trait LocalClass<T: DurableObject>: Send + Sync {
     fn send(&self, id: &ObjectId, envelope: Envelope<T>) -> Result<()>;
 
     /// The IDs of the class's objects that have stored data, each once, in ID order.
-    fn stored_ids(&self) -> Result<Vec<[u8; ID_BYTES]>>;
+    fn stored_ids(&self) -> futures_util::future::BoxFuture<'_, Result<Vec<[u8; ID_BYTES]>>>;
 
     /// How many objects of the class are live (activated and not evicted).
     fn live_count(&self) -> usize;

@@ -1,4 +1,5 @@
-//! `Storage` against a model: a `BTreeMap<String, i64>`, for the in-memory and fjall backends.
+//! `Storage` against a model: a `BTreeMap<String, i64>`, for the in-memory, fjall and
+//! PostgreSQL backends.
 //!
 //! Each case is a few calls on a fresh object. Each call applies random writes (put, delete,
 //! delete_all, put_many, delete_many, transactions that commit, roll back or fail, nested)
@@ -6,19 +7,26 @@
 //! uncommitted layer over committed state); a shared call then runs the same queries against
 //! committed state. Keys come from a tiny alphabet with multi-byte characters, so prefixes and
 //! ranges collide a lot, and `list`'s prefix and range arithmetic works on multi-byte UTF-8
-//! (`¿` is c2 bf: the byte successor of a prefix ending in it is not UTF-8). On fjall, the
-//! runtime is then reopened and the committed state checked once more.
+//! (`¿` is c2 bf: the byte successor of a prefix ending in it is not UTF-8). On fjall and
+//! PostgreSQL, the runtime is then reopened and the committed state checked once more.
+//!
+//! On PostgreSQL the object reads its stored state from the storage cache loaded at
+//! activation; an idle timeout of zero-ish evicts objects between steps now and then, so that
+//! both the cache and SQL's own scans (the load) are exercised.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Poll;
+use std::time::Duration;
 
 use durable_runtime::{
-    durable_object, Context, Error, ListOptions, ObjectId, Result, Runtime, Storage, MAX_BATCH_KEYS,
+    durable_object, Context, Error, ListOptions, ObjectId, PostgresBackend, PostgresOptions,
+    Result, Runtime, Storage, MAX_BATCH_KEYS,
 };
+use durable_tests::postgres::PgServer;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use serde::{Deserialize, Serialize};
@@ -504,13 +512,19 @@ async fn run_case(
 /// objects of earlier cases (its scans must not see their keys), and cases stay cheap.
 struct Env {
     tokio: tokio::runtime::Runtime,
-    /// The fjall data directory, or `None` for the in-memory backend.
-    dir: Option<PathBuf>,
+    store: Store,
     rt: Mutex<Option<Runtime>>,
 }
 
+enum Store {
+    Memory,
+    Fjall(PathBuf),
+    /// With the storage cache's limit: 0 loads no object whole, so `list` runs in SQL.
+    Postgres(PgServer, usize),
+}
+
 impl Env {
-    fn new(dir: Option<PathBuf>) -> Env {
+    fn new(store: Store) -> Env {
         let tokio = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -518,7 +532,7 @@ impl Env {
             .expect("cannot build a tokio runtime");
         let env = Env {
             tokio,
-            dir,
+            store,
             rt: Mutex::new(None),
         };
         let rt = env.open().expect("cannot open the runtime");
@@ -532,9 +546,17 @@ impl Env {
 
     fn open(&self) -> Result<Runtime> {
         let _in_tokio = self.tokio.enter();
-        match &self.dir {
-            Some(dir) => Runtime::builder().data_dir(dir).open(),
-            None => Ok(Runtime::in_memory()),
+        match &self.store {
+            Store::Fjall(dir) => Runtime::builder().data_dir(dir).open(),
+            Store::Memory => Ok(Runtime::in_memory()),
+            Store::Postgres(pg, cache) => {
+                let options = PostgresOptions::default().object_cache_bytes(*cache);
+                let backend = PostgresBackend::connect_with(&pg.url("model"), options)?;
+                Runtime::builder()
+                    .backend(Arc::new(backend))
+                    .idle_timeout(Duration::from_millis(50))
+                    .open()
+            }
         }
     }
 
@@ -554,7 +576,7 @@ impl Env {
 
 fn memory_env() -> &'static Env {
     static ENV: OnceLock<Env> = OnceLock::new();
-    ENV.get_or_init(|| Env::new(None))
+    ENV.get_or_init(|| Env::new(Store::Memory))
 }
 
 fn fjall_env() -> &'static Env {
@@ -565,8 +587,63 @@ fn fjall_env() -> &'static Env {
         if dir.exists() {
             std::fs::remove_dir_all(&dir).expect("cannot empty the scratch directory");
         }
-        Env::new(Some(dir))
+        Env::new(Store::Fjall(dir))
     })
+}
+
+/// One case on a backend that keeps its state: the model test, then (with `restart`) the
+/// committed state read again after the runtime is reopened.
+fn check_case(
+    env: &Env,
+    steps: &[Step],
+    pipelined: bool,
+    restart: bool,
+) -> std::result::Result<(), TestCaseError> {
+    env.tokio.block_on(async {
+        let outcome = run_case(&env.runtime(), steps, pipelined).await?;
+        if restart {
+            // Committed state survives a restart.
+            let rt = env.restart().await.map_err(|e| fail("restart", e))?;
+            let object = rt.namespace::<Model>().get(outcome.id.clone());
+            let after = object
+                .read(outcome.lists.clone(), outcome.keys.clone())
+                .await
+                .map_err(|e| fail("read after restart", e))?;
+            let expected = model_view(&outcome.model, &outcome.lists, &outcome.keys);
+            prop_assert_eq!(after, expected, "after a restart");
+        }
+        Ok(())
+    })
+}
+
+/// The model test on a private PostgreSQL, stopped when the test ends (a `proptest!` case
+/// would keep it in a static, never dropped), with objects loaded whole into the storage
+/// cache (`cache` large) or not (`cache` 0: every `list` runs in SQL).
+fn model_on_postgres(cache: usize) {
+    let pg = PgServer::start();
+    pg.create_database("model");
+    let env = Env::new(Store::Postgres(pg, cache));
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 48,
+        max_shrink_iters: 500,
+        ..ProptestConfig::default()
+    });
+    let cases = (steps(), any::<bool>(), prop::bool::weighted(0.25));
+    if let Err(e) = runner.run(&cases, |(steps, pipelined, restart)| {
+        check_case(&env, &steps, pipelined, restart)
+    }) {
+        panic!("{e}");
+    }
+}
+
+#[test]
+fn storage_matches_a_btreemap_on_postgres_from_the_storage_cache() {
+    model_on_postgres(1 << 20);
+}
+
+#[test]
+fn storage_matches_a_btreemap_on_postgres_listing_in_sql() {
+    model_on_postgres(0);
 }
 
 proptest! {
@@ -591,21 +668,6 @@ proptest! {
         pipelined in any::<bool>(),
         restart in prop::bool::weighted(0.25),
     ) {
-        let env = fjall_env();
-        env.tokio.block_on(async {
-            let outcome = run_case(&env.runtime(), &steps, pipelined).await?;
-            if restart {
-                // Committed state survives a restart.
-                let rt = env.restart().await.map_err(|e| fail("restart", e))?;
-                let object = rt.namespace::<Model>().get(outcome.id.clone());
-                let after = object
-                    .read(outcome.lists.clone(), outcome.keys.clone())
-                    .await
-                    .map_err(|e| fail("read after restart", e))?;
-                let expected = model_view(&outcome.model, &outcome.lists, &outcome.keys);
-                prop_assert_eq!(after, expected, "after a restart");
-            }
-            Ok::<(), TestCaseError>(())
-        })?;
+        check_case(fjall_env(), &steps, pipelined, restart)?;
     }
 }

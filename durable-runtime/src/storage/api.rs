@@ -88,8 +88,9 @@ impl Storage {
             let prefixed = options.prefix.as_deref().is_none_or(|p| k.starts_with(p));
             above && below && prefixed
         };
-        // The memory layers within range, merged oldest to newest.
-        let (overlay, hide_backend) = {
+        // The memory layers within range, merged oldest to newest; and the stored entries
+        // from the storage cache, if the object's stored state is in memory.
+        let (overlay, hide_backend, cached) = {
             let layers = self.store.layers();
             let mut overlay: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
             if !layers.call.cleared {
@@ -105,17 +106,35 @@ impl Storage {
             for (k, v) in layers.call.writes.iter().filter(|(k, _)| in_range(k)) {
                 overlay.insert(k.clone(), v.clone());
             }
-            (overlay, layers.call.cleared)
+            // Each memory entry hides at most one stored entry: this many are enough.
+            let needed = limit.saturating_add(overlay.len());
+            let cached = if layers.call.cleared {
+                None
+            } else {
+                self.store.cached_range(
+                    &layers,
+                    as_str_bound(&lower),
+                    as_str_bound(&upper),
+                    options.reverse,
+                    in_range,
+                    needed,
+                )
+            };
+            (overlay, layers.call.cleared, cached)
         };
-        let backend: Box<dyn Iterator<Item = Result<(String, Vec<u8>)>>> = if hide_backend {
-            Box::new(std::iter::empty())
-        } else {
-            Box::new(
-                self.store
-                    .scan_backend(as_str_bound(&lower), as_str_bound(&upper), options.reverse)?
-                    .filter(|e| e.as_ref().map_or(true, |(k, _)| in_range(k))),
-            )
+        let needed = limit.saturating_add(overlay.len());
+        let stored: Vec<(String, Vec<u8>)> = match cached {
+            _ if hide_backend => Vec::new(),
+            Some(entries) => entries,
+            None => self.store.scan_backend_collect(
+                as_str_bound(&lower),
+                as_str_bound(&upper),
+                options.reverse,
+                in_range,
+                needed,
+            )?,
         };
+        let backend = stored.into_iter().map(Ok);
         let overlay: Box<dyn Iterator<Item = (String, Option<Vec<u8>>)>> = if options.reverse {
             Box::new(overlay.into_iter().rev())
         } else {

@@ -32,13 +32,15 @@ pub type ScanIter<'a> = Box<dyn Iterator<Item = Result<Entry>> + Send + 'a>;
 
 /// A byte-level ordered key/value store with atomic batches and an explicit sync.
 ///
-/// The runtime calls [`apply`](Backend::apply) and [`sync`](Backend::sync) from one commit
-/// thread only; reads come from any thread. A backend must make an applied batch visible to
-/// reads at once, and durable (at the asked [`Durability`]) once `sync` returns `Ok`.
+/// The runtime writes through [`commit`](Backend::commit) (by default
+/// [`apply`](Backend::apply) then [`sync`](Backend::sync)) from one commit thread only; reads
+/// come from any thread. A backend must make a committed batch visible to reads, and durable
+/// (at the asked [`Durability`]), once `commit` returns `Ok`. The runtime reads an object's
+/// keys from the backend only after the batches that wrote them were committed.
 ///
-/// Two backends ship: [`FjallBackend`](crate::FjallBackend) (the default for
-/// `Runtime::builder().data_dir(..)`) and [`MemoryBackend`](crate::MemoryBackend). Tests wrap
-/// them to hold or fail syncs.
+/// Three backends ship: [`FjallBackend`](crate::FjallBackend) (the default for
+/// `Runtime::builder().data_dir(..)`), [`MemoryBackend`](crate::MemoryBackend) and, with the
+/// `postgres` feature, `PostgresBackend`. Tests wrap them to hold or fail syncs.
 pub trait Backend: Send + Sync + 'static {
     /// Reads one key.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
@@ -52,6 +54,63 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Makes every batch applied so far durable at the given level.
     fn sync(&self, durability: Durability) -> Result<()>;
+
+    /// Applies a batch atomically and makes it, and every batch before it, durable: one commit
+    /// round of the runtime. `batch` may be empty (then only the sync is asked for). The
+    /// default is [`apply`](Backend::apply) then [`sync`](Backend::sync); a backend with
+    /// transactions does both in one.
+    ///
+    /// # Errors
+    ///
+    /// Whatever `apply` or `sync` return. On an error the batch may or may not have been
+    /// stored; the runtime fails every reply that waited for it and reloads the objects it
+    /// touched from the backend.
+    fn commit(&self, batch: &[Write<'_>], durability: Durability) -> Result<()> {
+        if !batch.is_empty() {
+            self.apply(batch)?;
+        }
+        self.sync(durability)
+    }
+
+    /// `Some(bytes)` when a read may wait on a network (a database server): the runtime then
+    /// keeps each active object's stored state in memory (the storage cache), loaded at
+    /// activation off the async threads if its data is at most `bytes`, or else filled by
+    /// the reads it makes, and makes its other reads (the alarm index, object listings) on
+    /// blocking threads. `None` (the default) for local stores, read in place.
+    fn object_cache_bytes(&self) -> Option<usize> {
+        None
+    }
+
+    /// The distinct first `len` bytes of the keys in `[start, end)` (`end` `None`: to the
+    /// end), in ascending order: the objects of a class, for example. The default seeks from
+    /// prefix to prefix with [`scan`](Backend::scan).
+    ///
+    /// # Errors
+    ///
+    /// A failed read.
+    fn key_prefixes(&self, start: &[u8], end: Option<&[u8]>, len: usize) -> Result<Vec<Vec<u8>>> {
+        let mut found = Vec::new();
+        let mut from = start.to_vec();
+        loop {
+            let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
+            let Some(entry) = self.scan(Bound::Included(&from), upper, false)?.next() else {
+                break;
+            };
+            let (key, _) = entry?;
+            let Some(prefix) = key.get(..len) else {
+                // A key shorter than a prefix: skip it.
+                from = key;
+                from.push(0);
+                continue;
+            };
+            found.push(prefix.to_vec());
+            match super::keys::prefix_successor(prefix) {
+                Some(next) => from = next,
+                None => break,
+            }
+        }
+        Ok(found)
+    }
 
     /// Makes everything durable and releases the store (files, locks). Later calls may fail.
     /// Also the place to shorten recovery for the next open (flush memtables).

@@ -141,6 +141,11 @@ impl Batch {
         self.data.iter().map(|p| (self.user_key(p), self.value(p)))
     }
 
+    /// The system writes in key order: (full key, value).
+    pub(crate) fn system(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> + '_ {
+        self.system.iter().map(|p| (self.key(p), self.value(p)))
+    }
+
     /// The system writes whose keys start with `prefix`, in key order.
     pub(crate) fn system_with_prefix<'a>(
         &'a self,

@@ -19,6 +19,9 @@ mod fjall;
 pub(crate) mod keys;
 mod list;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+mod resident;
 mod store;
 mod transaction;
 
@@ -29,8 +32,22 @@ pub(crate) use self::batch::Batch;
 pub use self::fjall::FjallBackend;
 pub use self::list::ListOptions;
 pub use self::memory::MemoryBackend;
+#[cfg(feature = "postgres")]
+pub use self::postgres::{PostgresBackend, PostgresOptions};
 pub(crate) use self::store::{stored_object_ids, ObjectStore};
 pub use self::transaction::Transaction;
+
+/// Runs a read that may block on a network: on a worker of a multi-threaded tokio runtime,
+/// through `block_in_place` (the worker's other tasks move to another thread meanwhile);
+/// elsewhere in place.
+pub(crate) fn block_outside_async<R>(read: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(read)
+        }
+        _ => read(),
+    }
+}
 
 /// The longest key, in bytes of UTF-8, as in Durable Objects.
 pub const MAX_KEY_BYTES: usize = 2 * 1024;

@@ -10,6 +10,10 @@
 //!   becomes deletes of every key visible then;
 //! - writes of an incarnation whose batch failed are never read again: the object is reset
 //!   to the backend (a new incarnation) before its next call.
+//!
+//! On a backend whose reads cross a network, a fourth layer sits above the backend: the
+//! object's stored state, loaded at activation ([`Resident`], the storage cache). Applied
+//! batches are folded into it as they leave the in-flight layer.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
@@ -17,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::keys::{self, prefix_successor, Id};
+use super::resident::{Cached, Resident};
 use super::{Backend, Batch};
 use crate::error::{Error, Result};
 use crate::id::{ObjectId, ID_BYTES};
@@ -26,6 +31,10 @@ use crate::id::{ObjectId, ID_BYTES};
 pub(crate) struct ObjectStore {
     id: Id,
     backend: Arc<dyn Backend>,
+    /// The backend's reads cross a network: keep the object's stored state in memory
+    /// ([`Resident`], loaded whole up to this many data bytes) and make the remaining backend
+    /// reads where blocking is allowed.
+    cache_bytes: Option<usize>,
     layers: Mutex<Layers>,
     /// Incarnations number the lives of the object's in-memory view. When a batch fails to
     /// reach the backend, its incarnation is marked failed: every later batch and reply of
@@ -48,6 +57,7 @@ impl ObjectStore {
     pub(crate) fn new(id: &ObjectId, backend: Arc<dyn Backend>) -> ObjectStore {
         ObjectStore {
             id: *id.as_bytes(),
+            cache_bytes: backend.object_cache_bytes(),
             backend,
             layers: Mutex::new(Layers::default()),
             incarnation: AtomicU64::new(1),
@@ -125,6 +135,41 @@ impl ObjectStore {
         self.incarnation.fetch_max(failed + 1, Ordering::AcqRel);
     }
 
+    /// Whether the object's stored state must be loaded ([`load`](Self::load)) before its
+    /// next step: on a backend whose reads cross a network, at activation and after a reset.
+    pub(crate) fn needs_load(&self) -> bool {
+        self.cache_bytes.is_some() && self.layers().resident.is_none()
+    }
+
+    /// Loads the object's stored state into memory (the storage cache). Blocks on the
+    /// backend: call it where blocking is allowed (`spawn_blocking`).
+    pub(crate) fn load(&self) -> Result<()> {
+        let Some(max_bytes) = self.cache_bytes else {
+            return Ok(());
+        };
+        if !self.needs_load() {
+            return Ok(());
+        }
+        let resident = Resident::load(&*self.backend, &self.id, max_bytes)?;
+        let mut layers = self.layers();
+        // Nothing was submitted since the reset that emptied the cache: the actor loads
+        // before its next step.
+        if layers.resident.is_none() {
+            layers.resident = Some(resident);
+        }
+        Ok(())
+    }
+
+    /// Runs a backend read in place, or, on a backend whose reads cross a network, where it
+    /// may block without stalling other tasks.
+    fn blocking<R>(&self, read: impl FnOnce() -> R) -> R {
+        if self.cache_bytes.is_some() {
+            super::block_outside_async(read)
+        } else {
+            read()
+        }
+    }
+
     pub(crate) fn push_in_flight(&self, seq: u64, batch: Arc<Batch>) {
         self.layers().in_flight.push_back((seq, batch));
     }
@@ -150,11 +195,23 @@ impl ObjectStore {
     /// (for fjall, a memtable search over every version of every object's keys). A kept
     /// batch holds the backend's values: only this object writes its keys, and batches leave
     /// the layer oldest first, so a kept batch is never older than one that left.
+    ///
+    /// With the storage cache ([`Resident`]), every applied batch leaves, folded into it.
     fn drop_applied(&self, layers: &mut Layers) {
         let applied = self.applied_seq.load(Ordering::Acquire);
         while let Some((seq, batch)) = layers.in_flight.front() {
             if *seq > applied {
                 break;
+            }
+            if let Some(resident) = layers.resident.as_mut() {
+                if let Err(e) = resident.absorb(batch, &self.id) {
+                    // Unreachable (keys come from `&str`); forget the cache rather than
+                    // serve it incomplete.
+                    tracing::error!(error = %e, "dropping an object's storage cache");
+                    layers.resident = None;
+                }
+                layers.in_flight.pop_front();
+                continue;
             }
             let newer_applied = layers.in_flight.get(1).is_some_and(|(s, _)| *s <= applied);
             if !newer_applied && batch.bytes() <= CACHED_BATCH_BYTES {
@@ -210,9 +267,19 @@ impl ObjectStore {
         end: Bound<&str>,
     ) -> Result<Vec<String>> {
         let mut merged: BTreeMap<String, bool> = BTreeMap::new();
-        for entry in self.scan_backend(start, end, false)? {
-            let (key, _) = entry?;
-            merged.insert(key, true);
+        let cached = layers
+            .resident
+            .as_ref()
+            .and_then(|r| r.range(start, end, false, |_| true, usize::MAX));
+        match cached {
+            Some(entries) => merged.extend(entries.into_iter().map(|(k, _)| (k, true))),
+            None => self.blocking(|| -> Result<()> {
+                for entry in self.scan_backend(start, end, false)? {
+                    let (key, _) = entry?;
+                    merged.insert(key, true);
+                }
+                Ok(())
+            })?,
         }
         for (_, batch) in &layers.in_flight {
             for (key, value) in batch.data() {
@@ -269,8 +336,11 @@ impl ObjectStore {
                     return Ok(value.map(<[u8]>::to_vec));
                 }
             }
+            if let Some(resident) = &layers.resident {
+                return Ok(resident.system(key).map(<[u8]>::to_vec));
+            }
         }
-        self.backend.get(key)
+        self.blocking(|| self.backend.get(key))
     }
 
     fn write_system(&self, key: Vec<u8>, value: Option<Vec<u8>>) {
@@ -343,12 +413,22 @@ impl ObjectStore {
             };
             Ok((name, ms))
         };
-        for entry in self.backend.scan(Bound::Included(&prefix), end, false)? {
-            let (key, value) = entry?;
-            let (name, ms) = decode_entry(&key, Some(&value))?;
-            found.insert(name, ms);
-        }
         let layers = self.layers();
+        match &layers.resident {
+            Some(resident) => {
+                for (key, value) in resident.system_with_prefix(&prefix) {
+                    let (name, ms) = decode_entry(key, Some(value))?;
+                    found.insert(name, ms);
+                }
+            }
+            None => {
+                for entry in self.backend.scan(Bound::Included(&prefix), end, false)? {
+                    let (key, value) = entry?;
+                    let (name, ms) = decode_entry(&key, Some(&value))?;
+                    found.insert(name, ms);
+                }
+            }
+        }
         for (_, batch) in &layers.in_flight {
             for (key, value) in batch.system_with_prefix(&prefix) {
                 let (name, ms) = decode_entry(key, value)?;
@@ -384,9 +464,59 @@ impl ObjectStore {
                     return Ok(value.map(<[u8]>::to_vec));
                 }
             }
+            if let Some(resident) = &layers.resident {
+                if let Cached::Known(value) = resident.get(key) {
+                    return Ok(value.map(<[u8]>::to_vec));
+                }
+            }
         }
         // Not in memory: in-flight batches leave memory only after the backend has them.
-        self.backend.get(&self.full_key(key))
+        let value = self.blocking(|| self.backend.get(&self.full_key(key)))?;
+        if let Some(resident) = self.layers().resident.as_mut() {
+            resident.remember(key, value.as_deref());
+        }
+        Ok(value)
+    }
+
+    /// The stored entries in a range from the storage cache, at most `max`; `None` when the
+    /// object's stored state is not all in memory (read the backend).
+    pub(super) fn cached_range(
+        &self,
+        layers: &Layers,
+        lower: Bound<&str>,
+        upper: Bound<&str>,
+        reverse: bool,
+        keep: impl Fn(&str) -> bool,
+        max: usize,
+    ) -> Option<Vec<(String, Vec<u8>)>> {
+        layers
+            .resident
+            .as_ref()
+            .and_then(|r| r.range(lower, upper, reverse, keep, max))
+    }
+
+    /// [`scan_backend`](Self::scan_backend)'s entries, collected where blocking is allowed.
+    pub(super) fn scan_backend_collect(
+        &self,
+        start: Bound<&str>,
+        end: Bound<&str>,
+        reverse: bool,
+        mut keep: impl FnMut(&str) -> bool,
+        max: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        self.blocking(|| {
+            let mut out = Vec::new();
+            for entry in self.scan_backend(start, end, reverse)? {
+                let (key, value) = entry?;
+                if keep(&key) {
+                    out.push((key, value));
+                    if out.len() >= max {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        })
     }
 }
 
@@ -394,30 +524,11 @@ impl ObjectStore {
 pub(crate) fn stored_object_ids(backend: &dyn Backend, tag: &[u8; 8]) -> Result<Vec<Id>> {
     let class = keys::class_data_prefix(tag);
     let class_end = prefix_successor(&class);
-    let mut ids = Vec::new();
-    let mut from = class.clone();
-    loop {
-        let end = class_end
-            .as_deref()
-            .map_or(Bound::Unbounded, Bound::Excluded);
-        let Some(entry) = backend.scan(Bound::Included(&from), end, false)?.next() else {
-            break;
-        };
-        let (key, _) = entry?;
-        let Some(id) = key
-            .get(1..1 + ID_BYTES)
-            .and_then(|s| <Id>::try_from(s).ok())
-        else {
-            break;
-        };
-        ids.push(id);
-        // Skip the rest of this object's keys.
-        match prefix_successor(&keys::data_prefix(&id)) {
-            Some(next) => from = next,
-            None => break,
-        }
-    }
-    Ok(ids)
+    let prefixes = backend.key_prefixes(&class, class_end.as_deref(), 1 + ID_BYTES)?;
+    Ok(prefixes
+        .iter()
+        .filter_map(|p| p.get(1..).and_then(|id| <Id>::try_from(id).ok()))
+        .collect())
 }
 
 /// The largest applied batch an object keeps in memory as a read cache (see
@@ -441,6 +552,8 @@ pub(super) struct CallWrites {
 pub(super) struct Layers {
     pub(super) call: CallWrites,
     pub(super) in_flight: VecDeque<(u64, Arc<Batch>)>,
+    /// The storage cache, on a backend whose reads cross a network (else `None`).
+    resident: Option<Resident>,
 }
 
 /// A user key read back from a batch (always UTF-8: it was a `&str`).

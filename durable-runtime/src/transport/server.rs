@@ -153,9 +153,11 @@ impl<T: DurableObject> ServedClass for NamespaceCore<T> {
     }
 
     fn list_ids(self: Arc<Self>, responder: Responder) {
-        responder.answer(match self.stored_ids() {
-            Ok(ids) => Answer::Ids(ids),
-            Err(e) => Answer::Error(e),
+        tokio::spawn(async move {
+            responder.answer(match NamespaceCore::stored_ids(&self).await {
+                Ok(ids) => Answer::Ids(ids),
+                Err(e) => Answer::Error(e),
+            });
         });
     }
 

@@ -1,0 +1,190 @@
+//! The storage cache: [`Resident`], an active object's stored state kept in memory.
+//!
+//! On a backend whose reads cross a network (PostgreSQL), an object's actor loads the
+//! object's whole stored state once, when it activates, on a blocking thread: its data keys,
+//! its schedules and its name. From then on its reads are served from memory, as in
+//! Cloudflare's storage cache: a hot object pays no round trip per `get` or `list`. The cache
+//! is exact because one runtime owns the object and every write of the object passes through
+//! it: a committed batch is folded in when it leaves the object's in-flight layer.
+//!
+//! An object whose data exceeds the backend's limit (`Backend::object_cache_bytes`) is not
+//! loaded whole: the cache then keeps the keys it read or wrote (and the keys it found
+//! absent), and `list` reads the backend.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use super::batch::Batch;
+use super::keys::{self, Id};
+use super::store::utf8_key;
+use super::Backend;
+use crate::error::{Error, Result};
+
+/// What the cache knows of a key.
+pub(super) enum Cached<'a> {
+    /// The stored value (`None`: the key is not stored).
+    Known(Option<&'a [u8]>),
+    /// Not cached: read the backend.
+    Unknown,
+}
+
+/// An active object's stored state; see the module documentation.
+#[derive(Debug, Default)]
+pub(super) struct Resident {
+    /// User key → stored value. When `complete`, every stored key is here (and only stored
+    /// ones); otherwise the keys read or written so far, `None` for a key known absent.
+    data: BTreeMap<String, Option<Vec<u8>>>,
+    complete: bool,
+    /// The object's own system keys (its name and schedules) → value: always complete.
+    system: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl Resident {
+    /// Reads the object's stored state from `backend` (blocking): its data if it is at most
+    /// `max_bytes`.
+    pub(super) fn load(backend: &dyn Backend, id: &Id, max_bytes: usize) -> Result<Resident> {
+        let prefix = keys::data_prefix(id);
+        let upper = keys::prefix_successor(&prefix);
+        let end = upper.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+        let mut data = BTreeMap::new();
+        let mut bytes = 0;
+        let mut complete = true;
+        for entry in backend.scan(Bound::Included(&prefix), end, false)? {
+            let (key, value) = entry?;
+            bytes += key.len() + value.len();
+            if bytes > max_bytes {
+                complete = false;
+                data.clear();
+                break;
+            }
+            let user = key.get(prefix.len()..).unwrap_or_default();
+            let user = String::from_utf8(user.to_vec())
+                .map_err(|e| Error::storage(format!("stored key is not UTF-8: {e}")))?;
+            data.insert(user, Some(value));
+        }
+        let mut system = BTreeMap::new();
+        let alarms = keys::alarm_prefix(id);
+        let alarms_end = keys::prefix_successor(&alarms);
+        let end = alarms_end
+            .as_deref()
+            .map_or(Bound::Unbounded, Bound::Excluded);
+        for entry in backend.scan(Bound::Included(&alarms), end, false)? {
+            let (key, value) = entry?;
+            system.insert(key, value);
+        }
+        let name = keys::name_key(id);
+        if let Some(value) = backend.get(&name)? {
+            system.insert(name, value);
+        }
+        Ok(Resident {
+            data,
+            complete,
+            system,
+        })
+    }
+
+    pub(super) fn get(&self, key: &str) -> Cached<'_> {
+        match self.data.get(key) {
+            Some(value) => Cached::Known(value.as_deref()),
+            None if self.complete => Cached::Known(None),
+            None => Cached::Unknown,
+        }
+    }
+
+    /// Remembers a value read from the backend (for an object not loaded whole). A value
+    /// already cached is newer (a committed write folded in): it stays.
+    pub(super) fn remember(&mut self, key: &str, value: Option<&[u8]>) {
+        if !self.complete {
+            self.data
+                .entry(key.to_owned())
+                .or_insert_with(|| value.map(<[u8]>::to_vec));
+        }
+    }
+
+    /// A system key of the object (its name, a schedule).
+    pub(super) fn system(&self, key: &[u8]) -> Option<&[u8]> {
+        self.system.get(key).map(Vec::as_slice)
+    }
+
+    /// The object's system entries whose keys start with `prefix`.
+    pub(super) fn system_with_prefix<'a>(
+        &'a self,
+        prefix: &'a [u8],
+    ) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+        self.system
+            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(move |(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.as_slice(), v.as_slice()))
+    }
+
+    /// The stored entries in `(lower, upper)` whose keys pass `keep`, in order (descending
+    /// if `reverse`), at most `max`; `None` if the object is not loaded whole (read the
+    /// backend instead).
+    pub(super) fn range(
+        &self,
+        lower: Bound<&str>,
+        upper: Bound<&str>,
+        reverse: bool,
+        keep: impl Fn(&str) -> bool,
+        max: usize,
+    ) -> Option<Vec<(String, Vec<u8>)>> {
+        if !self.complete {
+            return None;
+        }
+        if let (Bound::Included(l) | Bound::Excluded(l), Bound::Included(u) | Bound::Excluded(u)) =
+            (lower, upper)
+        {
+            // BTreeMap::range panics on inverted ranges; an inverted range is empty.
+            if l > u
+                || (l == u && !matches!((lower, upper), (Bound::Included(_), Bound::Included(_))))
+            {
+                return Some(Vec::new());
+            }
+        }
+        let range = self.data.range::<str, _>((lower, upper));
+        let present = |(k, v): (&String, &Option<Vec<u8>>)| {
+            v.as_ref()
+                .filter(|_| keep(k))
+                .map(|v| (k.clone(), v.clone()))
+        };
+        Some(if reverse {
+            range.rev().filter_map(present).take(max).collect()
+        } else {
+            range.filter_map(present).take(max).collect()
+        })
+    }
+
+    /// Folds in a committed batch of the object `id`.
+    pub(super) fn absorb(&mut self, batch: &Batch, id: &Id) -> Result<()> {
+        for (key, value) in batch.data() {
+            let key = utf8_key(key)?;
+            match value {
+                Some(v) => {
+                    self.data.insert(key.to_owned(), Some(v.to_vec()));
+                }
+                None if self.complete => {
+                    self.data.remove(key);
+                }
+                None => {
+                    self.data.insert(key.to_owned(), None);
+                }
+            }
+        }
+        let name = keys::name_key(id);
+        let alarms = keys::alarm_prefix(id);
+        for (key, value) in batch.system() {
+            // The DUE index is the class's, not the object's.
+            if key == name.as_slice() || key.starts_with(&alarms) {
+                match value {
+                    Some(v) => {
+                        self.system.insert(key.to_vec(), v.to_vec());
+                    }
+                    None => {
+                        self.system.remove(key);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
