@@ -11,7 +11,10 @@
 //!   directory that does not exist yet is created.
 //!
 //! Stop the runtime first: nothing may write to either side while they are copied. (A data
-//! directory in use by a runtime is refused: the runtime holds its lock.)
+//! directory or a PostgreSQL schema in use by a runtime is refused: the runtime holds its
+//! lock.) A PostgreSQL side is the URL's database and schema (the first existing schema of
+//! its `search_path`, `public` by default); the tables are created if missing. A source that
+//! holds nothing (a mistyped URL or directory) is refused.
 //!
 //! It copies every key of every object (data, alarms, names) with
 //! `durable_runtime::migrate::copy`, compares both sides key by key with `migrate::verify`,
@@ -21,10 +24,11 @@
 //! destination. To move back, swap the sides.
 
 use std::fmt;
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use durable_runtime::{migrate, Backend, FjallBackend};
+use durable_runtime::{migrate, Backend, FjallBackend, PostgresBackend};
 
 const USAGE: &str = "usage: migrate (--from-data-dir DIR | --from-postgres URL) \
                      (--to-data-dir DIR | --to-postgres URL)\n";
@@ -97,14 +101,10 @@ fn open(store: &Store, source: bool) -> Result<Box<dyn Backend>, String> {
                 FjallBackend::open(dir).map_err(|e| format!("cannot open the {role}: {e}"))?;
             Ok(Box::new(backend))
         }
-        Store::Postgres(_url) => {
-            // PG: once `durable_runtime::PostgresBackend` exists, replace this error with
-            // PostgresBackend::connect(_url).map(|b| Box::new(b) as Box<dyn Backend>)
-            //     .map_err(|e| format!("cannot open the {role} {store}: {e}"))
-            Err(format!(
-                "cannot open the {role} {store}: the PostgreSQL backend is not built yet; \
-                 only data directories can be migrated for now"
-            ))
+        Store::Postgres(url) => {
+            let backend = PostgresBackend::connect(url)
+                .map_err(|e| format!("cannot open the {role} {store}: {e}"))?;
+            Ok(Box::new(backend))
         }
     }
 }
@@ -121,6 +121,15 @@ fn run(from: &Store, to: &Store) -> Result<migrate::Report, String> {
         }
     }
     let source = open(from, true)?;
+    // A mistyped URL can name an empty database or schema: nothing to move is an error.
+    let first_key = source
+        .scan(Bound::Unbounded, Bound::Unbounded, false)
+        .and_then(|mut keys| keys.next().transpose());
+    match first_key {
+        Ok(Some(_)) => {}
+        Ok(None) => return Err(format!("the source {from} holds nothing to move")),
+        Err(e) => return Err(format!("cannot read the {from}: {e}")),
+    }
     let destination = open(to, false)?;
     let copied = migrate::copy(&*source, &*destination)
         .map_err(|e| format!("copying from the {from} to the {to} failed: {e}"))?;

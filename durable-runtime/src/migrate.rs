@@ -6,9 +6,10 @@
 //! byte-for-byte copy. Both stream: they hold at most one chunk of entries (`copy`) or one
 //! entry per side (`verify`), whatever the size of the store.
 //!
-//! Nothing may write to either backend meanwhile: stop the runtime first. (A fjall data
-//! directory enforces it: [`FjallBackend::open`](crate::FjallBackend::open) fails while a
-//! runtime holds its lock.) `cargo run --example migrate` wraps the two calls in a command.
+//! Nothing may write to either backend meanwhile: stop the runtime first. (Both stores that
+//! ship with locks enforce it: [`FjallBackend::open`](crate::FjallBackend::open) fails while
+//! a runtime holds the directory's lock, `PostgresBackend::connect` while one holds the
+//! schema's advisory lock.) `cargo run --example migrate` wraps the two calls in a command.
 
 use std::fmt;
 use std::ops::Bound;
