@@ -1,6 +1,7 @@
 //! Moving a runtime's data between backends with `migrate::copy`, checked with
 //! `migrate::verify`: a real runtime's objects (data, alarms, names) survive fjall → memory →
-//! fjall and read the same through their stubs; a destination holding data is refused and left
+//! fjall and fjall → PostgreSQL (a private server, [`PgServer`]) → fjall, and read the same
+//! through their stubs; a destination holding data is refused and left
 //! as it was; `verify` names the first key that differs.
 
 use std::collections::BTreeMap;
@@ -11,8 +12,9 @@ use std::time::{Duration, SystemTime};
 use durable_runtime::migrate::{self, Report};
 use durable_runtime::{
     durable_object, AlarmInfo, Backend, Context, Entry, Error, ErrorKind, FjallBackend,
-    ListOptions, MemoryBackend, Result, Runtime, Write,
+    ListOptions, MemoryBackend, PostgresBackend, Result, Runtime, Write,
 };
+use durable_tests::postgres::PgServer;
 use durable_tests::{within, GENEROUS};
 
 /// Which runtime an alarm fired in.
@@ -144,6 +146,24 @@ async fn list(stub: &VaultStub) -> BTreeMap<String, Vec<u8>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runtime_moved_from_fjall_to_memory_to_fjall_reads_the_same() {
+    move_through(&MemoryBackend::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_moved_from_fjall_to_postgres_to_fjall_reads_the_same() {
+    let pg = PgServer::start();
+    pg.create_database("migrate");
+    let postgres = PostgresBackend::connect(&pg.url("migrate")).unwrap();
+    move_through(&postgres).await;
+    // The tables are not empty now: a second copy into them is refused.
+    let err = migrate::copy(&MemoryBackend::new(), &postgres).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    postgres.close().unwrap();
+}
+
+/// A runtime on fjall writes objects; they move to `middle` and on to a second fjall
+/// directory, each hop verified; a runtime there reads them through their stubs.
+async fn move_through(middle: &dyn Backend) {
     let dir = tempfile::tempdir().unwrap();
     let (first_dir, second_dir) = (dir.path().join("first"), dir.path().join("second"));
 
@@ -172,19 +192,18 @@ async fn a_runtime_moved_from_fjall_to_memory_to_fjall_reads_the_same() {
     assert_eq!(schedules_before.len(), 2, "{schedules_before:?}");
     within("shutdown", rt.shutdown()).await;
 
-    // fjall → memory → fjall, each hop verified.
+    // fjall → middle → fjall, each hop verified.
     let first = fjall(&first_dir);
-    let memory = MemoryBackend::new();
-    let copied = migrate::copy(&first, &memory).unwrap();
+    let copied = migrate::copy(&first, middle).unwrap();
     let data_keys = (alice.len() + bob.len() + carol.len()) as u64;
     // Beside the data: two names (carol has none), three alarms and their three due entries.
     assert_eq!(copied.keys, data_keys + 2 + 3 + 3, "{copied}");
     assert_eq!(copied.objects, 3, "{copied}");
     assert!(copied.bytes > 500_000, "{copied}");
-    assert_eq!(migrate::verify(&first, &memory).unwrap(), copied);
+    assert_eq!(migrate::verify(&first, middle).unwrap(), copied);
     let second = fjall(&second_dir);
-    assert_eq!(migrate::copy(&memory, &second).unwrap(), copied);
-    assert_eq!(migrate::verify(&memory, &second).unwrap(), copied);
+    assert_eq!(migrate::copy(middle, &second).unwrap(), copied);
+    assert_eq!(migrate::verify(middle, &second).unwrap(), copied);
     assert_eq!(migrate::verify(&first, &second).unwrap(), copied);
     first.close().unwrap();
     second.close().unwrap();
