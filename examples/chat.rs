@@ -16,6 +16,8 @@
 //! - `--addr ADDR` or `DURABLE_ADDR`: where to listen (default `127.0.0.1:8788`);
 //! - `--data-dir PATH` or `DURABLE_DATA_DIR`: where the rooms are stored (default
 //!   `./chat-data`);
+//! - `--postgres URL` or `DURABLE_POSTGRES`: store the rooms in PostgreSQL instead
+//!   (`postgres://user:password@host:port/database`; tables created on first use);
 //! - `--idle-timeout SECS` or `DURABLE_IDLE_TIMEOUT`: a room without events for this long
 //!   hibernates (leaves memory; its sockets stay open). Default: the runtime's (70 s);
 //! - `--listen ADDR` or `DURABLE_LISTEN`: also serve the rooms to other processes on ADDR

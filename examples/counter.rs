@@ -11,6 +11,8 @@
 //!
 //! - `--addr ADDR` or `DURABLE_ADDR`: where to listen (default `127.0.0.1:8787`);
 //! - `--data-dir PATH` or `DURABLE_DATA_DIR`: where the counters are stored (default `./data`);
+//! - `--postgres URL` or `DURABLE_POSTGRES`: store the counters in PostgreSQL instead
+//!   (`postgres://user:password@host:port/database`; tables created on first use);
 //! - `--listen ADDR` or `DURABLE_LISTEN`: also serve the counters to other processes on ADDR
 //!   (an object server, like the Durable Objects behind a Worker);
 //! - `--connect ADDR` or `DURABLE_CONNECT`: hold no counters; every call goes to the object

@@ -64,7 +64,7 @@ impl Program {
             objects,
             idle_timeout,
         } = *self;
-        let mut usage = format!("usage: {name} [--addr ADDR] [--data-dir PATH]");
+        let mut usage = format!("usage: {name} [--addr ADDR] [--data-dir PATH | --postgres URL]");
         if idle_timeout {
             usage.push_str(" [--idle-timeout SECS]");
         }
@@ -79,6 +79,10 @@ impl Program {
         line(
             "--data-dir PATH",
             format!("data directory (env DURABLE_DATA_DIR, default {default_data_dir})"),
+        );
+        line(
+            "--postgres URL",
+            format!("store the {objects} in PostgreSQL instead (env DURABLE_POSTGRES)"),
         );
         if idle_timeout {
             line(
@@ -114,8 +118,10 @@ const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(70);
 pub struct Options {
     /// Where to listen for HTTP.
     pub addr: String,
-    /// The data directory (unused by a front end).
+    /// The data directory (unused by a front end, or with `--postgres`).
     pub data_dir: PathBuf,
+    /// `--postgres`: store the objects in the PostgreSQL database at this URL.
+    pub postgres: Option<String>,
     /// `--listen`: also serve the objects to other processes on this address.
     pub listen: Option<String>,
     /// `--connect`: hold no objects; call the object server at this address.
@@ -142,7 +148,8 @@ pub enum Command {
 /// # Errors
 ///
 /// A message for an unknown flag, a missing or invalid value, or flags that do not go
-/// together (`--listen` with `--connect`; `--data-dir` or `--idle-timeout` with `--connect`).
+/// together (`--listen` with `--connect`; `--data-dir`, `--postgres` or `--idle-timeout` with
+/// `--connect`; `--data-dir` with `--postgres`).
 pub fn parse(
     program: &Program,
     args: impl IntoIterator<Item = String>,
@@ -150,6 +157,7 @@ pub fn parse(
 ) -> Result<Command, String> {
     let mut addr = None;
     let mut data_dir = None;
+    let mut postgres = None;
     let mut idle_timeout = None;
     let mut listen = None;
     let mut connect = None;
@@ -165,6 +173,7 @@ pub fn parse(
         let slot = match flag.as_str() {
             "--addr" => &mut addr,
             "--data-dir" => &mut data_dir,
+            "--postgres" => &mut postgres,
             "--idle-timeout" if program.idle_timeout => &mut idle_timeout,
             "--listen" => &mut listen,
             "--connect" => &mut connect,
@@ -183,6 +192,13 @@ pub fn parse(
     let env = |name: &str| env(name).filter(|v| !v.is_empty());
     let objects = program.objects;
     let data_dir = data_dir.or_else(|| env("DURABLE_DATA_DIR"));
+    let postgres = postgres.or_else(|| env("DURABLE_POSTGRES"));
+    if postgres.is_some() && data_dir.is_some() {
+        return Err(format!(
+            "`--postgres` and `--data-dir` do not go together: the {objects} are stored in one \
+             place"
+        ));
+    }
     let idle_timeout = match program.idle_timeout {
         true => idle_timeout.or_else(|| env("DURABLE_IDLE_TIMEOUT")),
         false => None,
@@ -198,6 +214,11 @@ pub fn parse(
     if connect.is_some() && data_dir.is_some() {
         return Err(format!(
             "`--connect` holds no {objects}, so it takes no `--data-dir`"
+        ));
+    }
+    if connect.is_some() && postgres.is_some() {
+        return Err(format!(
+            "`--connect` holds no {objects}, so it takes no `--postgres`"
         ));
     }
     if connect.is_some() && idle_timeout.is_some() {
@@ -220,11 +241,26 @@ pub fn parse(
         data_dir: data_dir
             .unwrap_or_else(|| program.default_data_dir.to_owned())
             .into(),
+        postgres,
         listen,
         connect,
         secret: secret.or_else(|| env("DURABLE_SECRET")),
         idle_timeout,
     }))
+}
+
+/// A PostgreSQL URL without its password, for logs and errors.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// Logs to stderr at `info` unless `RUST_LOG` says otherwise (`target=level` directives).
@@ -304,19 +340,24 @@ pub fn open_runtime(
         tracing::info!("front end: holding no {objects}; every call goes to {server}");
         return Ok(rt);
     }
-    let mut builder = register(Runtime::builder().data_dir(&options.data_dir));
+    let (builder, storage) = match &options.postgres {
+        Some(url) => (Runtime::builder().postgres(url.as_str()), redact(url)),
+        None => (
+            Runtime::builder().data_dir(&options.data_dir),
+            options.data_dir.display().to_string(),
+        ),
+    };
+    let mut builder = register(builder);
     if let Some(idle_timeout) = options.idle_timeout {
         builder = builder.idle_timeout(idle_timeout);
     }
     if let Some(listen) = &options.listen {
         builder = builder.listen(listen.as_str()).secret(secret);
     }
-    let rt = builder.open().map_err(|e| {
-        format!(
-            "cannot open the runtime on {}: {e}",
-            options.data_dir.display()
-        )
-    })?;
+    let rt = builder
+        .open()
+        .map_err(|e| format!("cannot open the runtime on {storage}: {e}"))?;
+    tracing::info!("{objects} stored in {storage}");
     if let Some(addr) = rt.local_addr() {
         tracing::info!(
             "object server: serving {objects} to other processes on {addr}{}",
@@ -478,6 +519,7 @@ mod tests {
             Options {
                 addr: "127.0.0.1:8788".into(),
                 data_dir: "./chat-data".into(),
+                postgres: None,
                 listen: None,
                 connect: None,
                 secret: None,
@@ -532,6 +574,13 @@ mod tests {
             "`--connect` holds no rooms, so it takes no `--data-dir`"
         );
         assert_eq!(
+            err(&["--connect", "b", "--postgres", "postgres://x"]),
+            "`--connect` holds no rooms, so it takes no `--postgres`"
+        );
+        assert!(
+            err(&["--postgres", "postgres://x", "--data-dir", "d"]).contains("do not go together")
+        );
+        assert_eq!(
             err(&["--connect", "b", "--idle-timeout", "3"]),
             "`--connect` holds no rooms, so it takes no `--idle-timeout`"
         );
@@ -541,7 +590,7 @@ mod tests {
     fn usage_lists_the_flags() {
         let usage = CHAT.usage();
         assert!(usage.starts_with(
-            "usage: chat [--addr ADDR] [--data-dir PATH] [--idle-timeout SECS] \
+            "usage: chat [--addr ADDR] [--data-dir PATH | --postgres URL] [--idle-timeout SECS] \
              [--listen ADDR | --connect ADDR] [--secret S]\n\n"
         ));
         assert!(usage.contains("default 127.0.0.1:8788"), "{usage}");
@@ -550,5 +599,22 @@ mod tests {
             "{usage}"
         );
         assert!(!COUNTER.usage().contains("idle"));
+    }
+
+    #[test]
+    fn postgres_urls_are_logged_without_their_password() {
+        assert_eq!(
+            redact("postgres://app:s3cret@db:5432/app"),
+            "postgres://app:***@db:5432/app"
+        );
+        assert_eq!(redact("postgres://app@db/app"), "postgres://app@db/app");
+        assert_eq!(redact("host=db user=app"), "host=db user=app");
+        let options = run(&COUNTER, &["--postgres", "postgres://a@b/c"], &[]).unwrap();
+        assert_eq!(options.postgres.as_deref(), Some("postgres://a@b/c"));
+        let env = [("DURABLE_POSTGRES", "postgres://env@b/c")];
+        assert_eq!(
+            run(&COUNTER, &[], &env).unwrap().postgres.as_deref(),
+            Some("postgres://env@b/c")
+        );
     }
 }

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use durable_runtime::{
-    durable_object, AlarmInfo, Context, ErrorKind, ListOptions, ObjectStub, PostgresBackend,
-    PostgresOptions, Result, Runtime,
+    durable_object, AlarmInfo, Context, Durability, ErrorKind, ListOptions, ObjectStub,
+    PostgresBackend, PostgresOptions, Result, Runtime,
 };
 use durable_tests::postgres::PgServer;
 use durable_tests::{within, Counter};
@@ -170,9 +170,9 @@ async fn a_commit_held_by_a_lock_in_postgres_holds_the_reply() {
     rt.shutdown().await.unwrap();
 }
 
-/// Reads of `durable_kv` (index and sequential scans) so far. A server process publishes its
-/// statistics when it exits at the latest: call this once the runtime's sessions are gone.
-async fn table_reads(client: &Client) -> i64 {
+/// Waits until the runtime's sessions are gone: a server process publishes its statistics
+/// when it exits at the latest.
+async fn sessions_gone(client: &Client) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let sessions: i64 = client
@@ -194,6 +194,12 @@ async fn table_reads(client: &Client) -> i64 {
         .batch_execute("SELECT pg_stat_clear_snapshot()")
         .await
         .unwrap();
+}
+
+/// Reads of `durable_kv` (index and sequential scans) so far, once the runtime's sessions
+/// are gone.
+async fn table_reads(client: &Client) -> i64 {
+    sessions_gone(client).await;
     client
         .query_one(
             "SELECT coalesce(idx_scan, 0) + coalesce(seq_scan, 0) FROM pg_stat_user_tables \
@@ -513,5 +519,47 @@ async fn a_postgres_restart_fails_calls_retryably_and_the_runtime_reconnects() {
     };
     assert!(value == 2 || value == 3, "value {value}");
     assert_eq!(within("after", stub.increment(1)).await, value + 1);
+    rt.shutdown().await.unwrap();
+}
+
+/// WAL flushes so far (`pg_stat_wal.wal_sync`), once the runtime's sessions are gone.
+async fn wal_syncs(client: &Client) -> i64 {
+    sessions_gone(client).await;
+    client
+        .query_one("SELECT wal_sync FROM pg_stat_wal", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffered_durability_commits_without_waiting_for_the_wal_and_keeps_the_data() {
+    let pg = server("app");
+    let client = sql(&pg.url("app")).await;
+    let mut flushes = Vec::new();
+    for durability in [Durability::Fsync, Durability::Buffered] {
+        let before = wal_syncs(&client).await;
+        let rt = Runtime::builder()
+            .postgres(pg.url("app"))
+            .durability(durability)
+            .register::<Counter>()
+            .open()
+            .unwrap();
+        let stub = rt
+            .namespace::<Counter>()
+            .get_by_name(&format!("{durability:?}"));
+        for i in 1..=40 {
+            assert_eq!(within("increment", stub.increment(1)).await, i);
+        }
+        rt.shutdown().await.unwrap();
+        flushes.push(wal_syncs(&client).await - before);
+    }
+    // Fsync: each of the 40 sequential commits flushed the WAL; Buffered: the server's WAL
+    // writer flushed now and then.
+    assert!(flushes[0] >= 40, "{flushes:?}");
+    assert!(flushes[1] < 20, "{flushes:?}");
+    let rt = open(&pg, "app");
+    let stub = rt.namespace::<Counter>().get_by_name("Buffered");
+    assert_eq!(within("read", stub.get_counter_value()).await, 40);
     rt.shutdown().await.unwrap();
 }

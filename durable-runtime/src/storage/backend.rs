@@ -49,7 +49,7 @@ pub trait Backend: Send + Sync + 'static {
     fn scan(&self, start: Bound<&[u8]>, end: Bound<&[u8]>, reverse: bool) -> Result<ScanIter<'_>>;
 
     /// Applies a batch atomically: after a crash, either every write of it is there or none.
-    /// Keys in one batch are distinct.
+    /// Keys in one batch are distinct and never empty.
     fn apply(&self, batch: &[Write<'_>]) -> Result<()>;
 
     /// Makes every batch applied so far durable at the given level.

@@ -24,7 +24,10 @@
 //!
 //! - The commit session (one connection) holds a session-level advisory lock on the database
 //!   and schema: one runtime per schema. Each commit round is one statement (a delete and an
-//!   upsert of arrays in one `WITH`), so it is one transaction and one round trip.
+//!   upsert of arrays in one `WITH`), so it is one transaction and one round trip. With
+//!   [`Durability::Buffered`] the session sets `synchronous_commit` off: a commit returns
+//!   before its WAL is flushed, so a crash of the server (not of our process) can lose the
+//!   last few hundred milliseconds of acknowledged writes, as the server's own setting would.
 //! - The read session (one connection, queries pipelined) serves `get` and `scan`; a scan
 //!   fetches pages that grow from 16 to 1,024 rows, so taking its first entry is cheap.
 //!
@@ -177,7 +180,7 @@ struct Inner {
     commit: tokio::sync::Mutex<CommitSlot>,
     reads: tokio::sync::Mutex<Option<Arc<Session>>>,
     /// The commit session was lost: reads wait for a new one (see the module documentation).
-    refence: AtomicBool,
+    refence: Arc<AtomicBool>,
     closed: AtomicBool,
 }
 
@@ -195,6 +198,11 @@ struct Session {
     statements: Statements,
     /// Cleared when an operation on the session failed or was abandoned.
     healthy: AtomicBool,
+    /// `synchronous_commit` is off in this session ([`Durability::Buffered`]).
+    relaxed: AtomicBool,
+    /// For the commit session: the backend's `refence` flag, raised when the session is
+    /// poisoned (a commit abandoned or failed on a lost connection has an unknown outcome).
+    lost_commit: Option<Arc<AtomicBool>>,
     connection: JoinHandle<()>,
 }
 
@@ -211,6 +219,9 @@ impl Session {
     }
 
     fn poison(&self) {
+        if let Some(flag) = &self.lost_commit {
+            flag.store(true, Ordering::Release);
+        }
         self.healthy.store(false, Ordering::Release);
         self.connection.abort();
     }
@@ -322,7 +333,7 @@ impl PostgresBackend {
                 lock_key,
                 commit: tokio::sync::Mutex::default(),
                 reads: tokio::sync::Mutex::default(),
-                refence: AtomicBool::new(false),
+                refence: Arc::new(AtomicBool::new(false)),
                 closed: AtomicBool::new(false),
             })
         };
@@ -613,6 +624,7 @@ impl Inner {
         &self,
         client: Client,
         connection: JoinHandle<()>,
+        commits: bool,
     ) -> Result<Arc<Session>> {
         let statements = self
             .prepare(&client)
@@ -622,6 +634,8 @@ impl Inner {
             client,
             statements,
             healthy: AtomicBool::new(true),
+            relaxed: AtomicBool::new(false),
+            lost_commit: commits.then(|| self.refence.clone()),
             connection,
         }))
     }
@@ -681,7 +695,7 @@ impl Inner {
         }
         // The session owns the connection task from here.
         let connection = connection.disarm();
-        let session = self.new_session(client, connection).await?;
+        let session = self.new_session(client, connection, true).await?;
         slot.previous = Some(me);
         slot.session = Some(session.clone());
         self.refence.store(false, Ordering::Release);
@@ -702,7 +716,7 @@ impl Inner {
         }
         *slot = None;
         let (client, connection) = open_session(&self.config).await?;
-        let session = self.new_session(client, connection).await?;
+        let session = self.new_session(client, connection, false).await?;
         *slot = Some(session.clone());
         Ok(session)
     }
@@ -786,11 +800,26 @@ impl Inner {
 
     async fn commit(
         &self,
+        durability: Durability,
         deletes: Vec<Vec<u8>>,
         keys: Vec<Vec<u8>>,
         values: Vec<Vec<u8>>,
     ) -> Result<()> {
         let session = self.commit_session().await?;
+        let relaxed = durability == Durability::Buffered;
+        if session.relaxed.load(Ordering::Acquire) != relaxed {
+            let using = Use::new(&session);
+            let set = session
+                .client
+                .batch_execute(if relaxed {
+                    "SET synchronous_commit TO off"
+                } else {
+                    "SET synchronous_commit TO DEFAULT"
+                })
+                .await;
+            using.finish(set)?;
+            session.relaxed.store(relaxed, Ordering::Release);
+        }
         let using = Use::new(&session);
         let done = session
             .client
@@ -906,11 +935,12 @@ impl Backend for PostgresBackend {
     }
 
     fn sync(&self, _durability: Durability) -> Result<()> {
-        // Every commit is durable when it returns, as the server's synchronous_commit says.
+        // Every commit is durable when it returns, as the server's synchronous_commit says
+        // (or, for `Durability::Buffered`, committed with synchronous_commit off).
         Ok(())
     }
 
-    fn commit(&self, batch: &[Write<'_>], _durability: Durability) -> Result<()> {
+    fn commit(&self, batch: &[Write<'_>], durability: Durability) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -927,7 +957,7 @@ impl Backend for PostgresBackend {
             }
         }
         let inner = self.inner.clone();
-        self.run(async move { inner.commit(deletes, keys, values).await })
+        self.run(async move { inner.commit(durability, deletes, keys, values).await })
     }
 
     fn object_cache_bytes(&self) -> Option<usize> {
