@@ -28,6 +28,7 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use durable_examples::cli::{init_logs, redact};
 use durable_runtime::{migrate, Backend, FjallBackend, PostgresBackend};
 
 const USAGE: &str = "usage: migrate (--from-data-dir DIR | --from-postgres URL) \
@@ -43,14 +44,7 @@ impl fmt::Display for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Store::DataDir(dir) => write!(f, "data directory {}", dir.display()),
-            // Without the user and password the URL may hold.
-            Store::Postgres(url) => match url.split_once("://") {
-                Some((scheme, rest)) => match rest.rsplit_once('@') {
-                    Some((_, host)) => write!(f, "PostgreSQL {scheme}://…@{host}"),
-                    None => write!(f, "PostgreSQL {url}"),
-                },
-                None => write!(f, "PostgreSQL database"),
-            },
+            Store::Postgres(url) => write!(f, "PostgreSQL database {}", redact(url)),
         }
     }
 }
@@ -162,7 +156,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    durable_examples::cli::init_logs();
+    init_logs();
     match run(&from, &to) {
         Ok(report) => {
             println!("copied {report} from the {from} to the {to}; verified: both hold the same keys and values");
