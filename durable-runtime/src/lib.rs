@@ -60,6 +60,7 @@ pub mod http;
 mod id;
 mod mailbox;
 mod metrics;
+pub mod migrate;
 mod namespace;
 mod runtime;
 mod sockets;

@@ -249,8 +249,9 @@ pub fn parse(
     }))
 }
 
-/// A PostgreSQL URL without its password, for logs and errors.
-fn redact(url: &str) -> String {
+/// A PostgreSQL URL without its password, for logs and errors:
+/// `postgres://app:***@db:5432/app`.
+pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let credentials = &url[scheme + 3..at];
