@@ -9,7 +9,9 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use durable_runtime::{Backend, Durability, FjallBackend, MemoryBackend, PostgresBackend, Write};
+use durable_runtime::{
+    Backend, Durability, FjallBackend, MemoryBackend, PostgresBackend, RangeRead, Write,
+};
 use durable_tests::postgres::PgServer;
 use proptest::prelude::*;
 use proptest::test_runner::{TestCaseError, TestRunner};
@@ -167,9 +169,13 @@ fn check(backend: &dyn Backend, model: &mut Model, ops: &[Op]) -> Result<(), Tes
                 prop_assert_eq!(got, expected, "op {}: {:?}", i, op);
             }
             Op::ScanEach(ranges) => {
-                let asked: Vec<(&[u8], Option<&[u8]>, usize)> = ranges
+                let asked: Vec<RangeRead<'_>> = ranges
                     .iter()
-                    .map(|(s, e, n)| (s.as_slice(), e.as_deref(), *n))
+                    .map(|(s, e, n)| RangeRead {
+                        start: s,
+                        end: e.as_deref(),
+                        limit: *n,
+                    })
                     .collect();
                 let got = backend
                     .scan_each(&asked)

@@ -24,6 +24,18 @@ pub struct Write<'a> {
     pub value: Option<&'a [u8]>,
 }
 
+/// One range of [`Backend::scan_each`]: the first `limit` entries of `[start, end)`, in
+/// ascending order (`end` `None`: to the end).
+#[derive(Debug, Clone, Copy)]
+pub struct RangeRead<'a> {
+    /// The first key of the range (included).
+    pub start: &'a [u8],
+    /// The key after the range (excluded), or `None` for no end.
+    pub end: Option<&'a [u8]>,
+    /// At most this many entries.
+    pub limit: usize,
+}
+
 /// A key/value pair read from a backend.
 pub type Entry = (Vec<u8>, Vec<u8>);
 
@@ -81,21 +93,21 @@ pub trait Backend: Send + Sync + 'static {
         None
     }
 
-    /// Reads several ranges at once: for each `(start, end, limit)`, the first `limit`
-    /// entries of `[start, end)` (`end` `None`: to the end) in ascending order. The default
+    /// Reads several ranges at once: for each [`RangeRead`], the first `limit` entries of
+    /// `[start, end)` in ascending order. The default
     /// scans them one after the other; a backend on a network sends them together (an
     /// object's activation reads its data, its schedules and its name this way).
     ///
     /// # Errors
     ///
     /// A failed read.
-    fn scan_each(&self, ranges: &[(&[u8], Option<&[u8]>, usize)]) -> Result<Vec<Vec<Entry>>> {
+    fn scan_each(&self, ranges: &[RangeRead<'_>]) -> Result<Vec<Vec<Entry>>> {
         ranges
             .iter()
-            .map(|(start, end, limit)| {
-                let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
-                self.scan(Bound::Included(start), upper, false)?
-                    .take(*limit)
+            .map(|range| {
+                let upper = range.end.map_or(Bound::Unbounded, Bound::Excluded);
+                self.scan(Bound::Included(range.start), upper, false)?
+                    .take(range.limit)
                     .collect()
             })
             .collect()

@@ -57,7 +57,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, NoTls, Statement};
 
-use super::backend::{Backend, Durability, Entry, ScanIter, Write};
+use super::backend::{Backend, Durability, Entry, RangeRead, ScanIter, Write};
 use crate::error::{Error, Result};
 
 /// The schema version this build writes and reads. Bump it with a migration step in
@@ -997,14 +997,14 @@ impl Backend for PostgresBackend {
         Some(self.inner.options.object_cache_bytes)
     }
 
-    fn scan_each(&self, ranges: &[(&[u8], Option<&[u8]>, usize)]) -> Result<Vec<Vec<Entry>>> {
+    fn scan_each(&self, ranges: &[RangeRead<'_>]) -> Result<Vec<Vec<Entry>>> {
         let pages = ranges
             .iter()
-            .map(|(start, end, limit)| Page {
-                lower: start.to_vec(),
-                upper: end.map(<[u8]>::to_vec),
+            .map(|range| Page {
+                lower: range.start.to_vec(),
+                upper: range.end.map(<[u8]>::to_vec),
                 reverse: false,
-                limit: i64::try_from(*limit).unwrap_or(i64::MAX),
+                limit: i64::try_from(range.limit).unwrap_or(i64::MAX),
             })
             .collect();
         let inner = self.inner.clone();

@@ -17,7 +17,7 @@ use std::ops::Bound;
 use super::batch::Batch;
 use super::keys::{self, Id};
 use super::store::utf8_key;
-use super::{Backend, Entry, ScanIter};
+use super::{Backend, Entry, RangeRead, ScanIter};
 use crate::error::{Error, Result};
 
 /// Entries an activation reads of each of its ranges in its first request; a longer range
@@ -61,9 +61,21 @@ impl Resident {
         // range longer than its first page follows with a scan.
         let mut first = backend
             .scan_each(&[
-                (&data_prefix, data_end.as_deref(), data_rows),
-                (&alarms, alarms_end.as_deref(), LOAD_PAGE),
-                (&name, Some(&name_end), 1),
+                RangeRead {
+                    start: &data_prefix,
+                    end: data_end.as_deref(),
+                    limit: data_rows,
+                },
+                RangeRead {
+                    start: &alarms,
+                    end: alarms_end.as_deref(),
+                    limit: LOAD_PAGE,
+                },
+                RangeRead {
+                    start: &name,
+                    end: Some(&name_end),
+                    limit: 1,
+                },
             ])?
             .into_iter();
         let (data_page, alarm_page, name_page) = match (first.next(), first.next(), first.next()) {
