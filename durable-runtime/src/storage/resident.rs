@@ -244,3 +244,120 @@ impl Resident {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemoryBackend;
+
+    const ID: Id = [7; crate::id::ID_BYTES];
+
+    fn batch(data: &[(&str, Option<&[u8]>)], system: &[(Vec<u8>, Option<&[u8]>)]) -> Batch {
+        Batch::pack(
+            &keys::data_prefix(&ID),
+            data.iter().copied(),
+            system.iter().map(|(k, v)| (k.as_slice(), *v)),
+            1,
+        )
+    }
+
+    fn keys_of(entries: Option<Vec<(String, Vec<u8>)>>) -> Vec<String> {
+        entries.unwrap().into_iter().map(|(k, _)| k).collect()
+    }
+
+    #[test]
+    fn a_loaded_object_answers_every_key_and_folds_in_committed_batches() {
+        let mut r = Resident::load(&MemoryBackend::new(), &ID, 1 << 20).unwrap();
+        assert!(matches!(r.get("a"), Cached::Known(None)));
+        let name = keys::name_key(&ID);
+        let alarm = keys::alarm_key(&ID, "s");
+        let due = keys::due_key(&ID, 5, "s");
+        r.absorb(
+            &batch(
+                &[("a", Some(b"1")), ("b", Some(b"2")), ("c", Some(b"3"))],
+                &[
+                    (name.clone(), Some(b"n")),
+                    (alarm.clone(), Some(b"t")),
+                    (due.clone(), Some(b"")),
+                ],
+            ),
+            &ID,
+        )
+        .unwrap();
+        r.absorb(&batch(&[("b", None)], &[(alarm.clone(), None)]), &ID)
+            .unwrap();
+        assert!(matches!(r.get("a"), Cached::Known(Some(b"1"))));
+        assert!(matches!(r.get("b"), Cached::Known(None)));
+        assert_eq!(r.system(&name), Some(&b"n"[..]));
+        assert_eq!(r.system(&alarm), None);
+        // The DUE index is the class's: not part of the object's cache.
+        assert_eq!(r.system(&due), None);
+        let all = |reverse, max| {
+            keys_of(r.range(Bound::Unbounded, Bound::Unbounded, reverse, |_| true, max))
+        };
+        assert_eq!(all(false, usize::MAX), ["a", "c"]);
+        assert_eq!(all(true, 1), ["c"]);
+        let only_c = r.range(
+            Bound::Excluded("a"),
+            Bound::Included("c"),
+            false,
+            |_| true,
+            9,
+        );
+        assert_eq!(keys_of(only_c), ["c"]);
+        // An inverted range is empty, not a panic.
+        let inverted = r.range(
+            Bound::Included("c"),
+            Bound::Excluded("a"),
+            false,
+            |_| true,
+            9,
+        );
+        assert_eq!(keys_of(inverted), Vec::<String>::new());
+        let kept = r.range(Bound::Unbounded, Bound::Unbounded, false, |k| k != "a", 9);
+        assert_eq!(keys_of(kept), ["c"]);
+    }
+
+    #[test]
+    fn an_object_over_the_limit_keeps_what_it_reads_and_lists_from_the_backend() {
+        let backend = MemoryBackend::new();
+        let prefix = keys::data_prefix(&ID);
+        let key = |k: &str| [&prefix[..], k.as_bytes()].concat();
+        let (a, b) = (key("a"), key("b"));
+        backend
+            .apply(&[
+                crate::storage::Write {
+                    key: &a,
+                    value: Some(b"1234"),
+                },
+                crate::storage::Write {
+                    key: &b,
+                    value: Some(b"5678"),
+                },
+            ])
+            .unwrap();
+        let whole = Resident::load(&backend, &ID, 1 << 20).unwrap();
+        assert!(matches!(whole.get("b"), Cached::Known(Some(b"5678"))));
+        let mut part = Resident::load(&backend, &ID, 40).unwrap();
+        assert!(matches!(part.get("a"), Cached::Unknown));
+        assert!(part
+            .range(Bound::Unbounded, Bound::Unbounded, false, |_| true, 9)
+            .is_none());
+        part.remember("a", Some(b"1234"));
+        part.remember("zz", None);
+        assert!(matches!(part.get("a"), Cached::Known(Some(b"1234"))));
+        assert!(matches!(part.get("zz"), Cached::Known(None)));
+        // A committed write is newer than a value read before it.
+        part.absorb(&batch(&[("a", Some(b"9"))], &[]), &ID).unwrap();
+        part.remember("a", Some(b"1234"));
+        assert!(matches!(part.get("a"), Cached::Known(Some(b"9"))));
+        // A deletion is remembered as absent.
+        part.absorb(&batch(&[("b", None)], &[]), &ID).unwrap();
+        assert!(matches!(part.get("b"), Cached::Known(None)));
+        // With a limit of 0 an empty object is still known whole (nothing stored).
+        let empty = Resident::load(&MemoryBackend::new(), &ID, 0).unwrap();
+        assert!(matches!(empty.get("a"), Cached::Known(None)));
+        let none = Resident::load(&backend, &ID, 0).unwrap();
+        assert!(matches!(none.get("a"), Cached::Unknown));
+    }
+}
