@@ -563,3 +563,83 @@ async fn buffered_durability_commits_without_waiting_for_the_wal_and_keeps_the_d
     assert_eq!(within("read", stub.get_counter_value()).await, 40);
     rt.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_commit_fails_every_reply_of_its_round_and_the_objects_recover() {
+    let pg = server("app");
+    let rt = open(&pg, "app");
+    let ns = rt.namespace::<Counter>();
+    let stubs: Vec<_> = (0..8).map(|i| ns.get_by_name(&format!("f{i}"))).collect();
+    for stub in &stubs {
+        assert_eq!(within("first", stub.increment(1)).await, 1);
+    }
+    // Hold the next round inside PostgreSQL, with every object's increment in it.
+    let mut locker = sql(&pg.url("app")).await;
+    let tx = locker.transaction().await.unwrap();
+    tx.batch_execute("LOCK TABLE durable_kv IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let calls: Vec<_> = stubs
+        .iter()
+        .map(|stub| {
+            let stub = stub.clone();
+            tokio::spawn(async move { stub.increment(1).await })
+        })
+        .collect();
+    // Wait until the commit statement is waiting for the lock, then end its session: the
+    // round fails, its transaction rolled back.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'durable' \
+                 AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the commit never reached the lock");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tx.batch_execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = 'durable' AND wait_event_type = 'Lock'",
+    )
+    .await
+    .unwrap();
+    tx.rollback().await.unwrap();
+    let mut failed = 0;
+    for call in calls {
+        match tokio::time::timeout(Duration::from_secs(20), call)
+            .await
+            .expect("a call hung")
+            .unwrap()
+        {
+            Ok(v) => assert_eq!(v, 2, "only a call in a later round may succeed"),
+            Err(e) => {
+                assert!(e.is_retryable(), "{e}");
+                failed += 1;
+            }
+        }
+    }
+    assert!(failed > 0, "no reply of the failed round failed");
+    // Every object recovers from what PostgreSQL holds: a failed increment left no trace.
+    let mut values = Vec::new();
+    for stub in &stubs {
+        values.push(within("after", stub.get_counter_value()).await);
+    }
+    assert_eq!(
+        values.iter().filter(|v| **v == 1).count(),
+        failed,
+        "{values:?}"
+    );
+    for stub in &stubs {
+        let before = within("read", stub.get_counter_value()).await;
+        assert_eq!(within("increment", stub.increment(1)).await, before + 1);
+    }
+    rt.shutdown().await.unwrap();
+}
