@@ -28,11 +28,12 @@ use std::process::Child;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use durable_runtime::ErrorKind;
 use durable_tests::postgres::PgServer;
 use durable_tests::spawn_with_lines;
 use durable_tests::torture::{
     cycles_from_env, kill, recover, run_child_and_kill, seed_from_env, History, Rng, State,
-    PATIENCE,
+    Tortured, PATIENCE,
 };
 
 const CHILD: &str = env!("CARGO_BIN_EXE_torture_child");
@@ -360,4 +361,77 @@ fn calls_fail_within_the_timeout_and_nothing_is_lost_when_postgres_hangs() {
         6,
         TIMEOUT * 2,
     );
+}
+
+/// A commit that outlives the backend's deadline is abandoned (its connection dropped), but
+/// the server may still be running it: here it waits for a row lock that another session
+/// holds. The call fails (`Storage`) and the object reloads; the reload must not read the
+/// store before that commit has landed or died, or the object serves state that the commit
+/// changes under it afterwards. So once the row lock is released, the stored state must
+/// still be what the object read after the failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_cut_off_at_its_deadline_cannot_land_after_the_object_reloaded() {
+    let (_pg, url) = server();
+    let rt = durable_tests::torture::open(&url, Some(TIMEOUT)).expect("open");
+    let o = rt.namespace::<Tortured>().get_by_name("stalled");
+    o.put_slot(0, 1).await.expect("the first write");
+
+    // Another session locks the row of key `p0` (the only object's): a write of it waits.
+    let (mut blocker, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect the blocker");
+    tokio::spawn(connection);
+    let lock = blocker.transaction().await.expect("begin");
+    let locked = lock
+        .query(
+            "SELECT key FROM durable_kv WHERE substring(key FROM 34) = convert_to('p0', 'UTF8') \
+             FOR UPDATE",
+            &[],
+        )
+        .await
+        .expect("lock the row");
+    assert_eq!(locked.len(), 1, "the row of p0");
+
+    let started = Instant::now();
+    let err = o
+        .put_slot(0, 2)
+        .await
+        .expect_err("a commit held past the deadline must fail");
+    assert_eq!(err.kind(), ErrorKind::Storage, "{err}");
+    assert!(err.is_retryable(), "{err}");
+    assert!(
+        started.elapsed() < SLOWEST_CALL,
+        "the failed call took {:?}",
+        started.elapsed()
+    );
+    // The object reloads (the row is still locked); what it reads settles the failed call.
+    let mut tries = 0;
+    let after_failure: State = loop {
+        match o.dump().await {
+            Ok(dump) => break dump.into_iter().collect(),
+            Err(e) if e.is_retryable() && tries < 5 => tries += 1,
+            Err(e) => panic!("the object cannot be read after the failure: {e}"),
+        }
+    };
+
+    // The abandoned commit may now go on, if its server process still lives.
+    lock.commit().await.expect("release the row");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let served: State = o.dump().await.expect("dump").into_iter().collect();
+    rt.shutdown().await.expect("shutdown");
+    let rt = durable_tests::torture::open(&url, None).expect("reopen");
+    let stored: State = rt
+        .namespace::<Tortured>()
+        .get_by_name("stalled")
+        .dump()
+        .await
+        .expect("dump")
+        .into_iter()
+        .collect();
+    assert_eq!(
+        stored, after_failure,
+        "the object read {after_failure:?} after its write failed, and still served {served:?} \
+         later, but the store holds {stored:?}: the abandoned commit landed after the reload"
+    );
+    rt.shutdown().await.expect("shutdown");
 }

@@ -36,10 +36,11 @@
 //! backend reconnects by itself after a server restart, and calls in between fail with
 //! retryable [`Storage`](crate::ErrorKind::Storage) errors.
 //!
-//! A commit whose connection was lost has an unknown outcome: the server may still run it. The
-//! runtime fails its replies and reloads its objects, and the reload must not read the store
-//! before that commit has either landed or died. So after losing the commit session, reads
-//! wait until a new one is in place, which first ends the old server process
+//! A commit whose connection was lost, or that was abandoned at its deadline (its connection
+//! then dropped), has an unknown outcome: the server may still run it. The runtime fails its
+//! replies and reloads its objects, and the reload must not read the store before that
+//! commit has either landed or died. So after losing the commit session, reads wait until a
+//! new one is in place, which first ends the old server process
 //! (`pg_terminate_backend`, waiting for it) and only then takes the advisory lock again: the
 //! old process held it, so once the lock is ours, no commit of the old session can land.
 
@@ -779,16 +780,35 @@ impl Inner {
         values: Vec<Vec<u8>>,
     ) -> Result<()> {
         let session = self.commit_session().await?;
+        // Declared before `using`, so dropped after it: also when the deadline drops this
+        // future with the statement sent, which `using` then poisons.
+        let _fence = FenceIfLost {
+            refence: &self.refence,
+            session: &session,
+        };
         let using = Use::new(&session);
         let done = session
             .client
             .execute(&session.statements.commit, &[&deletes, &keys, &values])
             .await;
-        let result = using.finish(done).map(|_| ());
-        if !session.usable() {
+        using.finish(done).map(|_| ())
+    }
+}
+
+/// Makes reads wait for a new commit session (see the module documentation) if the commit
+/// session was lost during a commit: the server may still run that commit. Checked on drop,
+/// so that a commit abandoned at its deadline fences as surely as one whose connection
+/// failed.
+struct FenceIfLost<'a> {
+    refence: &'a AtomicBool,
+    session: &'a Session,
+}
+
+impl Drop for FenceIfLost<'_> {
+    fn drop(&mut self) {
+        if !self.session.usable() {
             self.refence.store(true, Ordering::Release);
         }
-        result
     }
 }
 
