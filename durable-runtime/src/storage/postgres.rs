@@ -953,9 +953,21 @@ impl Backend for PostgresBackend {
     fn close(&self) -> Result<()> {
         self.inner.closed.store(true, Ordering::Release);
         let inner = self.inner.clone();
-        // Dropping the sessions closes the connections (and releases the lock).
+        // Dropping the sessions closes the connections. The server releases the lock when it
+        // notices, a moment later: a runtime opened at once on the same schema could still
+        // find it taken. So unlock first, and return once the server has. (The runtime
+        // closes its backend after its last commit: none is under way on this session.)
         let _ = wait(&self.handle, async move {
-            inner.commit.lock().await.session = None;
+            let commit = inner.commit.lock().await.session.take();
+            if let Some(session) = commit.filter(|s| inner.options.exclusive && s.usable()) {
+                let unlock = "SELECT pg_advisory_unlock($1)";
+                // Failing that, the lock goes with the connection, as it would anyway.
+                let _ = tokio::time::timeout(
+                    inner.options.timeout,
+                    session.client.execute(unlock, &[&inner.lock_key]),
+                )
+                .await;
+            }
             *inner.reads.lock().await = None;
             Ok(())
         });
