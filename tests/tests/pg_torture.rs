@@ -11,7 +11,8 @@
 //!   (the postmaster alone, or every server process at once as in a machine crash) and
 //!   restarted after a short random pause, again and again, while the same runtime runs.
 //! - `..._when_postgres_hangs`: the same with the server frozen (SIGSTOP of every process)
-//!   for up to twice the backend timeout, then resumed (SIGCONT).
+//!   for up to twice the backend timeout (once for longer than a call may take), then
+//!   resumed (SIGCONT).
 //!
 //! Through the outages: calls fail with retryable `Storage` errors only, none takes longer
 //! than the backend's timeout allows, calls succeed again once the server is back without
@@ -44,11 +45,12 @@ const CHILD: &str = env!("CARGO_BIN_EXE_torture_child");
 /// [`PostgresOptions::timeout`]: durable_runtime::PostgresOptions::timeout
 const TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The longest a call may take while the server is out: a call waits for at most a load of
-/// its object (3 backend operations after a reset: its keys, its schedules, its name), the
-/// commit round under way and its own round, each bounded by [`TIMEOUT`], and a little
-/// scheduling on a busy machine.
-const SLOWEST_CALL: Duration = Duration::from_secs(5 * 2 + 3);
+/// The longest a call may take while the server is out, one outage at a time: a backend
+/// operation of its object's load (after a reset), the commit round under way when its
+/// writes are queued, and its own round, each ends within [`TIMEOUT`] (answered or failed);
+/// plus 2 s of scheduling on a busy machine. A call that waited for the server instead of
+/// timing out would take as long as the outage.
+const SLOWEST_CALL: Duration = Duration::from_secs(3 * 2 + 2);
 
 /// A fresh server with an empty database `torture`; its URL.
 fn server() -> (PgServer, String) {
@@ -207,11 +209,18 @@ enum Outage {
 }
 
 /// The torture under outages of the server: the child runs with `--survive` and a
-/// [`TIMEOUT`]; each outage is one of `kinds` (chosen at random), `pause` long at most, and the
-/// test waits after it until a call sent after the server came back is acknowledged. At the
-/// end the child is killed too (the server up, or in a last outage), and the database is
-/// read back through a new runtime.
-fn outage_torture(name: &str, kinds: &[Outage], default_outages: usize, pause: Duration) {
+/// [`TIMEOUT`]; each outage is one of `kinds` (chosen at random), `pause` long at most (with
+/// `long`, one outage chosen at random lasts that long), and the test waits after it until a
+/// call sent after the server came back is acknowledged. At the end the child is killed too
+/// (the server up, or in a last outage), and the database is read back through a new
+/// runtime.
+fn outage_torture(
+    name: &str,
+    kinds: &[Outage],
+    default_outages: usize,
+    pause: Duration,
+    long: Option<Duration>,
+) {
     let outages = cycles_from_env(default_outages);
     let seed = seed_from_env();
     println!("seed {seed} (DURABLE_TORTURE_SEED={seed} replays it), {outages} outages");
@@ -239,6 +248,7 @@ fn outage_torture(name: &str, kinds: &[Outage], default_outages: usize, pause: D
     load.wait_for_fresh_ack("start");
     let (mut down_total, mut slowest_recovery) = (Duration::ZERO, Duration::ZERO);
     let max_pause = pause.as_millis() as u64;
+    let long_one = rng.next_u64() % outages.max(1) as u64;
     // Begins an outage; `end` ends it (restart or thaw).
     let begin = |pg: &mut PgServer, kind: Outage| match kind {
         Outage::KillPostmaster => pg.kill9(),
@@ -258,7 +268,10 @@ fn outage_torture(name: &str, kinds: &[Outage], default_outages: usize, pause: D
         load.run_for(up, &ctx);
         begin(&mut pg, kind);
         let began = Instant::now();
-        let pause = rng.millis(max_pause);
+        let pause = match long {
+            Some(long) if outage as u64 == long_one => long,
+            _ => rng.millis(max_pause),
+        };
         load.run_for(pause, &ctx);
         end(&mut pg, kind);
         let down = began.elapsed();
@@ -350,6 +363,7 @@ fn no_acknowledged_write_is_lost_and_nothing_is_half_applied_when_postgres_is_ki
         &[Outage::KillPostmaster, Outage::KillAll],
         8,
         Duration::from_millis(500),
+        None,
     );
 }
 
@@ -360,6 +374,8 @@ fn calls_fail_within_the_timeout_and_nothing_is_lost_when_postgres_hangs() {
         &[Outage::Freeze],
         6,
         TIMEOUT * 2,
+        // Longer than a call may take: a call waiting for the server would show.
+        Some(SLOWEST_CALL + Duration::from_secs(2)),
     );
 }
 
