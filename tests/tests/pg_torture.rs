@@ -319,16 +319,16 @@ fn outage_torture(
             "{n} calls failed with {kind}, not a retryable storage error; the first: {message}"
         );
     }
-    assert!(t.acked > 0, "the child never acknowledged anything");
-    assert!(
-        t.failures() > 0 || outages == 0,
-        "no call failed: the outages did not reach the runtime"
-    );
     let slowest_allowed = SLOWEST_CALL;
     assert!(
         t.slowest <= slowest_allowed,
         "a call took {:?}, more than {slowest_allowed:?} with a backend timeout of {TIMEOUT:?}",
         t.slowest
+    );
+    assert!(t.acked > 0, "the child never acknowledged anything");
+    assert!(
+        t.failures() > 0 || outages == 0,
+        "no call failed: the outages did not reach the runtime"
     );
     let failed: Vec<String> = t
         .failed
