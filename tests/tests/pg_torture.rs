@@ -263,7 +263,8 @@ fn outage_torture(
     for outage in 0..outages {
         let kind = kinds[(rng.next_u64() % kinds.len() as u64) as usize];
         let ctx = format!("outage {outage} ({kind:?})");
-        let (acked, failed) = (load.history.tally.acked, load.history.tally.failures());
+        let t = &load.history.tally;
+        let (acked, failed, applied) = (t.acked, t.failures(), t.failed_applied);
         let up = Duration::from_millis(200) + rng.millis(800);
         load.run_for(up, &ctx);
         begin(&mut pg, kind);
@@ -284,10 +285,12 @@ fn outage_torture(
         let t = &load.history.tally;
         println!(
             "outage {outage}: {kind:?} after {up:.0?} up, server out {down:.1?} (pause \
-             {pause:?}); {} calls acknowledged and {} failed since the last outage; first \
-             fresh call acknowledged {recovery:.0?} after the server came back",
+             {pause:?}); {} calls acknowledged and {} failed since the last outage ({} failed \
+             calls found applied); first fresh call acknowledged {recovery:.0?} after the \
+             server came back",
             t.acked - acked,
             t.failures() - failed,
+            t.failed_applied - applied,
         );
     }
 
