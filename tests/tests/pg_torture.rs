@@ -24,7 +24,7 @@
 //! not the scheduling); `DURABLE_TORTURE_CYCLES=N` sets the number of kills of the runtime
 //! (default 20) or of outages (default 8 kills, 6 freezes).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Child;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -131,6 +131,12 @@ struct Load {
     called_since_mark: Option<BTreeSet<usize>>,
     /// Whether one of them acknowledged that call.
     acked_since_mark: bool,
+    /// The latest outage begun (failures are its doing, also once the server is back).
+    outage: Option<Outage>,
+    /// Objects with a failed call not yet settled → the outage it failed in.
+    failed_in: BTreeMap<usize, Option<Outage>>,
+    /// Failed calls found applied by the read after them, by the outage they failed in.
+    applied_after: BTreeMap<Option<Outage>, usize>,
 }
 
 impl Load {
@@ -155,7 +161,16 @@ impl Load {
     }
 
     fn replay(&mut self, line: &str, ctx: &str) {
+        let applied = self.history.tally.failed_applied;
         let o = self.history.line(line, ctx);
+        if line.starts_with("F ") {
+            self.failed_in.entry(o).or_insert(self.outage);
+        } else if line.starts_with("R ") {
+            let outage = self.failed_in.remove(&o).flatten();
+            if self.history.tally.failed_applied > applied {
+                *self.applied_after.entry(outage).or_default() += 1;
+            }
+        }
         if let Some(called) = &mut self.called_since_mark {
             if line.starts_with("S ") {
                 called.insert(o);
@@ -195,7 +210,7 @@ impl Load {
 }
 
 /// What happens to the server in one outage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Outage {
     /// SIGKILL of the postmaster: its backends exit once they notice, each finishing the
     /// statement it runs (a commit under way lands and is answered).
@@ -242,6 +257,9 @@ fn outage_torture(
         history: History::default(),
         called_since_mark: None,
         acked_since_mark: false,
+        outage: None,
+        failed_in: BTreeMap::new(),
+        applied_after: BTreeMap::new(),
     };
     let started = Instant::now();
     load.mark();
@@ -264,9 +282,10 @@ fn outage_torture(
         let kind = kinds[(rng.next_u64() % kinds.len() as u64) as usize];
         let ctx = format!("outage {outage} ({kind:?})");
         let t = &load.history.tally;
-        let (acked, failed, applied) = (t.acked, t.failures(), t.failed_applied);
+        let (acked, failed) = (t.acked, t.failures());
         let up = Duration::from_millis(200) + rng.millis(800);
         load.run_for(up, &ctx);
+        load.outage = Some(kind);
         begin(&mut pg, kind);
         let began = Instant::now();
         let pause = match long {
@@ -285,18 +304,17 @@ fn outage_torture(
         let t = &load.history.tally;
         println!(
             "outage {outage}: {kind:?} after {up:.0?} up, server out {down:.1?} (pause \
-             {pause:?}); {} calls acknowledged and {} failed since the last outage ({} failed \
-             calls found applied); first fresh call acknowledged {recovery:.0?} after the \
-             server came back",
+             {pause:?}); {} calls acknowledged and {} failed since the last outage; first \
+             fresh call acknowledged {recovery:.0?} after the server came back",
             t.acked - acked,
             t.failures() - failed,
-            t.failed_applied - applied,
         );
     }
 
     // The end: the runtime killed too, with the server up or in a last outage.
     let when = if rng.next_u64().is_multiple_of(2) {
         let kind = kinds[(rng.next_u64() % kinds.len() as u64) as usize];
+        load.outage = Some(kind);
         begin(&mut pg, kind);
         let pause = rng.millis(max_pause);
         load.run_for(pause, "the end");
@@ -328,11 +346,30 @@ fn outage_torture(
         "a call took {:?}, more than {slowest_allowed:?} with a backend timeout of {TIMEOUT:?}",
         t.slowest
     );
+    // With the postmaster alone killed, its backends finish each commit they run and answer
+    // it: a call failed there never committed, and the read after it must not find it
+    // applied. (With every process killed at once, or frozen, a commit can land with its
+    // reply lost: such calls may be found applied.)
+    let applied = load.applied_after.get(&Some(Outage::KillPostmaster));
+    assert!(
+        applied.is_none(),
+        "{applied:?} calls failed while the postmaster alone was killed, yet were found \
+         applied: their commit was answered, and the call failed anyway"
+    );
     assert!(t.acked > 0, "the child never acknowledged anything");
     assert!(
         t.failures() > 0 || outages == 0,
         "no call failed: the outages did not reach the runtime"
     );
+    let applied_after: Vec<String> = load
+        .applied_after
+        .iter()
+        .map(|(outage, n)| match outage {
+            Some(outage) => format!("{n} after {outage:?}"),
+            None => format!("{n} before any outage"),
+        })
+        .collect();
+    let applied_after = applied_after.join(", ");
     let failed: Vec<String> = t
         .failed
         .iter()
@@ -342,9 +379,9 @@ fn outage_torture(
         "{name}: {outages} outages ({down_total:.1?} out in total) in {:.1?}, runtime killed \
          {when}; {} calls sent, {} acknowledged, none lost; failed calls: {} (dumps after a \
          failure included; first message: {:?}); failed calls found applied by the dump after \
-         them: {}, not applied: {}; {in_flight} calls outstanding at the end ({} found \
-         applied); slowest call {:?} (backend timeout {TIMEOUT:?}); slowest recovery \
-         {slowest_recovery:.0?}; {} keys verified ({} whole transactions)",
+         them: {} ({applied_after}), not applied: {}; {in_flight} calls outstanding at the end \
+         ({} found applied); slowest call {:?} (backend timeout {TIMEOUT:?}); slowest \
+         recovery {slowest_recovery:.0?}; {} keys verified ({} whole transactions)",
         started.elapsed(),
         t.sent,
         t.acked,
