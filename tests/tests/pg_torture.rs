@@ -13,12 +13,15 @@
 //! - `..._when_postgres_hangs`: the same with the server frozen (SIGSTOP of every process)
 //!   for up to twice the backend timeout (once for longer than a call may take), then
 //!   resumed (SIGCONT).
+//! - `a_commit_cut_off_at_its_deadline_...`: one commit held past the backend's deadline by a
+//!   row lock, deterministically: it must not land after its object reloaded.
 //!
 //! Through the outages: calls fail with retryable `Storage` errors only, none takes longer
 //! than the backend's timeout allows, calls succeed again once the server is back without
 //! restarting the runtime, and a failed call's outcome (its commit may have landed while its
 //! reply was lost) is settled: the object, read right after, shows the call applied or not,
-//! and stays so.
+//! and stays so. A call that failed while the postmaster alone was killed must not be found
+//! applied (the server answered every commit it ran).
 //!
 //! Seeded (the seed is printed; `DURABLE_TORTURE_SEED=N` replays its random choices, though
 //! not the scheduling); `DURABLE_TORTURE_CYCLES=N` sets the number of kills of the runtime
