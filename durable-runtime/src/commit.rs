@@ -314,12 +314,15 @@ fn commit_round(state: &CommitState, round: &mut Round, last_seq: u64) {
             }
         }
     }
-    for (store, incarnation, _, reply) in held.drain(..) {
-        reply(
-            result
-                .clone()
-                .and_then(|()| check_incarnation(&store, incarnation)),
-        );
+    for (store, incarnation, seq, reply) in held.drain(..) {
+        // A reply held for writes an earlier round made durable is released as `hold` would
+        // have released it had it come a moment later: this round's failure is not theirs.
+        let durable_before = if seq <= durable {
+            Ok(())
+        } else {
+            result.clone()
+        };
+        reply(durable_before.and_then(|()| check_incarnation(&store, incarnation)));
     }
     batches.clear();
 }

@@ -31,6 +31,8 @@ pub struct PgServer {
     /// Whether `initdb` and `pg_ctl` run as the `postgres` user.
     as_postgres: bool,
     running: bool,
+    /// Stopped with SIGSTOP ([`freeze`](Self::freeze)): resumed before a stop.
+    frozen: bool,
 }
 
 impl PgServer {
@@ -55,6 +57,7 @@ impl PgServer {
             port: 0,
             as_postgres,
             running: false,
+            frozen: false,
         };
         server.initdb();
         // The free port can be taken between picking it and binding it: try a few.
@@ -116,6 +119,9 @@ impl PgServer {
         if !self.running {
             return;
         }
+        if self.frozen {
+            self.thaw();
+        }
         let data = self.data_dir();
         let mut command = self.pg_ctl();
         command
@@ -133,9 +139,20 @@ impl PgServer {
     }
 
     /// Kills the postmaster with SIGKILL, as a crash would, and waits until it and its
-    /// backends are gone (they exit on their own once they see it died), so that the server
-    /// can be [restarted](Self::restart) at once.
+    /// backends are gone (they exit on their own once they see it died, each finishing the
+    /// statement it runs), so that the server can be [restarted](Self::restart) at once.
     pub fn kill9(&mut self) {
+        self.kill9_processes(false);
+    }
+
+    /// Kills the postmaster and every one of its processes with SIGKILL at once, as a crash
+    /// of the machine would: a backend dies wherever it is (say after a commit reached the
+    /// write-ahead log but before its reply left). Then as [`kill9`](Self::kill9).
+    pub fn kill9_all(&mut self) {
+        self.kill9_processes(true);
+    }
+
+    fn kill9_processes(&mut self, all: bool) {
         let pid = self
             .postmaster_pid()
             .unwrap_or_else(|| self.fail("kill9: no postmaster.pid: is the server running?"));
@@ -144,7 +161,15 @@ impl PgServer {
             let e = std::io::Error::last_os_error();
             self.fail(&format!("kill -9 {pid}: {e}"));
         }
+        if all {
+            for &child in &children {
+                // A child that already exited is no error.
+                unsafe { libc::kill(child, libc::SIGKILL) };
+            }
+        }
         self.running = false;
+        // SIGKILL ends stopped processes too.
+        self.frozen = false;
         let deadline = Instant::now() + PATIENCE;
         while let Some(left) = std::iter::once(pid)
             .chain(children.iter().copied())
@@ -173,8 +198,43 @@ impl PgServer {
         }
     }
 
-    /// Starts the server again on the same directory and port, after [`stop`](Self::stop) or
-    /// [`kill9`](Self::kill9) (then it recovers from its write-ahead log), or panics saying why.
+    /// Stops the postmaster and every one of its processes with SIGSTOP: the server hangs, as
+    /// behind a network partition. Its sockets stay open, and the kernel still accepts new
+    /// connections (they then wait for a greeting that does not come). [`thaw`](Self::thaw)
+    /// resumes it.
+    pub fn freeze(&mut self) {
+        self.frozen = true;
+        if let Err(e) = self.signal_all(libc::SIGSTOP) {
+            self.fail(&e);
+        }
+    }
+
+    /// Resumes a [frozen](Self::freeze) server: its processes go on where they stopped.
+    pub fn thaw(&mut self) {
+        if let Err(e) = self.signal_all(libc::SIGCONT) {
+            self.fail(&e);
+        }
+        self.frozen = false;
+    }
+
+    /// Sends `signal` to the postmaster, then to each of its processes.
+    fn signal_all(&self, signal: libc::c_int) -> Result<(), String> {
+        let pid = self
+            .postmaster_pid()
+            .ok_or("no postmaster.pid: is the server running?")?;
+        if unsafe { libc::kill(pid, signal) } != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(format!("kill -{signal} {pid}: {e}"));
+        }
+        // Listed after the postmaster stopped (a stopped postmaster forks no more).
+        for child in children_of(pid) {
+            unsafe { libc::kill(child, signal) };
+        }
+        Ok(())
+    }
+
+    /// Starts the server again on the same directory and port, after [`stop`](Self::stop),
+    /// [`kill9`](Self::kill9) or [`kill9_all`](Self::kill9_all) (then it recovers from its write-ahead log), or panics saying why.
     pub fn restart(&mut self) {
         if self.running {
             self.stop();
@@ -286,6 +346,10 @@ impl PgServer {
 
 impl Drop for PgServer {
     fn drop(&mut self) {
+        if self.frozen {
+            // A stopped server ignores `pg_ctl stop`, and would stay stopped for ever.
+            let _ = self.signal_all(libc::SIGCONT);
+        }
         if self.running {
             let data = self.data_dir();
             let mut command = self.pg_ctl();

@@ -582,3 +582,50 @@ async fn acknowledged_write_survives_a_failed_commit_before_it() {
         "acknowledged increments went backwards: {acked:?}"
     );
 }
+
+/// A reply held for writes that an earlier round made durable is released as a success,
+/// even when the round that releases it fails for other objects' writes: that failure is
+/// not its writes'. (Failing it would tell the caller its call may not have happened when
+/// its writes are stored: a retry would apply them twice.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_whose_writes_are_durable_survives_a_later_rounds_failure() {
+    let backend = HeldSync::new();
+    let log = Arc::new(Log::default());
+    let rt = runtime_on(&backend, &log);
+    let _release = ReleaseOnDrop(backend.clone());
+    let ns = rt.namespace::<GateProbe>();
+    let (probe, other) = (ns.get_by_name("D"), ns.get_by_name("F"));
+
+    // Round 1: value = 1, held in its sync.
+    backend.hold_syncs();
+    let p = probe.clone();
+    let a = spawn_call(async move { p.increment().await });
+    wait_until("round 1 is in its sync", || backend.syncs_waiting() == 1).await;
+    // A read of it: its reply is held for round 1's writes, queued behind round 1.
+    let p = probe.clone();
+    let mut o = spawn_call(async move { p.observe().await });
+    wait_until("o ran", || log.count("observe") == 1).await;
+    assert_pending("o", &mut o).await;
+    // Another object's write, queued for round 2.
+    let q = other.clone();
+    let b = spawn_call(async move { q.increment().await });
+    wait_until("b ran", || log.count("increment") == 2).await;
+
+    // Round 1 syncs; round 2 (b's write, and o's reply) fails in its apply.
+    backend.fail_next_apply();
+    backend.release_syncs();
+    let b = finish("b", b).await;
+    assert_eq!(
+        b.as_ref().map_err(|e| e.kind()),
+        Err(ErrorKind::Storage),
+        "b's write failed: {b:?}"
+    );
+    assert_eq!(finish("a", a).await.expect("a's write is durable"), 1);
+    assert_eq!(
+        finish("o", o)
+            .await
+            .expect("o read a durable write and wrote nothing: its reply must not fail"),
+        1
+    );
+    assert_eq!(applied_value(&backend), Some(1), "the store agrees");
+}

@@ -602,7 +602,10 @@ async fn a_failed_commit_fails_every_reply_of_its_round_and_the_objects_recover(
         if waiting > 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "the commit never reached the lock");
+        assert!(
+            Instant::now() < deadline,
+            "the commit never reached the lock"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tx.batch_execute(

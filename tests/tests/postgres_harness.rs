@@ -1,6 +1,9 @@
 //! The private PostgreSQL of the tests ([`PgServer`]): it starts on loopback, serves queries,
-//! keeps committed rows (and only those) across a SIGKILL of the postmaster and a restart, and
-//! leaves nothing behind once dropped.
+//! keeps committed rows (and only those) across a SIGKILL of the postmaster (or of all its
+//! processes) and a restart, hangs when frozen and answers once thawed, and leaves nothing
+//! behind once dropped.
+
+use std::time::Duration;
 
 use durable_tests::postgres::PgServer;
 use tokio_postgres::{Client, NoTls};
@@ -91,6 +94,44 @@ async fn committed_rows_survive_kill9_and_the_directory_is_removed() {
 
     drop(pg);
     assert!(!dir.exists(), "{} left behind", dir.display());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_server_answers_once_thawed_and_kill9_all_keeps_committed_rows() {
+    let mut pg = PgServer::start();
+    pg.create_database("harness");
+    let url = pg.url("harness");
+    let client = connect(&url).await;
+    client
+        .batch_execute(
+            "CREATE TABLE kv (k int PRIMARY KEY, v text NOT NULL);
+             INSERT INTO kv VALUES (1, 'committed');",
+        )
+        .await
+        .unwrap();
+
+    pg.freeze();
+    let query = tokio::spawn(async move {
+        let answer = values(&client).await;
+        (client, answer)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!query.is_finished(), "a frozen server answered");
+    pg.thaw();
+    let (client, answer) = tokio::time::timeout(Duration::from_secs(20), query)
+        .await
+        .expect("the thawed server answers")
+        .unwrap();
+    assert_eq!(answer, [(1, "committed".to_owned())]);
+
+    pg.kill9_all();
+    assert!(
+        client.query_one("SELECT 1", &[]).await.is_err(),
+        "a query answered after every server process was killed"
+    );
+    pg.restart();
+    let client = connect(&url).await;
+    assert_eq!(values(&client).await, [(1, "committed".to_owned())]);
 }
 
 async fn connect_fails(url: &str) -> bool {

@@ -39,10 +39,11 @@
 //! backend reconnects by itself after a server restart, and calls in between fail with
 //! retryable [`Storage`](crate::ErrorKind::Storage) errors.
 //!
-//! A commit whose connection was lost has an unknown outcome: the server may still run it. The
-//! runtime fails its replies and reloads its objects, and the reload must not read the store
-//! before that commit has either landed or died. So after losing the commit session, reads
-//! wait until a new one is in place, which first ends the old server process
+//! A commit whose connection was lost, or that was abandoned at its deadline (its connection
+//! then dropped), has an unknown outcome: the server may still run it. The runtime fails its
+//! replies and reloads its objects, and the reload must not read the store before that
+//! commit has either landed or died. So after losing the commit session, reads wait until a
+//! new one is in place, which first ends the old server process
 //! (`pg_terminate_backend`, waiting for it) and only then takes the advisory lock again: the
 //! old process held it, so once the lock is ours, no commit of the old session can land.
 
@@ -852,11 +853,7 @@ impl Inner {
             .client
             .execute(&session.statements.commit, &[&deletes, &keys, &values])
             .await;
-        let result = using.finish(done).map(|_| ());
-        if !session.usable() {
-            self.refence.store(true, Ordering::Release);
-        }
-        result
+        using.finish(done).map(|_| ())
     }
 }
 
