@@ -31,8 +31,9 @@
 //! `--only increments|activation` runs one half.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::ops::Bound;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -198,14 +199,9 @@ impl Pg {
     }
 }
 
-/// CPU seconds the server spent between two snapshots (a process started in between counts
-/// from zero).
+/// CPU seconds the server spent between two snapshots.
 fn server_cpu_between(before: &HashMap<i32, u64>, after: &HashMap<i32, u64>) -> f64 {
-    let ns: u64 = after
-        .iter()
-        .map(|(pid, t)| t.saturating_sub(before.get(pid).copied().unwrap_or(0)))
-        .sum();
-    ns as f64 / 1e9
+    count_between(before, after) as f64 / 1e9
 }
 
 async fn connect(url: &str) -> Client {
@@ -292,6 +288,9 @@ struct Window {
     /// Ours: commit rounds with writes (time, writes), on PostgreSQL; storage syncs.
     rounds: Vec<(Duration, usize)>,
     syncs: u64,
+    /// Sleeps (voluntary context switches) of this process's threads and of the server's
+    /// processes.
+    sleeps: [u64; 2],
     /// Raw: each update's latency, and the WAL flushes counted.
     latencies: Vec<Duration>,
     wal_syncs: Option<i64>,
@@ -317,9 +316,16 @@ impl Window {
             wal_bytes: windows.iter().map(|w| w.wal_bytes).sum(),
             rounds: windows.iter().flat_map(|w| w.rounds.clone()).collect(),
             syncs: windows.iter().map(|w| w.syncs).sum(),
+            sleeps: [0, 1].map(|i| windows.iter().map(|w| w.sleeps[i]).sum()),
             latencies: windows.iter().flat_map(|w| w.latencies.clone()).collect(),
             wal_syncs: windows.iter().map(|w| w.wal_syncs).sum(),
         }
+    }
+
+    /// Sleeps per acknowledgement: this process's threads, the server's processes.
+    fn sleeps_per_ack(&self) -> String {
+        let per = |n: u64| n as f64 / self.acks.max(1) as f64;
+        format!("{:.2} / {:.2}", per(self.sleeps[0]), per(self.sleeps[1]))
     }
 
     /// CPU microseconds per acknowledgement spent by `group` (`None`: all groups).
@@ -335,10 +341,12 @@ impl Window {
     }
 }
 
-/// CPU snapshots of this process's threads and of the server.
+/// CPU and sleep snapshots of this process's threads and of the server's processes.
 struct CpuMark {
     threads: HashMap<u32, (String, u64)>,
     server: HashMap<i32, u64>,
+    thread_sleeps: HashMap<u32, u64>,
+    server_sleeps: HashMap<i32, u64>,
 }
 
 impl CpuMark {
@@ -346,17 +354,80 @@ impl CpuMark {
         CpuMark {
             threads: thread_cpu(),
             server: pg.server_cpu(),
+            thread_sleeps: sleeps(threads_of_self()),
+            server_sleeps: sleeps(server_processes(pg)),
         }
     }
 
-    fn since(&self, pg: &Pg) -> Vec<(String, f64)> {
-        let mut cpu = cpu_between(&self.threads, &thread_cpu());
-        cpu.push((
+    /// A window of `acks` acknowledgements from `start` to now, with the CPU time and the
+    /// sleeps spent since this mark.
+    fn window(&self, pg: &Pg, acks: u64, start: Instant) -> Window {
+        let mut window = Window {
+            acks,
+            secs: start.elapsed().as_secs_f64(),
+            ..Window::default()
+        };
+        self.record(pg, &mut window);
+        window
+    }
+
+    /// Fills `window`'s CPU time and sleeps with what was spent since.
+    fn record(&self, pg: &Pg, window: &mut Window) {
+        window.cpu = cpu_between(&self.threads, &thread_cpu());
+        window.cpu.push((
             SERVER.to_owned(),
             server_cpu_between(&self.server, &pg.server_cpu()),
         ));
-        cpu
+        window.sleeps = [
+            count_between(&self.thread_sleeps, &sleeps(threads_of_self())),
+            count_between(&self.server_sleeps, &sleeps(server_processes(pg))),
+        ];
     }
+}
+
+/// This process's threads: their IDs and `/proc` directories.
+fn threads_of_self() -> Vec<(u32, PathBuf)> {
+    std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| Some((entry.file_name().to_str()?.parse().ok()?, entry.path())))
+        .collect()
+}
+
+/// The server's processes: their IDs and `/proc` directories.
+fn server_processes(pg: &Pg) -> Vec<(i32, PathBuf)> {
+    let pids = pg.server.processes().into_iter();
+    pids.map(|pid| (pid, PathBuf::from(format!("/proc/{pid}"))))
+        .collect()
+}
+
+/// How many times each task (a thread or a process) has gone to sleep waiting for something
+/// (its voluntary context switches): each is a wake-up later, a hand-off between threads or
+/// processes.
+fn sleeps<K: Hash + Eq>(tasks: Vec<(K, PathBuf)>) -> HashMap<K, u64> {
+    tasks
+        .into_iter()
+        .filter_map(|(task, dir)| {
+            let status = std::fs::read_to_string(dir.join("status")).ok()?;
+            let count = status
+                .lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))?
+                .trim()
+                .parse()
+                .ok()?;
+            Some((task, count))
+        })
+        .collect()
+}
+
+/// The growth of per-task counts between two snapshots (a task started in between counts
+/// from zero; one that ended is not counted).
+fn count_between<T: Hash + Eq>(before: &HashMap<T, u64>, after: &HashMap<T, u64>) -> u64 {
+    after
+        .iter()
+        .map(|(task, n)| n.saturating_sub(before.get(task).copied().unwrap_or(0)))
+        .sum()
 }
 
 /// The raw ceiling: `clients` connections each committing `UPDATE counters SET v = v + 1`
@@ -424,7 +495,7 @@ async fn raw(pg: &Pg, rows: usize, clients: usize, dur: Duration) -> Window {
     }
     window.secs = start.elapsed().as_secs_f64();
     window.wal_bytes = pg.wal_position().await - wal_before;
-    window.cpu = cpu.since(pg);
+    cpu.record(pg, &mut window);
     window.acks = window.latencies.len() as u64;
     let total: i64 = clients[0]
         .query_one("SELECT sum(v)::bigint FROM counters", &[])
@@ -482,12 +553,7 @@ async fn raw_reads(pg: &Pg, objects: usize, tasks: usize, reads: usize) -> Windo
     for handle in handles {
         handle.await.expect("a reader");
     }
-    let window = Window {
-        acks: objects as u64,
-        secs: start.elapsed().as_secs_f64(),
-        cpu: cpu.since(pg),
-        ..Window::default()
-    };
+    let window = cpu.window(pg, objects as u64, start);
     drop(client);
     pg.wait_sessions_gone(&db, true).await;
     window
@@ -495,8 +561,8 @@ async fn raw_reads(pg: &Pg, objects: usize, tasks: usize, reads: usize) -> Windo
 
 /// Where ours stores its objects.
 #[derive(Clone, Copy)]
-enum Store<'a> {
-    Postgres(&'a Pg),
+enum Store {
+    Postgres,
     Fjall,
     Memory,
 }
@@ -552,12 +618,12 @@ async fn drive(
 }
 
 /// Ours: `callers` callers incrementing `objects` counters (warmed first) for `dur`.
-async fn ours(store: Store<'_>, objects: usize, callers: usize, dur: Duration) -> Window {
+async fn ours(pg: &Pg, store: Store, objects: usize, callers: usize, dur: Duration) -> Window {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let mut database = None;
     let mut timed = None;
     let rt = match store {
-        Store::Postgres(pg) => {
+        Store::Postgres => {
             let db = pg.fresh_database("ours").await;
             let url = pg.server.url(&db);
             let backend = tokio::task::spawn_blocking(move || TimedBackend {
@@ -568,7 +634,7 @@ async fn ours(store: Store<'_>, objects: usize, callers: usize, dur: Duration) -
             .expect("connect the backend");
             let backend = Arc::new(backend);
             timed = Some(backend.clone());
-            database = Some((pg, db));
+            database = Some(db);
             Runtime::builder().backend(backend).open()
         }
         Store::Fjall => Runtime::builder().data_dir(dir.path()).open(),
@@ -578,39 +644,21 @@ async fn ours(store: Store<'_>, objects: usize, callers: usize, dur: Duration) -
     let stubs = counters(&rt, objects);
     drive(&stubs, callers, None, false).await;
 
-    let pg = match store {
-        Store::Postgres(pg) => Some(pg),
-        _ => None,
-    };
-    let cpu = pg.map(CpuMark::now);
-    let threads = thread_cpu();
-    let wal_before = match pg {
-        Some(pg) => pg.wal_position().await,
-        None => 0,
-    };
+    let cpu = CpuMark::now(pg);
+    let wal_before = pg.wal_position().await;
     let rounds_before = timed.as_ref().map_or(0, |t| t.rounds());
     let syncs_before = rt.sync_count();
     let start = Instant::now();
     let acks = drive(&stubs, callers, Some(start + dur), false).await;
-    let mut window = Window {
-        acks,
-        secs: start.elapsed().as_secs_f64(),
-        syncs: rt.sync_count() - syncs_before,
-        ..Window::default()
-    };
+    let mut window = cpu.window(pg, acks, start);
+    window.syncs = rt.sync_count() - syncs_before;
+    window.wal_bytes = pg.wal_position().await - wal_before;
     if let Some(timed) = &timed {
         window.rounds = timed.rounds_since(rounds_before);
     }
-    match (pg, cpu) {
-        (Some(pg), Some(cpu)) => {
-            window.cpu = cpu.since(pg);
-            window.wal_bytes = pg.wal_position().await - wal_before;
-        }
-        _ => window.cpu = cpu_between(&threads, &thread_cpu()),
-    }
     rt.shutdown().await.expect("shut down");
     drop(timed);
-    if let Some((pg, db)) = database {
+    if let Some(db) = database {
         pg.wait_sessions_gone(&db, true).await;
     }
     window
@@ -660,12 +708,7 @@ async fn activation(pg: &Pg, on_postgres: bool, sequential: usize) -> Activation
     let cpu = CpuMark::now(pg);
     let start = Instant::now();
     drive(&stubs, ACTIVATING_CALLERS, None, true).await;
-    let concurrent = Window {
-        acks: ACTIVATED as u64,
-        secs: start.elapsed().as_secs_f64(),
-        cpu: cpu.since(pg),
-        ..Window::default()
-    };
+    let concurrent = cpu.window(pg, ACTIVATED as u64, start);
     assert_eq!(rt.metrics().activations, ACTIVATED as u64);
     close(rt).await;
 
@@ -676,12 +719,7 @@ async fn activation(pg: &Pg, on_postgres: bool, sequential: usize) -> Activation
     for stub in stubs.iter() {
         assert_eq!(stub.value().await.expect("read"), 1);
     }
-    let sequential = Window {
-        acks: sequential as u64,
-        secs: start.elapsed().as_secs_f64(),
-        cpu: cpu.since(pg),
-        ..Window::default()
-    };
+    let sequential = cpu.window(pg, sequential as u64, start);
     close(rt).await;
     if let Some(db) = &db {
         pg.wait_sessions_gone(db, true).await;
@@ -773,6 +811,9 @@ fn print_table(ours: &[Window], raw: &[Window], memory: &[Window], one_client: &
         let cores = w.cpu.iter().map(|(_, s)| s).sum::<f64>() / w.secs;
         format!("{:.1} µs ({cores:.2} cores)", w.cpu_us_per_ack(None))
     });
+    row("sleeps per increment: this process / server", &|i| {
+        ours[i].sleeps_per_ack()
+    });
     row("the actor's time per call (same calls, in memory)", &|i| {
         format!(
             "{:.2} µs ({:.0} calls/s)",
@@ -792,6 +833,10 @@ fn print_table(ours: &[Window], raw: &[Window], memory: &[Window], one_client: &
             ms(percentile(&l, 0.99))
         )
     });
+    row(
+        "raw ceiling: sleeps per commit, this process / server",
+        &|i| raw[i].sleeps_per_ack(),
+    );
     row("raw ceiling: WAL flushes per commit", &|i| {
         raw[i].wal_syncs.map_or("n/a".to_owned(), |s| {
             format!("{:.3}", s as f64 / raw[i].acks.max(1) as f64)
@@ -873,16 +918,23 @@ fn print_activation(pg: &[Activation], fjall: &[Activation], raw: &[(Window, Win
         pool(fjall.iter().map(|a| a.concurrent.clone()).collect()),
         pool(raw.iter().map(|(c, _)| c.clone()).collect()),
     ];
+    let alone = [
+        pool(pg.iter().map(|a| a.sequential.clone()).collect()),
+        pool(fjall.iter().map(|a| a.sequential.clone()).collect()),
+        pool(raw.iter().map(|(_, s)| s.clone()).collect()),
+    ];
     println!(
-        "| first calls, {ACTIVATING_CALLERS} callers over {ACTIVATED} objects | ours on \
-         PostgreSQL | ours on fjall | raw: {ACTIVATION_READS} reads by key |"
+        "| first calls to cold objects | ours on PostgreSQL | ours on fjall | raw: \
+         {ACTIVATION_READS} reads by key |"
     );
     println!("| --- | --- | --- | --- |");
-    let cells =
-        |f: &dyn Fn(&Window) -> String| columns.iter().map(f).collect::<Vec<_>>().join(" | ");
+    let cells = |columns: &[Window], f: &dyn Fn(&Window) -> String| {
+        columns.iter().map(f).collect::<Vec<_>>().join(" | ")
+    };
+    let callers = format!("{ACTIVATING_CALLERS} callers");
     println!(
-        "| activations/s | {} |",
-        cells(&|w| format!("{:.0}", w.rate()))
+        "| {callers}: activations/s | {} |",
+        cells(&columns, &|w| format!("{:.0}", w.rate()))
     );
     for (label, group) in [
         ("workers (callers, actors, blocking loads)", Some("workers")),
@@ -891,10 +943,26 @@ fn print_activation(pg: &[Activation], fjall: &[Activation], raw: &[(Window, Win
         ("all", None),
     ] {
         println!(
-            "| CPU per activation: {label} | {} |",
-            cells(&|w| format!("{:.1} µs", w.cpu_us_per_ack(group)))
+            "| {callers}: CPU per activation, {label} | {} |",
+            cells(&columns, &|w| format!("{:.1} µs", w.cpu_us_per_ack(group)))
         );
     }
+    println!(
+        "| {callers}: sleeps per activation, this process / server | {} |",
+        cells(&columns, &|w| w.sleeps_per_ack())
+    );
+    println!(
+        "| 1 caller: µs per activation | {} |",
+        cells(&alone, &|w| format!("{:.1}", 1e6 / w.rate()))
+    );
+    println!(
+        "| 1 caller: CPU per activation, all | {} |",
+        cells(&alone, &|w| format!("{:.1} µs", w.cpu_us_per_ack(None)))
+    );
+    println!(
+        "| 1 caller: sleeps per activation, this process / server | {} |",
+        cells(&alone, &|w| w.sleeps_per_ack())
+    );
     println!();
 }
 
@@ -965,9 +1033,9 @@ async fn increments(pg: &Pg, rounds: usize, dur: Duration) {
     for round in 0..rounds {
         for (i, &(objects, callers)) in CASES.iter().enumerate() {
             raws[i].push(raw(pg, objects, callers, dur).await);
-            pgs[i].push(ours(Store::Postgres(pg), objects, callers, dur).await);
-            fjalls[i].push(ours(Store::Fjall, objects, callers, dur).await);
-            memories[i].push(ours(Store::Memory, objects, callers, short).await);
+            pgs[i].push(ours(pg, Store::Postgres, objects, callers, dur).await);
+            fjalls[i].push(ours(pg, Store::Fjall, objects, callers, dur).await);
+            memories[i].push(ours(pg, Store::Memory, objects, callers, short).await);
         }
         eprintln!("postgres: increments round {} of {rounds} done", round + 1);
     }
