@@ -3,7 +3,9 @@
 //! open time only, see `open.rs`; `--durable-only`: the durable increments against the raw
 //! fjall ceiling and SQLite only; `--tput`: see `tput.rs`; `--remote`: remote calls over
 //! loopback against a raw TCP protocol and tonic gRPC, see `remote.rs`; `--http` and `--ws`:
-//! ours against workerd, see `http.rs` and `websocket.rs`)
+//! ours against workerd, see `http.rs` and `websocket.rs`; `--postgres`: objects stored in
+//! PostgreSQL against the raw PostgreSQL ceiling and our fjall backend, on a private server,
+//! see `postgres.rs`)
 //!
 //! Every figure is measured next to a baseline in the same run and printed as
 //! `NAME: ours X UNIT, BASELINE Y UNIT, ratio R` (ratio > 1: we are better).
@@ -19,6 +21,7 @@ mod durable_cmp;
 mod fjall_ceiling;
 mod http;
 mod open;
+mod postgres;
 mod remote;
 mod sqlite;
 mod tput;
@@ -63,6 +66,10 @@ impl Counter {
         let value = self.ctx.storage().get::<i64>("value")?.unwrap_or(0) + amount;
         self.ctx.storage_mut().put("value", &value)?;
         Ok(value)
+    }
+
+    pub async fn value(&self) -> Result<i64> {
+        Ok(self.ctx.storage().get::<i64>("value")?.unwrap_or(0))
     }
 
     pub async fn fill(&mut self, start: u64, count: u64) -> Result<()> {
@@ -318,6 +325,10 @@ async fn main() {
     }
     if argv.iter().any(|a| a == "--remote") {
         remote::print(&remote::run(&remote::Config::new(quick)).await);
+        return;
+    }
+    if argv.iter().any(|a| a == "--postgres") {
+        postgres::run(&argv, quick).await;
         return;
     }
     if argv.iter().any(|a| a == "--tput") {

@@ -22,8 +22,30 @@ pub enum Store {
     Memory,
 }
 
-/// CPU time (user + system) of this process's live threads, in clock ticks, by thread.
-fn thread_ticks() -> HashMap<u32, (String, u64)> {
+/// CPU time a task (a thread, or a single-threaded process) has run, in nanoseconds, from
+/// its `/proc` directory: `schedstat`'s run time (exact), else `stat`'s user and system
+/// clock ticks (10 ms each).
+pub(crate) fn task_cpu_ns(dir: &std::path::Path) -> Option<u64> {
+    if let Ok(schedstat) = std::fs::read_to_string(dir.join("schedstat")) {
+        if let Some(ns) = schedstat
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+        {
+            return Some(ns);
+        }
+    }
+    let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the comm: state is field 3; utime and stime are fields 14 and 15.
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks * 10_000_000)
+}
+
+/// CPU time of this process's live threads, in nanoseconds, by thread, with each thread's
+/// group.
+pub(crate) fn thread_cpu() -> HashMap<u32, (String, u64)> {
     let mut out = HashMap::new();
     let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
         return out;
@@ -32,50 +54,42 @@ fn thread_ticks() -> HashMap<u32, (String, u64)> {
         let Ok(tid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+        let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) else {
             continue;
         };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+        let Some(ns) = task_cpu_ns(&entry.path()) else {
             continue;
         };
-        let comm = &stat[open + 1..close];
-        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-        // After the comm: state is field 3; utime and stime are fields 14 and 15.
-        let ticks = fields
-            .get(11)
-            .and_then(|u| u.parse::<u64>().ok())
-            .unwrap_or(0)
-            + fields
-                .get(12)
-                .and_then(|s| s.parse::<u64>().ok())
-                .unwrap_or(0);
         let group = if comm.starts_with("tokio-rt") {
             "workers"
         } else if comm.starts_with("durable-commit") {
             "commit"
         } else if comm.starts_with("fjall") {
             "fjall"
+        } else if comm.starts_with("durable-postgre") {
+            // The PostgreSQL backend's client thread (`durable-postgres`, cut to 15 bytes).
+            "pg client"
         } else {
             "other"
         };
-        out.insert(tid, (group.to_owned(), ticks));
+        out.insert(tid, (group.to_owned(), ns));
     }
     out
 }
 
 /// CPU seconds spent by each thread group between two snapshots.
-fn cpu_between(
+pub(crate) fn cpu_between(
     before: &HashMap<u32, (String, u64)>,
     after: &HashMap<u32, (String, u64)>,
 ) -> Vec<(String, f64)> {
     let mut groups: HashMap<String, u64> = HashMap::new();
-    for (tid, (group, ticks)) in after {
+    for (tid, (group, ns)) in after {
         let old = before.get(tid).map_or(0, |(_, t)| *t);
-        *groups.entry(group.clone()).or_default() += ticks.saturating_sub(old);
+        *groups.entry(group.clone()).or_default() += ns.saturating_sub(old);
     }
     let mut out: Vec<(String, f64)> = groups
         .into_iter()
-        .map(|(g, t)| (g, t as f64 / 100.0))
+        .map(|(g, ns)| (g, ns as f64 / 1e9))
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
@@ -138,7 +152,7 @@ pub async fn increments(store: Store, objects: usize, callers: usize, dur: Durat
             .collect(),
     );
     let syncs_before = rt.sync_count();
-    let cpu_before = thread_ticks();
+    let cpu_before = thread_cpu();
     let deadline = Instant::now() + dur;
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -160,7 +174,7 @@ pub async fn increments(store: Store, objects: usize, callers: usize, dur: Durat
         acks += t.await.unwrap();
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let cpu = cpu_between(&cpu_before, &thread_ticks());
+    let cpu = cpu_between(&cpu_before, &thread_cpu());
     let syncs = rt.sync_count() - syncs_before;
     rt.shutdown().await.unwrap();
     Run {
@@ -172,9 +186,9 @@ pub async fn increments(store: Store, objects: usize, callers: usize, dur: Durat
 }
 
 async fn ceiling(objects: usize, callers: usize, dur: Duration) -> Run {
-    let cpu_before = thread_ticks();
+    let cpu_before = thread_cpu();
     let rate = fjall_ceiling::acks_per_s(objects, callers, dur).await;
-    let cpu = cpu_between(&cpu_before, &thread_ticks());
+    let cpu = cpu_between(&cpu_before, &thread_cpu());
     Run {
         rate,
         acks: (rate * dur.as_secs_f64()) as u64,

@@ -251,6 +251,15 @@ impl PgServer {
         }
     }
 
+    /// The server's processes: the postmaster and its children (backends and helpers), for
+    /// accounting their CPU time. Empty if the server is not running.
+    pub fn processes(&self) -> Vec<i32> {
+        match self.postmaster_pid() {
+            Some(pid) if self.running => std::iter::once(pid).chain(children_of(pid)).collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The last lines of the server's log, for error messages.
     pub fn log_tail(&self) -> String {
         let Some(dir) = self.dir.as_ref() else {
