@@ -475,18 +475,13 @@ impl<T: DurableObject, H: ActorHost<T>> Actor<T, H> {
     }
 
     /// Loads the object's stored state into its storage cache if the backend asks for it
-    /// (reads that cross a network), on a blocking thread. Boxed: rare, and the actor's
-    /// future stays small.
+    /// (reads that cross a network), without blocking an async thread. Boxed: rare, and the
+    /// actor's future stays small.
     async fn load_storage(&self) -> Result<()> {
         if !self.store.needs_load() {
             return Ok(());
         }
-        let store = self.store.clone();
-        Box::pin(tokio::task::spawn_blocking(move || store.load()))
-            .await
-            .map_err(|e| {
-                Error::internal(format!("loading an object's storage failed to run: {e}"))
-            })?
+        Box::pin(self.store.load_async()).await
     }
 
     /// Submits the running call's writes; returns the sequence number replies are held for.

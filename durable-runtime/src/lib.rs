@@ -77,9 +77,9 @@ pub use crate::id::ObjectId;
 pub use crate::namespace::Namespace;
 pub use crate::runtime::{Metrics, Runtime, RuntimeBuilder};
 pub use crate::storage::{
-    Backend, Durability, Entry, FjallBackend, ListOptions, MemoryBackend, RangeRead, ScanIter,
-    Storage, Transaction, Write, MAX_BATCH_KEYS, MAX_KEY_BYTES, MAX_SCHEDULE_NAME_BYTES,
-    MAX_VALUE_BYTES,
+    Backend, Durability, Entry, FjallBackend, ListOptions, MemoryBackend, RangeRead,
+    ScanEachFuture, ScanIter, Storage, Transaction, Write, MAX_BATCH_KEYS, MAX_KEY_BYTES,
+    MAX_SCHEDULE_NAME_BYTES, MAX_VALUE_BYTES,
 };
 #[cfg(feature = "postgres")]
 pub use crate::storage::{PostgresBackend, PostgresOptions};

@@ -1,6 +1,8 @@
 //! The backend trait: the byte-level store under every object's [`Storage`](crate::Storage).
 
+use std::future::Future;
 use std::ops::Bound;
+use std::pin::Pin;
 
 use crate::error::Result;
 
@@ -35,6 +37,9 @@ pub struct RangeRead<'a> {
     /// At most this many entries.
     pub limit: usize,
 }
+
+/// What [`Backend::scan_each_async`] returns: each range's entries.
+pub type ScanEachFuture = Pin<Box<dyn Future<Output = Result<Vec<Vec<Entry>>>> + Send>>;
 
 /// A key/value pair read from a backend.
 pub type Entry = (Vec<u8>, Vec<u8>);
@@ -111,6 +116,17 @@ pub trait Backend: Send + Sync + 'static {
                     .collect()
             })
             .collect()
+    }
+
+    /// [`scan_each`](Backend::scan_each) as a future, for a backend whose reads cross a
+    /// network: the runtime awaits it on its async threads where it would otherwise block a
+    /// thread on `scan_each` (an object's activation). `None`, the default: the runtime
+    /// calls `scan_each` on a blocking thread.
+    ///
+    /// Dropping the future abandons the read.
+    fn scan_each_async(&self, ranges: &[RangeRead<'_>]) -> Option<ScanEachFuture> {
+        let _ = ranges;
+        None
     }
 
     /// The distinct first `len` bytes of the keys in `[start, end)` (`end` `None`: to the

@@ -58,7 +58,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, NoTls, Statement};
 
-use super::backend::{Backend, Durability, Entry, RangeRead, ScanIter, Write};
+use super::backend::{Backend, Durability, Entry, RangeRead, ScanEachFuture, ScanIter, Write};
 use crate::error::{Error, Result};
 
 /// The schema version this build writes and reads. Bump it with a migration step in
@@ -171,6 +171,8 @@ impl std::fmt::Debug for PostgresBackend {
 
 struct Inner {
     config: tokio_postgres::Config,
+    /// The backend's own runtime, where connections run.
+    handle: tokio::runtime::Handle,
     options: PostgresOptions,
     /// The current schema, as opened.
     schema: String,
@@ -328,6 +330,7 @@ impl PostgresBackend {
             let lock_key = lock_key(&database, &schema);
             Ok(Inner {
                 config,
+                handle: tokio::runtime::Handle::current(),
                 options,
                 schema,
                 kv,
@@ -367,10 +370,7 @@ impl PostgresBackend {
         wait(&self.handle, async move {
             match tokio::time::timeout(timeout, op).await {
                 Ok(result) => result,
-                Err(_) => Err(Error::storage(format!(
-                    "PostgreSQL did not answer within {timeout:?}; the connection was dropped \
-                     and the next operation reconnects"
-                ))),
+                Err(_) => Err(deadline_error(timeout)),
             }
         })
     }
@@ -399,6 +399,13 @@ fn wait<T: Send + 'static>(
     });
     rx.recv()
         .unwrap_or_else(|_| Err(Error::storage("the PostgreSQL client stopped")))
+}
+
+fn deadline_error(timeout: Duration) -> Error {
+    Error::storage(format!(
+        "PostgreSQL did not answer within {timeout:?}; the connection was dropped and the next \
+         operation reconnects"
+    ))
 }
 
 fn pg_error(what: &str, e: &tokio_postgres::Error) -> Error {
@@ -441,12 +448,16 @@ fn lock_key(database: &str, schema: &str) -> i64 {
     hash as i64
 }
 
-async fn open_session(config: &tokio_postgres::Config) -> Result<(Client, JoinHandle<()>)> {
+/// Connects; the connection's task runs on `handle` (the backend's own runtime).
+async fn open_session(
+    config: &tokio_postgres::Config,
+    handle: &tokio::runtime::Handle,
+) -> Result<(Client, JoinHandle<()>)> {
     let (client, connection) = config
         .connect(NoTls)
         .await
         .map_err(|e| pg_error("connect", &e))?;
-    let connection = tokio::spawn(async move {
+    let connection = handle.spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "PostgreSQL connection ended");
         }
@@ -461,7 +472,8 @@ async fn ensure_schema(
     options: &PostgresOptions,
 ) -> Result<(String, String)> {
     let setup = async {
-        let (mut client, connection) = open_session(config).await?;
+        let (mut client, connection) =
+            open_session(config, &tokio::runtime::Handle::current()).await?;
         let _close = AbortOnDrop::new(connection);
         let row = client
             .query_one(
@@ -579,6 +591,18 @@ struct Page {
     limit: i64,
 }
 
+impl Page {
+    /// The page of a [`RangeRead`].
+    fn first(range: &RangeRead<'_>) -> Page {
+        Page {
+            lower: range.start.to_vec(),
+            upper: range.end.map(<[u8]>::to_vec),
+            reverse: false,
+            limit: i64::try_from(range.limit).unwrap_or(i64::MAX),
+        }
+    }
+}
+
 impl Inner {
     async fn prepare(
         &self,
@@ -652,7 +676,7 @@ impl Inner {
             self.refence.store(true, Ordering::Release);
         }
         slot.session = None;
-        let (client, connection) = open_session(&self.config).await?;
+        let (client, connection) = open_session(&self.config, &self.handle).await?;
         let connection = AbortOnDrop::new(connection);
         let me = client
             .query_one(
@@ -675,11 +699,25 @@ impl Inner {
                 .map_err(|e| pg_error("end the previous commit session", &e))?;
         }
         if self.options.exclusive {
-            let locked: bool = client
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&self.lock_key])
-                .await
-                .map_err(|e| pg_error("take the schema's lock", &e))?
-                .get(0);
+            // Taking the lock back after losing a session: the old server process may still
+            // be on its way out (ended by us, by an operator, or by a restart) and hold it a
+            // moment longer. Try for a while; at open, refuse at once.
+            let patience = match slot.previous {
+                Some(_) => self.options.timeout / 4,
+                None => Duration::ZERO,
+            };
+            let started = tokio::time::Instant::now();
+            let locked = loop {
+                let locked: bool = client
+                    .query_one("SELECT pg_try_advisory_lock($1)", &[&self.lock_key])
+                    .await
+                    .map_err(|e| pg_error("take the schema's lock", &e))?
+                    .get(0);
+                if locked || started.elapsed() >= patience {
+                    break locked;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
             if !locked {
                 let message = format!(
                     "another runtime holds schema {:?} of this PostgreSQL database (its advisory \
@@ -716,7 +754,7 @@ impl Inner {
             }
         }
         *slot = None;
-        let (client, connection) = open_session(&self.config).await?;
+        let (client, connection) = open_session(&self.config, &self.handle).await?;
         let session = self.new_session(client, connection, false).await?;
         *slot = Some(session.clone());
         Ok(session)
@@ -995,17 +1033,31 @@ impl Backend for PostgresBackend {
     }
 
     fn scan_each(&self, ranges: &[RangeRead<'_>]) -> Result<Vec<Vec<Entry>>> {
-        let pages = ranges
-            .iter()
-            .map(|range| Page {
-                lower: range.start.to_vec(),
-                upper: range.end.map(<[u8]>::to_vec),
-                reverse: false,
-                limit: i64::try_from(range.limit).unwrap_or(i64::MAX),
-            })
-            .collect();
+        let pages = ranges.iter().map(Page::first).collect();
         let inner = self.inner.clone();
         self.run(async move { inner.scan_pages(pages).await })
+    }
+
+    fn scan_each_async(&self, ranges: &[RangeRead<'_>]) -> Option<ScanEachFuture> {
+        let pages = ranges.iter().map(Page::first).collect();
+        let inner = self.inner.clone();
+        // On the backend's runtime, beside the connection (a connection opened on the
+        // caller's runtime would depend on it): one hand-off there and one back, where a
+        // blocking read costs a blocking thread and two more.
+        let read = self.handle.spawn(async move {
+            if inner.closed.load(Ordering::Acquire) {
+                return Err(Error::storage("the PostgreSQL backend is closed"));
+            }
+            let timeout = inner.options.timeout;
+            match tokio::time::timeout(timeout, inner.scan_pages(pages)).await {
+                Ok(result) => result,
+                Err(_) => Err(deadline_error(timeout)),
+            }
+        });
+        Some(Box::pin(async move {
+            read.await
+                .unwrap_or_else(|_| Err(Error::storage("the PostgreSQL client stopped")))
+        }))
     }
 
     fn key_prefixes(&self, start: &[u8], end: Option<&[u8]>, len: usize) -> Result<Vec<Vec<u8>>> {

@@ -44,41 +44,84 @@ pub(super) struct Resident {
     system: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
+/// The first request of an object's load: its three ranges (data, schedules, name), each
+/// with the rows asked for.
+pub(super) struct LoadPlan {
+    data_prefix: [u8; 1 + crate::id::ID_BYTES],
+    data_end: Option<Vec<u8>>,
+    alarms: Vec<u8>,
+    alarms_end: Option<Vec<u8>>,
+    name: Vec<u8>,
+    name_end: Vec<u8>,
+    data_rows: usize,
+    max_bytes: usize,
+}
+
+impl LoadPlan {
+    pub(super) fn new(id: &Id, max_bytes: usize) -> LoadPlan {
+        let data_prefix = keys::data_prefix(id);
+        let alarms = keys::alarm_prefix(id);
+        let name = keys::name_key(id);
+        let mut name_end = name.clone();
+        name_end.push(0);
+        LoadPlan {
+            data_end: keys::prefix_successor(&data_prefix),
+            data_prefix,
+            alarms_end: keys::prefix_successor(&alarms),
+            alarms,
+            name,
+            name_end,
+            // With no room for data (a limit of 0), one entry says whether any is stored.
+            data_rows: if max_bytes == 0 { 1 } else { LOAD_PAGE },
+            max_bytes,
+        }
+    }
+
+    /// The three ranges, for one `scan_each` (one round trip on a network).
+    pub(super) fn ranges(&self) -> [RangeRead<'_>; 3] {
+        [
+            RangeRead {
+                start: &self.data_prefix,
+                end: self.data_end.as_deref(),
+                limit: self.data_rows,
+            },
+            RangeRead {
+                start: &self.alarms,
+                end: self.alarms_end.as_deref(),
+                limit: LOAD_PAGE,
+            },
+            RangeRead {
+                start: &self.name,
+                end: Some(&self.name_end),
+                limit: 1,
+            },
+        ]
+    }
+}
+
 impl Resident {
     /// Reads the object's stored state from `backend` (blocking): its data if it is at most
     /// `max_bytes`.
     pub(super) fn load(backend: &dyn Backend, id: &Id, max_bytes: usize) -> Result<Resident> {
-        let data_prefix = keys::data_prefix(id);
-        let data_end = keys::prefix_successor(&data_prefix);
-        let alarms = keys::alarm_prefix(id);
-        let alarms_end = keys::prefix_successor(&alarms);
-        let name = keys::name_key(id);
-        let mut name_end = name.clone();
-        name_end.push(0);
-        // With no room for data (a limit of 0), one entry says whether any is stored.
-        let data_rows = if max_bytes == 0 { 1 } else { LOAD_PAGE };
-        // One request for the three ranges (one round trip on a network); the rest of a
-        // range longer than its first page follows with a scan.
-        let mut first = backend
-            .scan_each(&[
-                RangeRead {
-                    start: &data_prefix,
-                    end: data_end.as_deref(),
-                    limit: data_rows,
-                },
-                RangeRead {
-                    start: &alarms,
-                    end: alarms_end.as_deref(),
-                    limit: LOAD_PAGE,
-                },
-                RangeRead {
-                    start: &name,
-                    end: Some(&name_end),
-                    limit: 1,
-                },
-            ])?
-            .into_iter();
-        let (data_page, alarm_page, name_page) = match (first.next(), first.next(), first.next()) {
+        let plan = LoadPlan::new(id, max_bytes);
+        let pages = backend.scan_each(&plan.ranges())?;
+        match Resident::from_pages(&plan, pages, Some(backend))? {
+            Some(resident) => Ok(resident),
+            None => Err(Error::internal(
+                "an object's load stopped with a backend at hand",
+            )),
+        }
+    }
+
+    /// The stored state from the first request's pages; a range longer than its page is
+    /// read on with `backend`'s scans, or, without one, `None` (load with a backend).
+    pub(super) fn from_pages(
+        plan: &LoadPlan,
+        pages: Vec<Vec<Entry>>,
+        backend: Option<&dyn Backend>,
+    ) -> Result<Option<Resident>> {
+        let mut pages = pages.into_iter();
+        let (data_page, alarm_page, name_page) = match (pages.next(), pages.next(), pages.next()) {
             (Some(d), Some(a), Some(n)) => (d, a, n),
             _ => {
                 return Err(Error::internal(
@@ -86,24 +129,27 @@ impl Resident {
                 ))
             }
         };
+        let full = |page: &[Entry], rows: usize| page.len() >= rows && !page.is_empty();
+        let data_more = plan.max_bytes > 0 && full(&data_page, plan.data_rows);
+        let alarms_more = full(&alarm_page, LOAD_PAGE);
         let rest =
-            |page: &[Entry], end: Option<&[u8]>, rows: usize| -> Result<Option<ScanIter<'_>>> {
-                match page.last() {
-                    Some((last, _)) if page.len() >= rows => {
+            |page: &[Entry], end: Option<&[u8]>, more: bool| -> Result<Option<ScanIter<'_>>> {
+                match (page.last(), backend) {
+                    (Some((last, _)), Some(backend)) if more => {
                         let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
                         Ok(Some(backend.scan(Bound::Excluded(last), upper, false)?))
                     }
                     _ => Ok(None),
                 }
             };
+        if backend.is_none() && (data_more || alarms_more) {
+            return Ok(None);
+        }
 
         let mut data = BTreeMap::new();
         let mut bytes = 0;
         let mut complete = true;
-        let more = match max_bytes {
-            0 => None,
-            _ => rest(&data_page, data_end.as_deref(), data_rows)?,
-        };
+        let more = rest(&data_page, plan.data_end.as_deref(), data_more)?;
         for entry in data_page
             .into_iter()
             .map(Ok)
@@ -111,18 +157,18 @@ impl Resident {
         {
             let (key, value) = entry?;
             bytes += key.len() + value.len();
-            if bytes > max_bytes {
+            if bytes > plan.max_bytes {
                 complete = false;
                 data.clear();
                 break;
             }
-            let user = key.get(data_prefix.len()..).unwrap_or_default();
+            let user = key.get(plan.data_prefix.len()..).unwrap_or_default();
             let user = String::from_utf8(user.to_vec())
                 .map_err(|e| Error::storage(format!("stored key is not UTF-8: {e}")))?;
             data.insert(user, Some(value));
         }
         let mut system = BTreeMap::new();
-        let more = rest(&alarm_page, alarms_end.as_deref(), LOAD_PAGE)?;
+        let more = rest(&alarm_page, plan.alarms_end.as_deref(), alarms_more)?;
         for entry in alarm_page
             .into_iter()
             .map(Ok)
@@ -132,11 +178,11 @@ impl Resident {
             system.insert(key, value);
         }
         system.extend(name_page);
-        Ok(Resident {
+        Ok(Some(Resident {
             data,
             complete,
             system,
-        })
+        }))
     }
 
     pub(super) fn get(&self, key: &str) -> Cached<'_> {

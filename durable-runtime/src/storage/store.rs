@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::keys::{self, prefix_successor, Id};
-use super::resident::{Cached, Resident};
+use super::resident::{Cached, LoadPlan, Resident};
 use super::{Backend, Batch};
 use crate::error::{Error, Result};
 use crate::id::{ObjectId, ID_BYTES};
@@ -158,6 +158,34 @@ impl ObjectStore {
             layers.resident = Some(resident);
         }
         Ok(())
+    }
+
+    /// [`load`](Self::load) without blocking an async thread: the backend's async first
+    /// request if it has one (then a blocking thread only for an object larger than its
+    /// first pages), else all of it on a blocking thread.
+    pub(crate) async fn load_async(self: &Arc<Self>) -> Result<()> {
+        let Some(max_bytes) = self.cache_bytes else {
+            return Ok(());
+        };
+        if !self.needs_load() {
+            return Ok(());
+        }
+        let plan = LoadPlan::new(&self.id, max_bytes);
+        if let Some(first) = self.backend.scan_each_async(&plan.ranges()) {
+            if let Some(resident) = Resident::from_pages(&plan, first.await?, None)? {
+                let mut layers = self.layers();
+                if layers.resident.is_none() {
+                    layers.resident = Some(resident);
+                }
+                return Ok(());
+            }
+        }
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.load())
+            .await
+            .map_err(|e| {
+                Error::internal(format!("loading an object's storage failed to run: {e}"))
+            })?
     }
 
     /// Runs a backend read in place, or, on a backend whose reads cross a network, where it
