@@ -39,8 +39,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use durable_runtime::{Backend, Durability, PostgresBackend, Result, Runtime, ScanIter, Write};
-use durable_tests::postgres::PgServer;
-use tokio_postgres::{Client, NoTls};
+use durable_tests::postgres::{connect, PgServer};
+use tokio_postgres::Client;
 
 use crate::tput::{cpu_between, task_cpu_ns, thread_cpu};
 use crate::{line, median, Counter, CounterStub};
@@ -202,16 +202,6 @@ impl Pg {
 /// CPU seconds the server spent between two snapshots.
 fn server_cpu_between(before: &HashMap<i32, u64>, after: &HashMap<i32, u64>) -> f64 {
     count_between(before, after) as f64 / 1e9
-}
-
-async fn connect(url: &str) -> Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    client
 }
 
 /// A [`PostgresBackend`] that records how long each commit round takes and how many writes

@@ -478,3 +478,16 @@ fn describe(output: &Output) -> String {
         String::from_utf8_lossy(&output.stderr).trim_end()
     )
 }
+
+/// A tokio-postgres client of the database at `url`, its connection driven by a task of the
+/// current runtime (ending with an error when the server goes away: expected in these
+/// tests), or panics saying why.
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}

@@ -14,9 +14,9 @@ use durable_runtime::{
     durable_object, AlarmInfo, Context, Durability, ErrorKind, ListOptions, ObjectStub,
     PostgresBackend, PostgresOptions, Result, Runtime,
 };
-use durable_tests::postgres::PgServer;
+use durable_tests::postgres::{connect, PgServer};
 use durable_tests::{within, Counter};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 fn server(db: &str) -> PgServer {
     let pg = PgServer::start();
@@ -31,16 +31,6 @@ fn open(pg: &PgServer, db: &str) -> Runtime {
         .register::<Notes>()
         .open()
         .unwrap_or_else(|e| panic!("open on PostgreSQL: {e}"))
-}
-
-async fn sql(url: &str) -> Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    client
 }
 
 /// Keys and values, with a reminder.
@@ -146,7 +136,7 @@ async fn a_commit_held_by_a_lock_in_postgres_holds_the_reply() {
     assert_eq!(within("first", stub.increment(1)).await, 1);
 
     // Another session locks the table: our next commit waits inside PostgreSQL.
-    let mut locker = sql(&pg.url("app")).await;
+    let mut locker = connect(&pg.url("app")).await;
     let tx = locker.transaction().await.unwrap();
     tx.batch_execute("LOCK TABLE durable_kv IN EXCLUSIVE MODE")
         .await
@@ -214,7 +204,7 @@ async fn table_reads(client: &Client) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hot_object_reads_from_its_storage_cache_not_from_postgres() {
     let pg = server("app");
-    let client = sql(&pg.url("app")).await;
+    let client = connect(&pg.url("app")).await;
     let rt = open(&pg, "app");
     let notes = rt.namespace::<Notes>().get_by_name("hot");
     for i in 0..20 {
@@ -279,7 +269,7 @@ async fn a_second_runtime_on_the_same_schema_is_refused_and_another_schema_is_no
     assert!(err.to_string().contains("another runtime holds"), "{err}");
 
     // Another schema of the same database is another store.
-    let client = sql(&pg.url("app")).await;
+    let client = connect(&pg.url("app")).await;
     client.batch_execute("CREATE SCHEMA tenant2").await.unwrap();
     let url = format!("{}?options=-csearch_path%3Dtenant2", pg.url("app"));
     let other = Runtime::builder()
@@ -367,7 +357,7 @@ fn a_malformed_url_and_a_closed_port_are_clear_errors_within_seconds() {
 async fn a_newer_schema_version_is_refused() {
     let pg = server("app");
     open(&pg, "app").shutdown().await.unwrap();
-    let client = sql(&pg.url("app")).await;
+    let client = connect(&pg.url("app")).await;
     let version: i64 = client
         .query_one(
             "SELECT value FROM durable_meta WHERE name = 'schema_version'",
@@ -400,7 +390,7 @@ async fn objects_can_be_read_with_sql() {
     let id = counter.id().to_string();
     rt.shutdown().await.unwrap();
 
-    let client = sql(&pg.url("app")).await;
+    let client = connect(&pg.url("app")).await;
     let rows = client
         .query(
             "SELECT d.key, d.value FROM durable_data d JOIN durable_objects o USING (object_id) \
@@ -468,7 +458,7 @@ async fn delete_all_objects_empties_the_table() {
     assert_eq!(within("delete_all", ns.delete_all_objects()).await, 10);
     assert!(within("list_ids", ns.list_ids()).await.is_empty());
     rt.shutdown().await.unwrap();
-    let client = sql(&pg.url("app")).await;
+    let client = connect(&pg.url("app")).await;
     let left: i64 = client
         .query_one("SELECT count(*) FROM durable_data", &[])
         .await
@@ -535,7 +525,7 @@ async fn wal_syncs(client: &Client) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buffered_durability_commits_without_waiting_for_the_wal_and_keeps_the_data() {
     let pg = server("app");
-    let client = sql(&pg.url("app")).await;
+    let client = connect(&pg.url("app")).await;
     let mut flushes = Vec::new();
     for durability in [Durability::Fsync, Durability::Buffered] {
         let before = wal_syncs(&client).await;
@@ -574,7 +564,7 @@ async fn a_failed_commit_fails_every_reply_of_its_round_and_the_objects_recover(
         assert_eq!(within("first", stub.increment(1)).await, 1);
     }
     // Hold the next round inside PostgreSQL, with every object's increment in it.
-    let mut locker = sql(&pg.url("app")).await;
+    let mut locker = connect(&pg.url("app")).await;
     let tx = locker.transaction().await.unwrap();
     tx.batch_execute("LOCK TABLE durable_kv IN EXCLUSIVE MODE")
         .await

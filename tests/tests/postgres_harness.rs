@@ -5,19 +5,8 @@
 
 use std::time::Duration;
 
-use durable_tests::postgres::PgServer;
+use durable_tests::postgres::{connect, PgServer};
 use tokio_postgres::{Client, NoTls};
-
-async fn connect(url: &str) -> Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
-    tokio::spawn(async move {
-        // Ends with an error when the server is killed: expected.
-        let _ = connection.await;
-    });
-    client
-}
 
 async fn values(client: &Client) -> Vec<(i32, String)> {
     client
