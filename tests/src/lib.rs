@@ -36,6 +36,7 @@ impl Counter {
 pub mod faults;
 pub mod held_sync;
 pub mod postgres;
+mod process;
 pub mod room;
 pub mod torture;
 

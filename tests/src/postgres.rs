@@ -9,12 +9,13 @@
 //! The cluster trusts every connection, so it listens on 127.0.0.1 only, and on a Unix socket
 //! inside its own directory.
 
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tempfile::TempDir;
+
+use crate::process::{free_port, retry, wait_gone};
 
 /// The Debian package that ships the server binaries.
 const PACKAGE: &str = "postgresql";
@@ -170,17 +171,11 @@ impl PgServer {
         self.running = false;
         // SIGKILL ends stopped processes too.
         self.frozen = false;
-        let deadline = Instant::now() + PATIENCE;
-        while let Some(left) = std::iter::once(pid)
-            .chain(children.iter().copied())
-            .find(|&p| alive(p))
-        {
-            if Instant::now() > deadline {
-                self.fail(&format!(
-                    "process {left} of the killed postmaster {pid} still alive"
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        let processes: Vec<i32> = std::iter::once(pid).chain(children).collect();
+        if let Err(left) = wait_gone(&processes, PATIENCE) {
+            self.fail(&format!(
+                "process {left} of the killed postmaster {pid} still alive"
+            ));
         }
         // The dead postmaster can stay a zombie until whoever inherited it reaps it, and to
         // PostgreSQL's lock check a zombie's pid is a running postmaster's: the lock file is
@@ -241,13 +236,8 @@ impl PgServer {
         }
         // After a SIGKILL the old backends can hold the shared memory (and the port) a little
         // longer: the new postmaster refuses to start until they have exited.
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            match self.try_start() {
-                Ok(()) => return,
-                Err(e) if Instant::now() > deadline => self.fail(&e),
-                Err(_) => std::thread::sleep(Duration::from_millis(50)),
-            }
+        if let Err(e) = retry(PATIENCE, || self.try_start(), |_| true) {
+            self.fail(&e);
         }
     }
 
@@ -262,12 +252,10 @@ impl PgServer {
 
     /// The last lines of the server's log, for error messages.
     pub fn log_tail(&self) -> String {
-        let Some(dir) = self.dir.as_ref() else {
-            return String::new();
-        };
-        let log = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        match self.dir.as_ref() {
+            Some(dir) => crate::process::log_tail(&dir.path().join("log")),
+            None => String::new(),
+        }
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -423,14 +411,6 @@ fn bin_dir() -> PathBuf {
     }
 }
 
-/// A TCP port free on 127.0.0.1 right now.
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .unwrap_or_else(|e| panic!("cannot pick a free port: {e}"))
-        .port()
-}
-
 /// The processes whose parent is `pid` (a postmaster's are its backends and helpers).
 fn children_of(pid: i32) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -447,19 +427,6 @@ fn children_of(pid: i32) -> Vec<i32> {
             (parent == pid).then_some(child)
         })
         .collect()
-}
-
-/// Whether process `pid` still runs (a zombie, dead but not yet reaped, does not).
-fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the command name, which is in parentheses.
-        Ok(stat) => !matches!(
-            stat.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().chars().next()),
-            Some(Some('Z' | 'X'))
-        ),
-        Err(_) => false,
-    }
 }
 
 fn run_checked(command: &mut Command, what: &str) {
