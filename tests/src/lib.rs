@@ -33,6 +33,7 @@ impl Counter {
     }
 }
 
+pub mod etcd;
 pub mod faults;
 pub mod held_sync;
 pub mod postgres;

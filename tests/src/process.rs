@@ -1,5 +1,6 @@
-//! What the harnesses of private servers ([`PgServer`](crate::postgres::PgServer)) share: a
-//! free loopback port, the tail of a log, and waiting for processes.
+//! What the harnesses of private servers ([`PgServer`](crate::postgres::PgServer),
+//! [`EtcdServer`](crate::etcd::EtcdServer)) share: a free loopback port, the tail of a log,
+//! and waiting for processes.
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::Path;
