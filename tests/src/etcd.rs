@@ -198,9 +198,11 @@ impl EtcdServer {
             if let Ok(Some(status)) = child.try_wait() {
                 let log = std::fs::read(&log_path).unwrap_or_default();
                 let new = String::from_utf8_lossy(log.get(log_start as usize..).unwrap_or(&[]));
+                let port_taken = new.contains("address already in use");
+                let why = if port_taken { " (a port is taken)" } else { "" };
                 return Err(StartError {
-                    message: format!("etcd exited at start: {status}"),
-                    port_taken: new.contains("address already in use"),
+                    message: format!("etcd exited at start: {status}{why}"),
+                    port_taken,
                 });
             }
             if answers_health(self.client_port) {

@@ -1,10 +1,10 @@
 //! The private etcd of the tests ([`EtcdServer`]): it starts on loopback, serves puts and gets
 //! bound to leases, deletes a key once its lease is no longer kept alive, keeps its data
-//! across a graceful stop and a SIGKILL and a restart, lets a kept-alive lease expire while
-//! paused, runs beside another, panics with its log when etcd cannot start, and leaves nothing
-//! behind once dropped.
+//! across a graceful stop and a SIGKILL and a restart (which waits for a port taken in
+//! between), lets a kept-alive lease expire while paused, runs beside another, panics with
+//! its log when etcd cannot start, and leaves nothing behind once dropped.
 
-use std::net::{Ipv4Addr, TcpStream};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
@@ -61,15 +61,21 @@ async fn deleted_within(client: &mut Client, key: &str, patience: Duration) -> b
     true
 }
 
+/// The port of `etcd`'s endpoint, which must be `http://127.0.0.1:PORT`.
+fn port(etcd: &EtcdServer) -> u16 {
+    let endpoint = etcd.endpoint();
+    endpoint
+        .strip_prefix("http://127.0.0.1:")
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("endpoint {endpoint} is not http://127.0.0.1:PORT"))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn serves_leased_keys_on_loopback_and_the_directory_is_removed() {
     let etcd = EtcdServer::start();
     let dir = etcd.dir().to_owned();
     let endpoint = etcd.endpoint();
-    let port: u16 = endpoint
-        .strip_prefix("http://127.0.0.1:")
-        .and_then(|port| port.parse().ok())
-        .unwrap_or_else(|| panic!("endpoint {endpoint} is not http://127.0.0.1:PORT"));
+    let port = port(&etcd);
     assert!(dir.join("data/member/wal").is_dir(), "no data in {dir:?}");
 
     let mut client = connect(&etcd).await;
@@ -180,6 +186,33 @@ async fn data_survives_stop_and_kill9_and_restart() {
         value(&mut client, "before kill").await.as_deref(),
         Some("2")
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_waits_for_its_port_taken_in_between() {
+    let mut etcd = EtcdServer::start();
+    let mut client = connect(&etcd).await;
+    client.put("kept", "yes", None).await.unwrap();
+    drop(client);
+    etcd.stop();
+
+    // Someone else (a listener of this test) holds the stopped server's port for a second.
+    let squatter = TcpListener::bind((Ipv4Addr::LOCALHOST, port(&etcd)))
+        .expect("the stopped server's port is free");
+    let released = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(1));
+        drop(squatter);
+    });
+    let restarting = Instant::now();
+    etcd.restart();
+    let waited = restarting.elapsed();
+    released.join().unwrap();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "restarted in {waited:?}"
+    );
+    let mut client = connect(&etcd).await;
+    assert_eq!(value(&mut client, "kept").await.as_deref(), Some("yes"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
