@@ -18,7 +18,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use crate::error::{Error, Result};
-use crate::storage::{Backend, Batch, Durability, ObjectStore, Write};
+use crate::storage::{Backend, Batch, Durability, Fence, ObjectStore, Write};
 
 /// A reply the gate holds; releasing it calls it with `Ok` once its writes are durable, or
 /// with the storage error that made them fail.
@@ -226,6 +226,8 @@ struct Round {
 struct Scratch {
     numbered: Vec<(Write<'static>, usize)>,
     writes: Vec<Write<'static>>,
+    /// The distinct fences of the round's objects (cluster mode; else empty).
+    fences: Vec<Fence>,
 }
 
 fn commit_loop(state: &CommitState) {
@@ -354,7 +356,15 @@ fn apply_and_sync(
                 writes.push(*write);
             }
         }
-        let committed = state.backend.commit(&writes, state.durability);
+        // Every shard term the round's objects commit under is checked with the writes.
+        let fences = &mut scratch.fences;
+        fences.clear();
+        fences.extend(batches.iter().filter_map(|(_, store, _)| store.fence()));
+        fences.sort_unstable();
+        fences.dedup();
+        let committed = state
+            .backend
+            .commit_fenced(&writes, state.durability, fences);
         numbered.clear();
         writes.clear();
         scratch.numbered = recycle(numbered);
@@ -381,6 +391,40 @@ mod tests {
             std::iter::empty(),
             store.incarnation(),
         ))
+    }
+
+    /// A round carries its objects' fences to the backend: a backend that cannot fence
+    /// (memory) refuses the round, and its objects' writes are marked lost.
+    #[test]
+    fn a_round_of_fenced_objects_is_committed_fenced() {
+        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        let state = CommitState::new(backend.clone(), Durability::Fsync);
+        let class = ClassTag::new("C", "C");
+        let plain = Arc::new(ObjectStore::new(
+            &ObjectId::from_name(&class, "plain"),
+            backend.clone(),
+        ));
+        let fenced = Arc::new(
+            ObjectStore::new(&ObjectId::from_name(&class, "fenced"), backend.clone())
+                .with_fence(Fence { shard: 3, term: 7 }),
+        );
+        let mut round = Round::default();
+        round.items.push(Item::Batch {
+            seq: 1,
+            store: plain.clone(),
+            batch: batch(&plain, &[("k", Some(b"1"))]),
+        });
+        commit_round(&state, &mut round, 1);
+        assert_eq!(state.durable_seq.load(Ordering::Acquire), 1);
+        round.items.push(Item::Batch {
+            seq: 2,
+            store: fenced.clone(),
+            batch: batch(&fenced, &[("k", Some(b"2"))]),
+        });
+        commit_round(&state, &mut round, 2);
+        assert_eq!(state.durable_seq.load(Ordering::Acquire), 1);
+        assert!(fenced.has_failed());
+        assert_eq!(backend.get(&fenced.full_key("k")).unwrap(), None);
     }
 
     /// Batches of one object in one round: each key gets the write of the last batch.

@@ -77,7 +77,7 @@ pub use crate::id::ObjectId;
 pub use crate::namespace::Namespace;
 pub use crate::runtime::{Metrics, Runtime, RuntimeBuilder};
 pub use crate::storage::{
-    Backend, Durability, Entry, FjallBackend, ListOptions, MemoryBackend, RangeRead,
+    Backend, Durability, Entry, Fence, FjallBackend, ListOptions, MemoryBackend, RangeRead,
     ScanEachFuture, ScanIter, Storage, Transaction, Write, MAX_BATCH_KEYS, MAX_KEY_BYTES,
     MAX_SCHEDULE_NAME_BYTES, MAX_VALUE_BYTES,
 };

@@ -38,6 +38,18 @@ pub struct RangeRead<'a> {
     pub limit: usize,
 }
 
+/// A shard's fencing term, carried by a commit in cluster mode: the commit lands only if the
+/// backend still records this term for the shard (see [`Backend::commit_fenced`]). A node
+/// that took a shard over recorded a newer term first ([`Backend::claim_shard`]), so a
+/// commit of the old owner, paused or partitioned, is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Fence {
+    /// The shard the committing objects belong to.
+    pub shard: u32,
+    /// The term under which the committing node owns it (larger is newer).
+    pub term: u64,
+}
+
 /// What [`Backend::scan_each_async`] returns: each range's entries.
 pub type ScanEachFuture = Pin<Box<dyn Future<Output = Result<Vec<Vec<Entry>>>> + Send>>;
 
@@ -87,6 +99,48 @@ pub trait Backend: Send + Sync + 'static {
             self.apply(batch)?;
         }
         self.sync(durability)
+    }
+
+    /// [`commit`](Backend::commit), if and only if the backend records exactly these terms
+    /// for these shards, checked in the same transaction as the writes (fencing at the
+    /// resource). With no fences, a plain commit.
+    ///
+    /// # Errors
+    ///
+    /// [`Storage`](crate::ErrorKind::Storage) naming the shard when a term is stale (nothing
+    /// of the batch is stored); [`Config`](crate::ErrorKind::Config) from a backend that
+    /// cannot fence (the default, for local stores: cluster mode needs shared storage);
+    /// whatever `commit` returns.
+    fn commit_fenced(
+        &self,
+        batch: &[Write<'_>],
+        durability: Durability,
+        fences: &[Fence],
+    ) -> Result<()> {
+        if fences.is_empty() {
+            return self.commit(batch, durability);
+        }
+        Err(crate::error::Error::config(
+            "this storage backend cannot fence commits: cluster mode needs storage every node \
+             shares (PostgreSQL)",
+        ))
+    }
+
+    /// Records `fence.term` as the shard's term, if it is newer than the one recorded: from
+    /// then on only commits with this term land for the shard. Waits for commits under the
+    /// older term that are under way.
+    ///
+    /// # Errors
+    ///
+    /// [`Storage`](crate::ErrorKind::Storage) if the backend records a term as new or newer
+    /// (another node claimed the shard since); [`Config`](crate::ErrorKind::Config) from a
+    /// backend that cannot fence (the default).
+    fn claim_shard(&self, fence: Fence) -> Result<()> {
+        let _ = fence;
+        Err(crate::error::Error::config(
+            "this storage backend cannot fence commits: cluster mode needs storage every node \
+             shares (PostgreSQL)",
+        ))
     }
 
     /// `Some(bytes)` when a read may wait on a network (a database server): the runtime then

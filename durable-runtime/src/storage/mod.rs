@@ -27,7 +27,9 @@ mod transaction;
 
 pub(crate) use self::alarms::now_ms;
 pub use self::api::Storage;
-pub use self::backend::{Backend, Durability, Entry, RangeRead, ScanEachFuture, ScanIter, Write};
+pub use self::backend::{
+    Backend, Durability, Entry, Fence, RangeRead, ScanEachFuture, ScanIter, Write,
+};
 pub(crate) use self::batch::Batch;
 pub use self::fjall::FjallBackend;
 pub use self::list::ListOptions;

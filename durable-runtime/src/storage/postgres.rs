@@ -58,7 +58,9 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, NoTls, Statement};
 
-use super::backend::{Backend, Durability, Entry, RangeRead, ScanEachFuture, ScanIter, Write};
+use super::backend::{
+    Backend, Durability, Entry, Fence, RangeRead, ScanEachFuture, ScanIter, Write,
+};
 use crate::error::{Error, Result};
 
 /// The schema version this build writes and reads. Bump it with a migration step in
@@ -178,6 +180,8 @@ struct Inner {
     schema: String,
     /// `"schema"."durable_kv"`, quoted.
     kv: String,
+    /// `"schema"."durable_shards"`, quoted: each shard's fencing term (cluster mode).
+    shards: String,
     /// The advisory lock's key: the database and the schema.
     lock_key: i64,
     commit: tokio::sync::Mutex<CommitSlot>,
@@ -275,6 +279,12 @@ struct Statements {
     scan_open_rev: Statement,
     /// Deletes `$1`, upserts `$2` → `$3`.
     commit: Statement,
+    /// As `commit`, if the shards `$4` hold the terms `$5`; returns the stale shards.
+    commit_fenced: Statement,
+    /// Records term `$2` for shard `$1` if newer; returns it if so.
+    claim: Statement,
+    /// The term recorded for shard `$1`.
+    term: Statement,
     /// Distinct prefixes of length `$3` in `key >= $1 AND key < $2`.
     prefixes_bounded: Statement,
     prefixes_open: Statement,
@@ -327,6 +337,7 @@ impl PostgresBackend {
         let opening = async move {
             let (schema, database) = ensure_schema(&config, &options).await?;
             let kv = format!("{}.durable_kv", quote_ident(&schema));
+            let shards = format!("{}.durable_shards", quote_ident(&schema));
             let lock_key = lock_key(&database, &schema);
             Ok(Inner {
                 config,
@@ -334,6 +345,7 @@ impl PostgresBackend {
                 options,
                 schema,
                 kv,
+                shards,
                 lock_key,
                 commit: tokio::sync::Mutex::default(),
                 reads: tokio::sync::Mutex::default(),
@@ -511,7 +523,8 @@ async fn ensure_schema(
         .map_err(|e| pg_error("open", &e))?;
         tx.batch_execute(&format!(
             "CREATE TABLE IF NOT EXISTS {q}.durable_meta (name text PRIMARY KEY, value bigint NOT NULL);
-             CREATE TABLE IF NOT EXISTS {q}.durable_kv (key bytea PRIMARY KEY, value bytea NOT NULL);"
+             CREATE TABLE IF NOT EXISTS {q}.durable_kv (key bytea PRIMARY KEY, value bytea NOT NULL);
+             CREATE TABLE IF NOT EXISTS {q}.durable_shards (shard int PRIMARY KEY, term bigint NOT NULL);"
         ))
         .await
         .map_err(|e| pg_error("create the tables", &e))?;
@@ -609,6 +622,7 @@ impl Inner {
         client: &Client,
     ) -> std::result::Result<Statements, tokio_postgres::Error> {
         let kv = &self.kv;
+        let shards = &self.shards;
         let scan = |cond: &str, order: &str, limit: &str| {
             format!("SELECT key, value FROM {kv} WHERE {cond} ORDER BY key {order} LIMIT {limit}")
         };
@@ -637,6 +651,35 @@ impl Inner {
                      SELECT * FROM unnest($2::bytea[], $3::bytea[]) \
                      ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
                 ))
+                .await?,
+            // The shards' rows are read FOR SHARE: a claim's update of a term waits for this
+            // commit, and this commit sees a claim committed before it (in READ COMMITTED, a
+            // locking read re-reads the newest version of its rows).
+            commit_fenced: client
+                .prepare(&format!(
+                    "WITH held AS (SELECT shard, term FROM {shards} \
+                                   WHERE shard = ANY($4::int[]) FOR SHARE), \
+                     stale AS (SELECT f.shard FROM unnest($4::int[], $5::bigint[]) AS f(shard, term) \
+                               WHERE NOT EXISTS (SELECT 1 FROM held h \
+                                                 WHERE h.shard = f.shard AND h.term = f.term)), \
+                     deleted AS (DELETE FROM {kv} WHERE key = ANY($1::bytea[]) \
+                                 AND NOT EXISTS (SELECT 1 FROM stale)), \
+                     inserted AS (INSERT INTO {kv} (key, value) \
+                                  SELECT k, v FROM unnest($2::bytea[], $3::bytea[]) AS u(k, v) \
+                                  WHERE NOT EXISTS (SELECT 1 FROM stale) \
+                                  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value) \
+                     SELECT shard FROM stale"
+                ))
+                .await?,
+            claim: client
+                .prepare(&format!(
+                    "INSERT INTO {shards} (shard, term) VALUES ($1, $2) \
+                     ON CONFLICT (shard) DO UPDATE SET term = EXCLUDED.term \
+                     WHERE {shards}.term < EXCLUDED.term RETURNING term"
+                ))
+                .await?,
+            term: client
+                .prepare(&format!("SELECT term FROM {shards} WHERE shard = $1"))
                 .await?,
             prefixes_bounded: client
                 .prepare(&prefixes("key >= $1 AND key < $2", "$3::int"))
@@ -870,6 +913,7 @@ impl Inner {
         deletes: Vec<Vec<u8>>,
         keys: Vec<Vec<u8>>,
         values: Vec<Vec<u8>>,
+        fences: Vec<Fence>,
     ) -> Result<()> {
         let session = self.commit_session().await?;
         let relaxed = durability == Durability::Buffered;
@@ -887,12 +931,74 @@ impl Inner {
             session.relaxed.store(relaxed, Ordering::Release);
         }
         let using = Use::new(&session);
+        if fences.is_empty() {
+            let done = session
+                .client
+                .execute(&session.statements.commit, &[&deletes, &keys, &values])
+                .await;
+            return using.finish(done).map(|_| ());
+        }
+        let (shards, terms) = fence_arrays(&fences)?;
         let done = session
             .client
-            .execute(&session.statements.commit, &[&deletes, &keys, &values])
+            .query(
+                &session.statements.commit_fenced,
+                &[&deletes, &keys, &values, &shards, &terms],
+            )
             .await;
-        using.finish(done).map(|_| ())
+        let stale: Vec<i32> = using.finish(done)?.iter().map(|row| row.get(0)).collect();
+        if stale.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::storage(format!(
+                "fenced: this node's term for shard(s) {stale:?} is stale (another node owns \
+                 them now); the commit was refused and nothing of it stored"
+            )))
+        }
     }
+
+    async fn claim_shard(&self, fence: Fence) -> Result<()> {
+        let session = self.commit_session().await?;
+        let (shard, term) = fence_values(fence)?;
+        let using = Use::new(&session);
+        let claimed = session
+            .client
+            .query_opt(&session.statements.claim, &[&shard, &term])
+            .await;
+        if using.finish(claimed)?.is_some() {
+            return Ok(());
+        }
+        let using = Use::new(&session);
+        let held = session
+            .client
+            .query_opt(&session.statements.term, &[&shard])
+            .await;
+        let held: Option<i64> = using.finish(held)?.map(|row| row.get(0));
+        Err(Error::storage(format!(
+            "shard {shard} cannot be claimed with term {term}: term {} is recorded (another \
+             node claimed it since)",
+            held.map_or_else(|| "none".to_owned(), |t| t.to_string())
+        )))
+    }
+}
+
+fn fence_values(fence: Fence) -> Result<(i32, i64)> {
+    let shard = i32::try_from(fence.shard)
+        .map_err(|_| Error::invalid_argument(format!("shard {} out of range", fence.shard)))?;
+    let term = i64::try_from(fence.term)
+        .map_err(|_| Error::invalid_argument(format!("term {} out of range", fence.term)))?;
+    Ok((shard, term))
+}
+
+fn fence_arrays(fences: &[Fence]) -> Result<(Vec<i32>, Vec<i64>)> {
+    let mut shards = Vec::with_capacity(fences.len());
+    let mut terms = Vec::with_capacity(fences.len());
+    for fence in fences {
+        let (shard, term) = fence_values(*fence)?;
+        shards.push(shard);
+        terms.push(term);
+    }
+    Ok((shards, terms))
 }
 
 /// Lower bound → inclusive key; upper bound → exclusive key (`None`: unbounded). The byte
@@ -1009,6 +1115,15 @@ impl Backend for PostgresBackend {
     }
 
     fn commit(&self, batch: &[Write<'_>], durability: Durability) -> Result<()> {
+        self.commit_fenced(batch, durability, &[])
+    }
+
+    fn commit_fenced(
+        &self,
+        batch: &[Write<'_>],
+        durability: Durability,
+        fences: &[Fence],
+    ) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -1025,7 +1140,17 @@ impl Backend for PostgresBackend {
             }
         }
         let inner = self.inner.clone();
-        self.run(async move { inner.commit(durability, deletes, keys, values).await })
+        let fences = fences.to_vec();
+        self.run(async move {
+            inner
+                .commit(durability, deletes, keys, values, fences)
+                .await
+        })
+    }
+
+    fn claim_shard(&self, fence: Fence) -> Result<()> {
+        let inner = self.inner.clone();
+        self.run(async move { inner.claim_shard(fence).await })
     }
 
     fn object_cache_bytes(&self) -> Option<usize> {

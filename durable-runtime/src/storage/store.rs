@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::keys::{self, prefix_successor, Id};
 use super::resident::{Cached, LoadPlan, Resident};
-use super::{Backend, Batch};
+use super::{Backend, Batch, Fence};
 use crate::error::{Error, Result};
 use crate::id::{ObjectId, ID_BYTES};
 
@@ -35,6 +35,8 @@ pub(crate) struct ObjectStore {
     /// ([`Resident`], loaded whole up to this many data bytes) and make the remaining backend
     /// reads where blocking is allowed.
     cache_bytes: Option<usize>,
+    /// In cluster mode, the shard and term the object's commits carry (see `Fence`).
+    fence: Option<Fence>,
     layers: Mutex<Layers>,
     /// Incarnations number the lives of the object's in-memory view. When a batch fails to
     /// reach the backend, its incarnation is marked failed: every later batch and reply of
@@ -58,6 +60,7 @@ impl ObjectStore {
         ObjectStore {
             id: *id.as_bytes(),
             cache_bytes: backend.object_cache_bytes(),
+            fence: None,
             backend,
             layers: Mutex::new(Layers::default()),
             incarnation: AtomicU64::new(1),
@@ -133,6 +136,18 @@ impl ObjectStore {
         *layers = Layers::default();
         let failed = self.failed_incarnation.load(Ordering::Acquire);
         self.incarnation.fetch_max(failed + 1, Ordering::AcqRel);
+    }
+
+    /// The object's commits carry `fence`: they land only while its shard's term is current.
+    #[allow(dead_code)] // Set by cluster mode (next), tested through the commit path now.
+    pub(crate) fn with_fence(mut self, fence: Fence) -> ObjectStore {
+        self.fence = Some(fence);
+        self
+    }
+
+    /// The fence the object's commits carry, if any.
+    pub(crate) fn fence(&self) -> Option<Fence> {
+        self.fence
     }
 
     /// Whether the object's stored state must be loaded ([`load`](Self::load)) before its
