@@ -8,7 +8,9 @@
 //! ```sql
 //! CREATE TABLE durable_kv (key bytea PRIMARY KEY, value bytea NOT NULL);
 //! CREATE TABLE durable_meta (name text PRIMARY KEY, value bigint NOT NULL); -- schema_version
+//! CREATE TABLE durable_shards (shard int PRIMARY KEY, term bigint NOT NULL); -- cluster mode
 //! CREATE VIEW durable_data AS ...; -- object_id (hex), key (text), value (postcard bytes)
+//! CREATE VIEW durable_objects AS ...; -- object_id (hex), name
 //! ```
 //!
 //! `bytea` compares bytewise, so the primary key's index orders keys exactly as fjall does,
@@ -28,8 +30,14 @@
 //!   [`Durability::Buffered`] the session sets `synchronous_commit` off: a commit returns
 //!   before its WAL is flushed, so a crash of the server (not of our process) can lose the
 //!   last few hundred milliseconds of acknowledged writes, as the server's own setting would.
-//! - The read session (one connection, queries pipelined) serves `get` and `scan`; a scan
-//!   fetches pages that grow from 16 to 1,024 rows, so taking its first entry is cheap.
+//!   In cluster mode a commit also carries its shards' fencing terms ([`Fence`]): the same
+//!   statement reads their `durable_shards` rows `FOR SHARE` and stores nothing if a term is
+//!   stale, so a claim of a newer term ([`Backend::claim_shard`]) and a commit under the old
+//!   one are serialized by PostgreSQL, whichever comes first.
+//! - The read session (one connection, queries pipelined) serves `get`, `scan` and
+//!   `scan_each` (an activation's three ranges in one round trip, also as a future the actor
+//!   awaits); a scan fetches pages that grow from 16 to 1,024 rows (and about 4 MiB), so
+//!   taking its first entry is cheap.
 //!
 //! # Failures
 //!
