@@ -203,3 +203,197 @@ pub(crate) fn balanced<N: AsRef<str>, O: AsRef<str>>(owners: &[Option<O>], nodes
             .enumerate()
             .all(|(rank, &count)| count == fair_share(rank, members.len(), shards))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    /// An ID laid out like a named one: a fixed class tag, the kind byte, then a SHA-256 body.
+    fn named_id(n: u64) -> [u8; ID_BYTES] {
+        let digest = Sha256::digest(n.to_le_bytes());
+        let mut id = [0u8; ID_BYTES];
+        id[..8].copy_from_slice(b"classtag");
+        id[8] = 1;
+        id[9..].copy_from_slice(&digest[..ID_BYTES - 9]);
+        id
+    }
+
+    fn table(owners: &[Option<&str>]) -> Vec<Option<String>> {
+        owners.iter().map(|o| o.map(str::to_owned)).collect()
+    }
+
+    // The placement format, computed once (and checked against a separate implementation of
+    // the same definition). Never update these: a change moves stored objects' shards.
+    const GOLDEN_ZEROS: u64 = 3_966_190_504_957_949_320;
+    const GOLDEN_COUNTING: u64 = 1_517_278_683_273_598_180;
+    const GOLDEN_NAMED_7: u64 = 4_550_962_474_306_175_642;
+    const GOLDEN_SHARDS_64: [u32; 8] = [41, 15, 2, 21, 50, 28, 37, 15];
+    const GOLDEN_SHARDS_1000: [u32; 8] = [653, 238, 39, 343, 786, 450, 585, 246];
+
+    fn count(owners: &[Option<String>], node: &str) -> usize {
+        owners.iter().filter(|o| o.as_deref() == Some(node)).count()
+    }
+
+    #[test]
+    fn shard_of_is_pinned() {
+        // These values decide where data lives: they must never change.
+        let zeros = [0u8; ID_BYTES];
+        let mut counting = [0u8; ID_BYTES];
+        for (i, b) in counting.iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        assert_eq!(id_hash(&zeros), GOLDEN_ZEROS);
+        assert_eq!(id_hash(&counting), GOLDEN_COUNTING);
+        assert_eq!(id_hash(&named_id(7)), GOLDEN_NAMED_7);
+        let got: Vec<u32> = (0..8).map(|n| shard_of(&named_id(n), 64)).collect();
+        assert_eq!(got, GOLDEN_SHARDS_64);
+        let got: Vec<u32> = (0..8).map(|n| shard_of(&named_id(n), 1000)).collect();
+        assert_eq!(got, GOLDEN_SHARDS_1000);
+    }
+
+    #[test]
+    fn shard_of_is_in_range_and_uses_every_byte() {
+        for shards in [1, 2, 3, 64, 1000, u32::MAX] {
+            for n in 0..200 {
+                assert!(shard_of(&named_id(n), shards) < shards);
+            }
+        }
+        assert_eq!(shard_of(&named_id(3), 1), 0);
+        // Changing any one byte (tag, kind or body) changes the hash.
+        let id = named_id(11);
+        for i in 0..ID_BYTES {
+            let mut other = id;
+            other[i] ^= 1;
+            assert_ne!(id_hash(&id), id_hash(&other), "byte {i}");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "at least one shard")]
+    fn shard_of_zero_shards_panics() {
+        shard_of(&named_id(0), 0);
+    }
+
+    #[test]
+    fn shard_of_spreads_one_class_evenly() {
+        // 100,000 IDs of one class (same tag) over 64 shards: each within 10% of the mean.
+        const SHARDS: u32 = 64;
+        const IDS: u64 = 100_000;
+        let mut hits = [0u32; SHARDS as usize];
+        for n in 0..IDS {
+            hits[shard_of(&named_id(n), SHARDS) as usize] += 1;
+        }
+        let mean = IDS as f64 / f64::from(SHARDS);
+        for (shard, &h) in hits.iter().enumerate() {
+            let off = (f64::from(h) - mean).abs() / mean;
+            assert!(off <= 0.10, "shard {shard}: {h} IDs, mean {mean}");
+        }
+    }
+
+    #[test]
+    fn fair_shares_add_up() {
+        assert_eq!(
+            (0..3).map(|r| fair_share(r, 3, 10)).collect::<Vec<_>>(),
+            [4, 3, 3]
+        );
+        assert_eq!(
+            (0..4).map(|r| fair_share(r, 4, 2)).collect::<Vec<_>>(),
+            [1, 1, 0, 0]
+        );
+        for nodes in 1..20 {
+            for shards in 0..70 {
+                let total: u32 = (0..nodes).map(|r| fair_share(r, nodes, shards)).sum();
+                assert_eq!(total, shards);
+            }
+        }
+    }
+
+    #[test]
+    fn an_empty_cluster_splits_the_shards_without_overlap() {
+        let nodes = ["c", "a", "b"]; // order does not matter
+        let owners = table(&[None; 10]);
+        let a = plan("a", &nodes, &owners);
+        let b = plan("b", &nodes, &owners);
+        let c = plan("c", &nodes, &owners);
+        assert_eq!(a.take, [0, 1, 2, 3]);
+        assert_eq!(b.take, [4, 5, 6]);
+        assert_eq!(c.take, [7, 8, 9]);
+        assert!(a.release.is_empty() && b.release.is_empty() && c.release.is_empty());
+        let mut owners = owners;
+        for (node, p) in [("a", a), ("b", b), ("c", c)] {
+            for s in p.take {
+                owners[s as usize] = Some(node.to_owned());
+            }
+        }
+        assert!(balanced(&owners, &nodes));
+        for node in nodes {
+            assert_eq!(plan(node, &nodes, &owners), Assignment::default());
+        }
+    }
+
+    #[test]
+    fn a_joining_node_gets_its_share_from_the_others() {
+        let mut owners = table(&[Some("a"); 10]);
+        for o in &mut owners[5..] {
+            *o = Some("b".to_owned());
+        }
+        assert!(balanced(&owners, &["a", "b"]));
+        let nodes = ["a", "b", "c"];
+        assert!(!balanced(&owners, &nodes));
+        // Shares 4, 3, 3: a gives up one, b two, c has nothing unowned to take yet.
+        let a = plan("a", &nodes, &owners);
+        let b = plan("b", &nodes, &owners);
+        assert_eq!(a.release, [4]);
+        assert_eq!(b.release, [8, 9]);
+        assert_eq!(plan("c", &nodes, &owners), Assignment::default());
+        for s in a.release.into_iter().chain(b.release) {
+            owners[s as usize] = None;
+        }
+        // Next round: c takes exactly what was released.
+        assert_eq!(plan("c", &nodes, &owners).take, [4, 8, 9]);
+        assert_eq!(plan("a", &nodes, &owners), Assignment::default());
+    }
+
+    #[test]
+    fn a_node_that_is_not_live_releases_everything() {
+        let owners = table(&[Some("a"), Some("b"), Some("a"), None]);
+        let p = plan("a", &["b"], &owners);
+        assert_eq!(p.release, [0, 2]);
+        assert!(p.take.is_empty());
+        // With nobody live there is no taker: keep everything, take nothing.
+        assert_eq!(plan("a", &[] as &[&str], &owners), Assignment::default());
+        assert!(!balanced(&owners, &[] as &[&str]));
+        assert!(balanced(&[] as &[Option<&str>], &[] as &[&str]));
+    }
+
+    #[test]
+    fn shards_of_a_node_that_is_not_live_are_left_alone() {
+        // "z" is gone from membership but its key has not expired: its shard is not taken,
+        // and b, under its share only because of it, causes no release.
+        let owners = table(&[Some("z"), Some("a"), Some("a"), None]);
+        let nodes = ["a", "b"];
+        assert_eq!(plan("a", &nodes, &owners), Assignment::default());
+        assert_eq!(plan("b", &nodes, &owners).take, [3]);
+        assert!(!balanced(&owners, &nodes));
+    }
+
+    #[test]
+    fn releases_never_go_below_the_share() {
+        // a holds everything; a, b, c, d live with 6 shards: shares 2, 2, 1, 1.
+        let owners = table(&[Some("a"); 6]);
+        let p = plan("a", &["a", "b", "c", "d"], &owners);
+        assert_eq!(p.release, [2, 3, 4, 5]);
+        // Duplicated node IDs count once.
+        assert_eq!(plan("a", &["a", "b", "b", "a"], &owners).release, [3, 4, 5]);
+        assert_eq!(count(&owners, "a"), 6);
+    }
+
+    #[test]
+    fn takes_are_capped_by_the_deficit_and_skip_owned_shards() {
+        let owners = table(&[Some("b"), None, Some("b"), None, None, None]);
+        // Shares 3, 3: a takes the first three unowned, b the one after.
+        assert_eq!(plan("a", &["a", "b"], &owners).take, [1, 3, 4]);
+        assert_eq!(plan("b", &["a", "b"], &owners).take, [5]);
+    }
+}
