@@ -396,4 +396,253 @@ mod tests {
         assert_eq!(plan("a", &["a", "b"], &owners).take, [1, 3, 4]);
         assert_eq!(plan("b", &["a", "b"], &owners).take, [5]);
     }
+
+    /// A simulated cluster: every running node applies its own plan each round against the
+    /// shared owner table. A take succeeds only on an unowned shard (as an etcd create does
+    /// only when the key does not exist), so a shard never has two owners; the checks are on
+    /// what the plans ask for and on convergence.
+    mod simulation {
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::BTreeSet;
+
+        const POOL: [&str; 6] = ["n0", "n1", "n2", "n3", "n4", "n5"];
+
+        /// How the nodes of one round see the table.
+        #[derive(Debug, Clone, Copy)]
+        enum Views {
+            /// All plan from the table as it was at the start of the round, then apply.
+            Snapshot,
+            /// One after the other, each planning from the table as the last one left it.
+            Sequential,
+            /// One after the other, each seeing either the start of the round or the latest.
+            Mixed,
+        }
+
+        /// A change of membership, then some rounds before the next one.
+        #[derive(Debug, Clone)]
+        struct Step {
+            /// Which of the pool are live after the change.
+            live: [bool; POOL.len()],
+            /// For a node that leaves: cleanly (it releases its shards) or by crashing (its
+            /// lease expires and its shards become unowned).
+            clean: [bool; POOL.len()],
+            /// Rounds run before the next change (0: changes pile up mid-convergence).
+            rounds: usize,
+        }
+
+        fn step() -> impl Strategy<Value = Step> {
+            (any::<[bool; 6]>(), any::<[bool; 6]>(), 0usize..3).prop_map(|(live, clean, rounds)| {
+                Step {
+                    live,
+                    clean,
+                    rounds,
+                }
+            })
+        }
+
+        struct Cluster {
+            owners: Vec<Option<String>>,
+            members: BTreeSet<String>,
+            /// Nodes that left cleanly and still hold shards: they keep running their plan.
+            leaving: BTreeSet<String>,
+            views: Views,
+            /// Drives the order of the nodes and the views in `Mixed`.
+            rng: u64,
+        }
+
+        impl Cluster {
+            fn next(&mut self) -> u64 {
+                self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                mix(self.rng)
+            }
+
+            fn change(&mut self, step: &Step) {
+                for (i, name) in POOL.iter().enumerate() {
+                    let name = name.to_string();
+                    if step.live[i] {
+                        self.leaving.remove(&name);
+                        self.members.insert(name);
+                    } else if self.members.remove(&name) {
+                        if step.clean[i] {
+                            self.leaving.insert(name);
+                        } else {
+                            for o in &mut self.owners {
+                                if o.as_ref() == Some(&name) {
+                                    *o = None;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+
+            /// Checks one node's plan against the table it was made from.
+            fn check(&self, me: &str, seen: &[Option<String>], p: &Assignment) {
+                let nodes: Vec<&str> = self.members.iter().map(String::as_str).collect();
+                assert!(p.take.is_empty() || p.release.is_empty(), "{me}: {p:?}");
+                for &s in &p.take {
+                    assert!(seen[s as usize].is_none(), "{me} takes owned {s}");
+                }
+                for &s in &p.release {
+                    assert_eq!(seen[s as usize].as_deref(), Some(me), "{me} releases {s}");
+                }
+                let held = count(seen, me);
+                match nodes.binary_search(&me) {
+                    Ok(rank) => {
+                        let share = fair_share(rank, nodes.len(), shard_count(seen)) as usize;
+                        assert!(
+                            held + p.take.len() <= share.max(held),
+                            "{me} takes too many"
+                        );
+                        assert!(
+                            p.release.is_empty() || held - p.release.len() == share,
+                            "{me} releases below (or not down to) its share"
+                        );
+                        if !p.release.is_empty() {
+                            let under = nodes.iter().enumerate().any(|(r, n)| {
+                                *n != me
+                                    && count(seen, n)
+                                        < fair_share(r, nodes.len(), shard_count(seen)) as usize
+                            });
+                            assert!(under, "{me} releases with nobody under their share");
+                        }
+                    }
+                    Err(_) => {
+                        assert!(p.take.is_empty(), "{me} is not live but takes");
+                        assert!(p.release.is_empty() || !nodes.is_empty());
+                    }
+                }
+            }
+
+            /// One round. Returns how many takes failed because another node took first.
+            fn round(&mut self) -> usize {
+                let mut running: Vec<String> =
+                    self.members.iter().chain(&self.leaving).cloned().collect();
+                for i in (1..running.len()).rev() {
+                    let j = (self.next() % (i as u64 + 1)) as usize;
+                    running.swap(i, j);
+                }
+                let start = self.owners.clone();
+                let nodes: Vec<String> = self.members.iter().cloned().collect();
+                let mut plans = Vec::new();
+                for me in &running {
+                    let stale = match self.views {
+                        Views::Snapshot => true,
+                        Views::Sequential => false,
+                        Views::Mixed => self.next() & 1 == 0,
+                    };
+                    let seen = if stale { &start } else { &self.owners };
+                    let p = plan(me, &nodes, seen);
+                    self.check(me, seen, &p);
+                    if matches!(self.views, Views::Snapshot) {
+                        plans.push((me, p));
+                    } else {
+                        plans.push((me, p.clone()));
+                        Self::apply(&mut self.owners, me, &p);
+                    }
+                }
+                let mut failed = 0;
+                if matches!(self.views, Views::Snapshot) {
+                    for (me, p) in &plans {
+                        failed += Self::apply(&mut self.owners, me, p);
+                    }
+                }
+                self.leaving
+                    .retain(|n| self.owners.iter().any(|o| o.as_ref() == Some(n)));
+                failed
+            }
+
+            /// Applies a plan; returns how many takes failed.
+            fn apply(owners: &mut [Option<String>], me: &str, p: &Assignment) -> usize {
+                for &s in &p.release {
+                    // Deleting one's own key: a no-op if it is no longer ours.
+                    if owners[s as usize].as_deref() == Some(me) {
+                        owners[s as usize] = None;
+                    }
+                }
+                let mut failed = 0;
+                for &s in &p.take {
+                    match &owners[s as usize] {
+                        None => owners[s as usize] = Some(me.to_owned()),
+                        Some(_) => failed += 1,
+                    }
+                }
+                failed
+            }
+        }
+
+        fn views() -> impl Strategy<Value = Views> {
+            prop_oneof![
+                Just(Views::Snapshot),
+                Just(Views::Sequential),
+                Just(Views::Mixed)
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn rounds_converge_to_balanced(
+                shards in 1u32..100,
+                steps in proptest::collection::vec(step(), 1..8),
+                views in views(),
+                seed in any::<u64>(),
+            ) {
+                let mut cluster = Cluster {
+                    owners: vec![None; shards as usize],
+                    members: BTreeSet::new(),
+                    leaving: BTreeSet::new(),
+                    views,
+                    rng: seed,
+                };
+                let mut failed = 0;
+                for step in &steps {
+                    cluster.change(step);
+                    for _ in 0..step.rounds {
+                        failed += cluster.round();
+                    }
+                }
+                // Membership is now still. Balanced within 4 rounds (with no live node,
+                // nothing is ever taken, so there is nothing to wait for).
+                let nodes: Vec<String> = cluster.members.iter().cloned().collect();
+                let limit = if nodes.is_empty() { 0 } else { 4 };
+                let mut rounds = 0;
+                while !balanced(&cluster.owners, &nodes) && rounds < limit {
+                    failed += cluster.round();
+                    rounds += 1;
+                }
+                if nodes.is_empty() {
+                    nothing_taken_without_members(&cluster)?;
+                } else {
+                    prop_assert!(
+                        balanced(&cluster.owners, &nodes),
+                        "not balanced after {} rounds: {:?}", rounds, cluster.owners
+                    );
+                    let low = shards as usize / nodes.len();
+                    for n in &nodes {
+                        let held = count(&cluster.owners, n);
+                        prop_assert!(held == low || held == low + 1, "{n} holds {held}");
+                    }
+                    // Once balanced, nobody has anything to do.
+                    for n in &nodes {
+                        prop_assert_eq!(plan(n, &nodes, &cluster.owners), Assignment::default());
+                    }
+                }
+                // Plans made from one shared view never collide.
+                if !matches!(views, Views::Mixed) {
+                    prop_assert_eq!(failed, 0);
+                }
+            }
+        }
+
+        /// With no live node nothing may be taken, and leaving nodes keep what they hold.
+        fn nothing_taken_without_members(cluster: &Cluster) -> Result<(), TestCaseError> {
+            for o in cluster.owners.iter().flatten() {
+                prop_assert!(cluster.leaving.contains(o), "{o} holds a shard, not live");
+            }
+            Ok(())
+        }
+    }
 }
