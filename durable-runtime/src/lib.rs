@@ -49,6 +49,7 @@ mod alarm;
 #[cfg(feature = "axum")]
 pub mod axum;
 mod class;
+mod cluster;
 mod commit;
 mod context;
 mod cycle;
