@@ -405,9 +405,10 @@ async fn serve_http(program: &Program, options: &Options, app: Router) -> Result
     let addr = listener
         .local_addr()
         .map_err(|e| format!("cannot read the listening address: {e}"))?;
-    let data_dir = match &options.connect {
-        Some(server) => format!("the object server at {server}"),
-        None => std::fs::canonicalize(&options.data_dir)
+    let data_dir = match (&options.connect, &options.postgres) {
+        (Some(server), _) => format!("the object server at {server}"),
+        (None, Some(url)) => redact(url),
+        (None, None) => std::fs::canonicalize(&options.data_dir)
             .unwrap_or(options.data_dir.clone())
             .display()
             .to_string(),
