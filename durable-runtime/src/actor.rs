@@ -481,7 +481,7 @@ impl<T: DurableObject, H: ActorHost<T>> Actor<T, H> {
         if !self.store.needs_load() {
             return Ok(());
         }
-        Box::pin(self.store.load_async()).await
+        Box::pin(self.store.load()).await
     }
 
     /// Submits the running call's writes; returns the sequence number replies are held for.

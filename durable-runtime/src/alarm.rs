@@ -90,19 +90,35 @@ pub(crate) async fn run_scheduler<C: AlarmTarget>(ns: Arc<C>) {
                 }
             }
         }
-        let scan = {
+        let (class, in_flight) = (ns.class().name, running + fire.len());
+        let backend = &ns.host().backend;
+        let scan = if backend.object_cache_bytes().is_none() {
+            // A local store: read in place, with the busy map as it is.
+            let is_busy = |key: &Key| busy.contains_key(key);
+            due_entries(
+                &**backend,
+                class,
+                &prefix,
+                end.as_deref(),
+                now,
+                is_busy,
+                in_flight,
+            )
+        } else {
+            // A read that may wait on a network goes to a blocking thread, with its own copy
+            // of what it needs.
             let (prefix, end) = (prefix.clone(), end.clone());
             let busy: HashSet<Key> = busy.keys().cloned().collect();
-            let (class, in_flight) = (ns.class().name, running + fire.len());
             ns.host()
                 .read_backend(move |backend| {
+                    let is_busy = |key: &Key| busy.contains(key);
                     due_entries(
                         backend,
                         class,
                         &prefix,
                         end.as_deref(),
                         now,
-                        &busy,
+                        is_busy,
                         in_flight,
                     )
                 })
@@ -185,7 +201,7 @@ fn due_entries(
     prefix: &[u8],
     end: Option<&[u8]>,
     now: u64,
-    busy: &HashSet<Key>,
+    is_busy: impl Fn(&Key) -> bool,
     running: usize,
 ) -> Result<(Vec<Due>, Option<u64>)> {
     let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
@@ -199,7 +215,7 @@ fn due_entries(
         if entry.due_ms > now {
             return Ok((due, Some(entry.due_ms)));
         }
-        if busy.contains(&(entry.id, entry.schedule.clone())) {
+        if is_busy(&(entry.id, entry.schedule.clone())) {
             continue;
         }
         if running + due.len() >= MAX_RUNNING {

@@ -90,7 +90,7 @@ impl Storage {
         };
         // The memory layers within range, merged oldest to newest; and the stored entries
         // from the storage cache, if the object's stored state is in memory.
-        let (overlay, hide_backend, cached) = {
+        let (overlay, cached, needed) = {
             let layers = self.store.layers();
             let mut overlay: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
             if !layers.call.cleared {
@@ -108,8 +108,9 @@ impl Storage {
             }
             // Each memory entry hides at most one stored entry: this many are enough.
             let needed = limit.saturating_add(overlay.len());
+            // After `delete_all`, nothing stored is visible.
             let cached = if layers.call.cleared {
-                None
+                Some(Vec::new())
             } else {
                 self.store.cached_range(
                     &layers,
@@ -120,11 +121,9 @@ impl Storage {
                     needed,
                 )
             };
-            (overlay, layers.call.cleared, cached)
+            (overlay, cached, needed)
         };
-        let needed = limit.saturating_add(overlay.len());
         let stored: Vec<(String, Vec<u8>)> = match cached {
-            _ if hide_backend => Vec::new(),
             Some(entries) => entries,
             None => self.store.scan_backend_collect(
                 as_str_bound(&lower),

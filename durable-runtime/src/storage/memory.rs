@@ -32,15 +32,8 @@ impl Backend for MemoryBackend {
     }
 
     fn scan(&self, start: Bound<&[u8]>, end: Bound<&[u8]>, reverse: bool) -> Result<ScanIter<'_>> {
-        if let (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) =
-            (start, end)
-        {
-            // BTreeMap::range panics on inverted ranges; an inverted range is simply empty.
-            if s > e
-                || (s == e && !matches!((start, end), (Bound::Included(_), Bound::Included(_))))
-            {
-                return Ok(Box::new(std::iter::empty()));
-            }
+        if super::empty_range(start, end) {
+            return Ok(Box::new(std::iter::empty()));
         }
         let map = self.map.read().map_err(|_| Self::poisoned())?;
         let range = map.range::<[u8], _>((start, end));

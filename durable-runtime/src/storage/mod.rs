@@ -11,6 +11,8 @@
 //! `transaction.rs` [`Transaction`], `alarms.rs` the alarm and schedule API; `batch.rs`,
 //! `keys.rs` and the backends the byte level below.
 
+use std::ops::Bound;
+
 mod alarms;
 mod api;
 mod backend;
@@ -48,6 +50,18 @@ pub(crate) fn block_outside_async<R>(read: impl FnOnce() -> R) -> R {
             tokio::task::block_in_place(read)
         }
         _ => read(),
+    }
+}
+
+/// Whether `(start, end)` is inverted or holds nothing between equal bounds: such a range is
+/// empty, and `BTreeMap::range` panics on it instead.
+pub(crate) fn empty_range<K: Ord + ?Sized>(start: Bound<&K>, end: Bound<&K>) -> bool {
+    match (start, end) {
+        (Bound::Included(s), Bound::Included(e)) => s > e,
+        (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) => {
+            s >= e
+        }
+        _ => false,
     }
 }
 

@@ -383,16 +383,25 @@ impl PostgresBackend {
         &self,
         op: impl Future<Output = Result<T>> + Send + 'static,
     ) -> Result<T> {
-        if self.inner.closed.load(Ordering::Acquire) {
-            return Err(Error::storage("the PostgreSQL backend is closed"));
-        }
+        wait(&self.handle, self.within_deadline(op))
+    }
+
+    /// `op`, refused once the backend is closed, and failed at the operation deadline.
+    fn within_deadline<T>(
+        &self,
+        op: impl Future<Output = Result<T>> + Send + 'static,
+    ) -> impl Future<Output = Result<T>> + Send + 'static {
+        let closed = self.inner.closed.load(Ordering::Acquire);
         let timeout = self.inner.options.timeout;
-        wait(&self.handle, async move {
+        async move {
+            if closed {
+                return Err(Error::storage("the PostgreSQL backend is closed"));
+            }
             match tokio::time::timeout(timeout, op).await {
                 Ok(result) => result,
                 Err(_) => Err(deadline_error(timeout)),
             }
-        })
+        }
     }
 
     fn fetch_page(&self, page: Page) -> Result<Vec<Entry>> {
@@ -1177,16 +1186,9 @@ impl Backend for PostgresBackend {
         // On the backend's runtime, beside the connection (a connection opened on the
         // caller's runtime would depend on it): one hand-off there and one back, where a
         // blocking read costs a blocking thread and two more.
-        let read = self.handle.spawn(async move {
-            if inner.closed.load(Ordering::Acquire) {
-                return Err(Error::storage("the PostgreSQL backend is closed"));
-            }
-            let timeout = inner.options.timeout;
-            match tokio::time::timeout(timeout, inner.scan_pages(pages)).await {
-                Ok(result) => result,
-                Err(_) => Err(deadline_error(timeout)),
-            }
-        });
+        let read = self
+            .handle
+            .spawn(self.within_deadline(async move { inner.scan_pages(pages).await }));
         Some(Box::pin(async move {
             read.await
                 .unwrap_or_else(|_| Err(Error::storage("the PostgreSQL client stopped")))

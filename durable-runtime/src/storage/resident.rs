@@ -233,15 +233,8 @@ impl Resident {
         if !self.complete {
             return None;
         }
-        if let (Bound::Included(l) | Bound::Excluded(l), Bound::Included(u) | Bound::Excluded(u)) =
-            (lower, upper)
-        {
-            // BTreeMap::range panics on inverted ranges; an inverted range is empty.
-            if l > u
-                || (l == u && !matches!((lower, upper), (Bound::Included(_), Bound::Included(_))))
-            {
-                return Some(Vec::new());
-            }
+        if super::empty_range(lower, upper) {
+            return Some(Vec::new());
         }
         let range = self.data.range::<str, _>((lower, upper));
         let present = |(k, v): (&String, &Option<Vec<u8>>)| {

@@ -156,29 +156,10 @@ impl ObjectStore {
         self.cache_bytes.is_some() && self.layers().resident.is_none()
     }
 
-    /// Loads the object's stored state into memory (the storage cache). Blocks on the
-    /// backend: call it where blocking is allowed (`spawn_blocking`).
-    pub(crate) fn load(&self) -> Result<()> {
-        let Some(max_bytes) = self.cache_bytes else {
-            return Ok(());
-        };
-        if !self.needs_load() {
-            return Ok(());
-        }
-        let resident = Resident::load(&*self.backend, &self.id, max_bytes)?;
-        let mut layers = self.layers();
-        // Nothing was submitted since the reset that emptied the cache: the actor loads
-        // before its next step.
-        if layers.resident.is_none() {
-            layers.resident = Some(resident);
-        }
-        Ok(())
-    }
-
-    /// [`load`](Self::load) without blocking an async thread: the backend's async first
-    /// request if it has one (then a blocking thread only for an object larger than its
-    /// first pages), else all of it on a blocking thread.
-    pub(crate) async fn load_async(self: &Arc<Self>) -> Result<()> {
+    /// Loads the object's stored state into memory (the storage cache), without blocking an
+    /// async thread: the backend's async first request if it has one (then a blocking thread
+    /// only for an object larger than its first pages), else all of it on a blocking thread.
+    pub(crate) async fn load(self: &Arc<Self>) -> Result<()> {
         let Some(max_bytes) = self.cache_bytes else {
             return Ok(());
         };
@@ -188,19 +169,27 @@ impl ObjectStore {
         let plan = LoadPlan::new(&self.id, max_bytes);
         if let Some(first) = self.backend.scan_each_async(&plan.ranges()) {
             if let Some(resident) = Resident::from_pages(&plan, first.await?, None)? {
-                let mut layers = self.layers();
-                if layers.resident.is_none() {
-                    layers.resident = Some(resident);
-                }
+                self.install(resident);
                 return Ok(());
             }
         }
         let store = self.clone();
-        tokio::task::spawn_blocking(move || store.load())
-            .await
-            .map_err(|e| {
-                Error::internal(format!("loading an object's storage failed to run: {e}"))
-            })?
+        tokio::task::spawn_blocking(move || {
+            let resident = Resident::load(&*store.backend, &store.id, max_bytes)?;
+            store.install(resident);
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::internal(format!("loading an object's storage failed to run: {e}")))?
+    }
+
+    fn install(&self, resident: Resident) {
+        let mut layers = self.layers();
+        // Nothing was submitted since the reset that emptied the cache: the actor loads
+        // before its next step.
+        if layers.resident.is_none() {
+            layers.resident = Some(resident);
+        }
     }
 
     /// Runs a backend read in place, or, on a backend whose reads cross a network, where it
