@@ -90,6 +90,15 @@ pub(crate) trait ActorHost<T: DurableObject>: Send + Sync + 'static {
 
     /// The actor's task ends (evicted, or its mailbox closed).
     fn actor_exited(&self);
+
+    /// Whether a call (or alarm, or socket event) of the object whose storage is `store` may
+    /// start now. Always, but in cluster mode: there the object's shard must still be owned
+    /// here under the store's fence, with the node's lease alive (a node that lost its lease
+    /// or shard starts nothing; the refusal says the call did not run).
+    fn may_start(&self, store: &ObjectStore) -> Result<()> {
+        let _ = store;
+        Ok(())
+    }
 }
 
 /// Where a call's reply goes: to a caller in this process, or out of a connection (the
@@ -297,6 +306,10 @@ impl<T: DurableObject, H: ActorHost<T>> Actor<T, H> {
             } => {
                 self.store.touch();
                 let method = T::method_name(&call);
+                if let Err(e) = self.host.may_start(&self.store) {
+                    let _ = reply.send(Err(e));
+                    return None;
+                }
                 if expired(deadline) {
                     // The caller has given up: do not run work nobody waits for.
                     let _ = reply.send(Err(Error::timeout(method, Duration::ZERO)));
@@ -361,6 +374,15 @@ impl<T: DurableObject, H: ActorHost<T>> Actor<T, H> {
 
     /// Alarms and erasure.
     async fn handle_other(&mut self, envelope: Envelope<T>) {
+        if let Err(e) = self.host.may_start(&self.store) {
+            match envelope {
+                Envelope::Alarm { reply, .. } => drop(reply.send(Err(e))),
+                Envelope::Erase { reply } => drop(reply.send(Err(e))),
+                Envelope::Socket { reply, .. } => drop(reply.send(Err(e))),
+                Envelope::Call { .. } | Envelope::Idle { .. } => {}
+            }
+            return;
+        }
         match envelope {
             Envelope::Alarm { info, reply } => {
                 let outcome = self.run_alarm(info).await;
@@ -652,16 +674,19 @@ impl<T: DurableObject, H: ActorHost<T>> Actor<T, H> {
                         received = mailbox.recv(), if waiting.is_none() && open && count < max_running => match received {
                             Some(Envelope::Call { call, reply, deadline, chain }) => {
                                 let method = T::method_name(&call);
-                                match call {
+                                match (call, self.host.may_start(&self.store)) {
+                                    (_, Err(refused)) => {
+                                        let _ = reply.send(Err(refused));
+                                    }
                                     _ if expired(deadline) => {
                                         let _ = reply.send(Err(Error::timeout(method, Duration::ZERO)));
                                     }
-                                    Call::Shared(call) => {
+                                    (Call::Shared(call), Ok(())) => {
                                         self.store.touch();
                                         self.host.counters().calls.inc();
                                         running.push(start(call, method, reply, chain));
                                     }
-                                    call @ Call::Exclusive(_) => {
+                                    (call @ Call::Exclusive(_), Ok(())) => {
                                         waiting = Some(Envelope::Call { call, reply, deadline, chain });
                                     }
                                 }

@@ -55,6 +55,10 @@ pub enum ErrorKind {
     Disconnected,
     /// The peer does not know the class or the method ID: a peer of another build.
     UnknownMethod,
+    /// Cluster mode: no node of the cluster owned the object's shard, or none could be
+    /// reached, within the call's time (a node failing over, etcd unreachable, this node's
+    /// lease lapsed). The call did not run. Retryable.
+    Unavailable,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -103,6 +107,13 @@ enum Repr {
     Disconnected(String),
     #[error("unknown method: {0}")]
     UnknownMethod(String),
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// Cluster mode: this node refused the call without running it (the object's shard is
+    /// not owned here, or the node's lease lapsed). Its kind is `Unavailable`; a routed call
+    /// that meets it looks for the owner again.
+    #[error("unavailable: {0}")]
+    NotHere(String),
 }
 
 /// The error of every fallible operation in `durable_runtime`.
@@ -164,6 +175,7 @@ impl Error {
             Repr::Unauthenticated(_) => ErrorKind::Unauthenticated,
             Repr::Disconnected(_) => ErrorKind::Disconnected,
             Repr::UnknownMethod(_) => ErrorKind::UnknownMethod,
+            Repr::Unavailable(_) | Repr::NotHere(_) => ErrorKind::Unavailable,
         }
     }
 
@@ -173,11 +185,15 @@ impl Error {
         matches!(&*self.repr, Repr::App { .. } | Repr::Panicked { .. })
     }
 
-    /// `true` when the same call may succeed if sent again: a transient storage failure, or
-    /// a connection lost before the reply (the call may have run: retry only what is safe to
-    /// run twice). Overloaded errors are not retryable: sending more work makes overload worse.
+    /// `true` when the same call may succeed if sent again: a transient storage failure, a
+    /// connection lost before the reply (the call may have run: retry only what is safe to
+    /// run twice), or an object unavailable in a cluster (it did not run). Overloaded errors
+    /// are not retryable: sending more work makes overload worse.
     pub fn is_retryable(&self) -> bool {
-        matches!(&*self.repr, Repr::Storage(_) | Repr::Disconnected(_))
+        matches!(
+            &*self.repr,
+            Repr::Storage(_) | Repr::Disconnected(_) | Repr::Unavailable(_) | Repr::NotHere(_)
+        )
     }
 
     /// `true` when the object refused the call because its queue was full.
@@ -276,6 +292,21 @@ impl Error {
 
     pub(crate) fn unknown_method(message: impl Into<String>) -> Self {
         Error::new(Repr::UnknownMethod(message.into()))
+    }
+
+    pub(crate) fn unavailable(message: impl Into<String>) -> Self {
+        Error::new(Repr::Unavailable(message.into()))
+    }
+
+    /// A cluster node refused a call without running it: the caller may look for the owner
+    /// again (see `Repr::NotHere`).
+    pub(crate) fn not_here(message: impl Into<String>) -> Self {
+        Error::new(Repr::NotHere(message.into()))
+    }
+
+    /// Whether a cluster node refused the call without running it.
+    pub(crate) fn is_not_here(&self) -> bool {
+        matches!(&*self.repr, Repr::NotHere(_))
     }
 
     /// A broken internal invariant. Public for the code `#[durable_object]` generates.

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
+use crate::cluster::{Ownership, Router};
 use crate::commit::OutputGate;
 use crate::error::{Error, Result};
 use crate::sockets::HeldSockets;
@@ -83,6 +84,10 @@ pub(crate) struct Host {
     actors_idle: Notify,
     /// The WebSockets held here for this runtime's objects.
     pub(crate) held: Arc<HeldSockets>,
+    /// Cluster mode: the shards this node owns, and under which terms.
+    pub(crate) ownership: Option<Arc<Ownership>>,
+    /// Cluster mode: where calls to the objects of other nodes' shards go.
+    pub(crate) router: Option<Arc<Router>>,
 }
 
 impl Host {
@@ -100,6 +105,8 @@ impl Host {
             live_actors: AtomicUsize::new(0),
             actors_idle: Notify::new(),
             held: Arc::default(),
+            ownership: None,
+            router: None,
         }
     }
 

@@ -72,6 +72,7 @@ pub mod websocket;
 mod wire;
 
 pub use crate::class::{AlarmInfo, ClassOptions, DurableObject};
+pub use crate::cluster::Cluster;
 pub use crate::context::Context;
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::id::ObjectId;

@@ -23,6 +23,7 @@ use tokio::sync::{oneshot, watch};
 use crate::actor::{Actor, ActorHost, AlarmOutcome, Envelope};
 use crate::alarm::AlarmTarget;
 use crate::class::{AlarmInfo, ClassOptions, DurableObject};
+use crate::cluster::Router;
 use crate::commit::OutputGate;
 use crate::context::{Context, Directory};
 use crate::error::{Error, Result};
@@ -30,11 +31,11 @@ use crate::host::{Counters, Host};
 use crate::id::{ClassTag, ObjectId, ID_BYTES};
 use crate::mailbox::{Mailbox, SendError};
 use crate::sockets::{HeldSockets, ObjectSockets, SocketEntry};
-use crate::storage::{stored_object_ids, ObjectStore};
+use crate::storage::{stored_object_ids, Fence, ObjectStore};
 use crate::stub::{LocalClass, RemoteClass, Route, Stub};
 use crate::transport::server::ServedClass;
 
-const SHARDS: usize = 32;
+const STRIPES: usize = 32;
 
 /// IDs are SHA-256 digests or random bytes: their bytes are already a good hash. The map
 /// hashes `[u8; 32]` keys, which `Hash` feeds as a length and then the bytes: the hash is
@@ -49,7 +50,7 @@ impl Hasher for IdHasher {
 
     fn write(&mut self, bytes: &[u8]) {
         // Bytes 9..32 are the hash or random body (0..8: the class tag, 8: the kind). Byte 9
-        // picks the shard, so it would be the same for every key of a shard's map: skip it.
+        // picks the stripe, so it would be the same for every key of a stripe's map: skip it.
         match bytes.get(10..18) {
             Some(body) => {
                 let mut word = [0u8; 8];
@@ -86,7 +87,7 @@ struct Settling {
     done: watch::Receiver<()>,
 }
 
-struct Shard<T: DurableObject> {
+struct Stripe<T: DurableObject> {
     live: IdMap<Live<T>>,
     settling: IdMap<Settling>,
     /// The WebSockets of evicted objects (hibernating): their next actor takes them back.
@@ -112,7 +113,7 @@ pub(crate) struct NamespaceCore<T: DurableObject> {
     host: Arc<Host>,
     /// For the contexts of the class's objects.
     directory: Arc<dyn Directory>,
-    shards: Box<[RwLock<Shard<T>>]>,
+    stripes: Box<[RwLock<Stripe<T>>]>,
     next_token: AtomicU64,
     tasks_started: AtomicBool,
     /// The method ID of the class's `fetch`, if it has one.
@@ -140,9 +141,9 @@ impl<T: DurableObject> NamespaceCore<T> {
             options,
             host,
             directory,
-            shards: (0..SHARDS)
+            stripes: (0..STRIPES)
                 .map(|_| {
-                    RwLock::new(Shard {
+                    RwLock::new(Stripe {
                         live: IdMap::default(),
                         settling: IdMap::default(),
                         hibernating: IdMap::default(),
@@ -164,13 +165,13 @@ impl<T: DurableObject> NamespaceCore<T> {
             .ok_or_else(|| Error::internal("a namespace core outside its Arc"))
     }
 
-    fn shard(&self, id: &[u8; ID_BYTES]) -> &RwLock<Shard<T>> {
+    fn stripe(&self, id: &[u8; ID_BYTES]) -> &RwLock<Stripe<T>> {
         // Byte 9 is the first byte of the ID's hash or random body.
-        &self.shards[id[9] as usize % SHARDS]
+        &self.stripes[id[9] as usize % STRIPES]
     }
 
-    fn write_shard(&self, id: &[u8; ID_BYTES]) -> RwLockWriteGuard<'_, Shard<T>> {
-        self.shard(id).write().unwrap_or_else(|p| p.into_inner())
+    fn write_stripe(&self, id: &[u8; ID_BYTES]) -> RwLockWriteGuard<'_, Stripe<T>> {
+        self.stripe(id).write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Starts the class's alarm scheduler and idle sweeper once a tokio runtime is at hand.
@@ -190,9 +191,9 @@ impl<T: DurableObject> NamespaceCore<T> {
 
     /// Asks every live object idle since the last sweep to leave.
     fn sweep(&self) {
-        for shard in self.shards.iter() {
-            let shard = shard.read().unwrap_or_else(|p| p.into_inner());
-            for live in shard.live.values() {
+        for stripe in self.stripes.iter() {
+            let stripe = stripe.read().unwrap_or_else(|p| p.into_inner());
+            for live in stripe.live.values() {
                 if let Some(seen) = live.store.idle_since_last_sweep() {
                     // A full queue is anything but idle; a closed one is leaving anyway.
                     let _ = live
@@ -236,9 +237,17 @@ impl<T: DurableObject> NamespaceCore<T> {
             return refuse(e, envelope);
         }
         let key = id.as_bytes();
+        // Cluster mode: only the shards this node owns take calls, under their term.
+        let fence = match &self.host.ownership {
+            None => None,
+            Some(ownership) => match ownership.admit(key) {
+                Ok(fence) => Some(fence),
+                Err(e) => return refuse(e, envelope),
+            },
+        };
         let envelope = {
-            let shard = self.shard(key).read().unwrap_or_else(|p| p.into_inner());
-            match self.deliver(&shard.live, key, envelope, &refused)? {
+            let stripe = self.stripe(key).read().unwrap_or_else(|p| p.into_inner());
+            match self.deliver(&stripe.live, key, fence, envelope, &refused)? {
                 Some(envelope) => envelope,
                 None => return Ok(()),
             }
@@ -248,11 +257,11 @@ impl<T: DurableObject> NamespaceCore<T> {
             Err(e) => return refuse(e, envelope),
         };
         this.ensure_tasks();
-        let mut shard = self.write_shard(key);
+        let mut stripe = self.write_stripe(key);
         if self.host.is_closed() {
             return refuse(Error::closed(), envelope);
         }
-        let Some(envelope) = self.deliver(&shard.live, key, envelope, &refused)? else {
+        let Some(envelope) = self.deliver(&stripe.live, key, fence, envelope, &refused)? else {
             return Ok(());
         };
         let handle = match self.host.tokio_handle() {
@@ -265,9 +274,13 @@ impl<T: DurableObject> NamespaceCore<T> {
             return refuse(e, envelope);
         }
         let mailbox = Arc::new(Mailbox::with_first(envelope));
-        let settle = shard.settling.get(key).map(|s| s.done.clone());
-        let store = Arc::new(ObjectStore::new(id, self.host.backend.clone()));
-        let sockets = shard.hibernating.remove(key).unwrap_or_default();
+        let settle = stripe.settling.get(key).map(|s| s.done.clone());
+        let store = ObjectStore::new(id, self.host.backend.clone());
+        let store = Arc::new(match fence {
+            Some(fence) => store.with_fence(fence),
+            None => store,
+        });
+        let sockets = stripe.hibernating.remove(key).unwrap_or_default();
         let actor = Box::new(Actor::new(
             this,
             id.clone(),
@@ -277,7 +290,7 @@ impl<T: DurableObject> NamespaceCore<T> {
         ));
         self.host.actor_started();
         handle.spawn(actor.run(mailbox.clone()));
-        shard.live.insert(
+        stripe.live.insert(
             *key,
             Live {
                 mailbox,
@@ -291,16 +304,26 @@ impl<T: DurableObject> NamespaceCore<T> {
     /// Queues the envelope for the live actor of `key`: `Ok(None)` if queued, `Ok(Some(..))`
     /// (the envelope back) if there is no live actor, refused as overloaded if its queue is
     /// full.
+    ///
+    /// In cluster mode, a live actor of another term (its shard was lost and taken back while
+    /// it was leaving) takes nothing: the call is refused, to be routed again.
     fn deliver<R>(
         &self,
         live: &IdMap<Live<T>>,
         key: &[u8; ID_BYTES],
+        fence: Option<Fence>,
         envelope: Envelope<T>,
         refused: &impl Fn(Error, Envelope<T>) -> R,
     ) -> Result<Option<Envelope<T>>, R> {
         let Some(live) = live.get(key) else {
             return Ok(Some(envelope));
         };
+        if live.store.fence() != fence {
+            return Err(refused(
+                Error::not_here("the object's shard is changing hands on this node"),
+                envelope,
+            ));
+        }
         match live.mailbox.try_send(envelope, self.options.max_queue) {
             Ok(()) => Ok(None),
             Err(SendError::Full(envelope)) => {
@@ -323,26 +346,54 @@ impl<T: DurableObject> NamespaceCore<T> {
     pub(crate) fn adopt_socket(&self, id: &ObjectId, entry: Arc<SocketEntry>) -> Result<()> {
         self.class.check(id)?;
         let key = id.as_bytes();
-        let mut shard = self.write_shard(key);
-        match shard.live.get(key) {
+        let mut stripe = self.write_stripe(key);
+        match stripe.live.get(key) {
             Some(live) => live.sockets.adopt(entry),
-            None => shard.hibernating.entry(*key).or_default().adopt(entry),
+            None => stripe.hibernating.entry(*key).or_default().adopt(entry),
         }
     }
 
     /// Closes every mailbox: actors finish the calls already queued, then exit.
     pub(crate) fn close_mailboxes(&self) {
-        for shard in self.shards.iter() {
-            let mut shard = shard.write().unwrap_or_else(|p| p.into_inner());
-            for (_, live) in shard.live.drain() {
+        for stripe in self.stripes.iter() {
+            let mut stripe = stripe.write().unwrap_or_else(|p| p.into_inner());
+            for (_, live) in stripe.live.drain() {
                 live.mailbox.close();
             }
         }
     }
 
+    /// Cluster mode: lets go of the live objects whose shard `lost` picks (the shard was
+    /// handed over, or the lease lapsed). Their mailboxes close: calls already queued meet
+    /// the ownership check when they would start (a draining shard still runs them; a lost
+    /// one refuses them, unrun). Their WebSockets hibernate. Returns their stores: once only
+    /// the caller holds them, the actors are gone and their last commits are done.
+    pub(crate) fn drop_objects(&self, lost: &dyn Fn(u32) -> bool) -> Vec<Arc<ObjectStore>> {
+        let mut dropped = Vec::new();
+        for stripe in self.stripes.iter() {
+            let mut stripe = stripe.write().unwrap_or_else(|p| p.into_inner());
+            let leaving: Vec<[u8; ID_BYTES]> = stripe
+                .live
+                .iter()
+                .filter(|(_, live)| live.store.fence().is_some_and(|f| lost(f.shard)))
+                .map(|(key, _)| *key)
+                .collect();
+            for key in leaving {
+                if let Some(live) = stripe.live.remove(&key) {
+                    live.mailbox.close();
+                    if !live.sockets.is_empty() {
+                        stripe.hibernating.insert(key, live.sockets);
+                    }
+                    dropped.push(live.store);
+                }
+            }
+        }
+        dropped
+    }
+
     /// How many objects of this class are live (activated and not evicted).
     pub(crate) fn live_count(&self) -> usize {
-        self.shards
+        self.stripes
             .iter()
             .map(|s| s.read().unwrap_or_else(|p| p.into_inner()).live.len())
             .sum()
@@ -398,6 +449,10 @@ impl<T: DurableObject> LocalClass<T> for NamespaceCore<T> {
     fn delete_all(&self) -> Pin<Box<dyn Future<Output = Result<usize>> + Send + '_>> {
         Box::pin(NamespaceCore::delete_all(self))
     }
+
+    fn router(&self) -> Option<&Arc<Router>> {
+        self.host.router.as_ref()
+    }
 }
 
 impl<T: DurableObject> ActorHost<T> for NamespaceCore<T> {
@@ -436,25 +491,25 @@ impl<T: DurableObject> ActorHost<T> for NamespaceCore<T> {
         mailbox: &Mailbox<Envelope<T>>,
     ) -> Option<Retired> {
         let key = id.as_bytes();
-        let mut shard = self.write_shard(key);
+        let mut stripe = self.write_stripe(key);
         if !mailbox.close_if_empty() {
             return None;
         }
-        if shard
+        if stripe
             .live
             .get(key)
             .is_some_and(|m| Arc::ptr_eq(&m.store, store))
         {
-            if let Some(live) = shard.live.remove(key) {
+            if let Some(live) = stripe.live.remove(key) {
                 // Hibernation: the sockets stay open; the next actor of this ID takes them.
                 if !live.sockets.is_empty() {
-                    shard.hibernating.insert(*key, live.sockets);
+                    stripe.hibernating.insert(*key, live.sockets);
                 }
             }
         }
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
         let (done, waiting) = watch::channel(());
-        shard.settling.insert(
+        stripe.settling.insert(
             *key,
             Settling {
                 token,
@@ -467,19 +522,26 @@ impl<T: DurableObject> ActorHost<T> for NamespaceCore<T> {
     /// A retired actor finished: its successor may start.
     fn settled(&self, id: &ObjectId, retired: Retired) {
         let key = id.as_bytes();
-        let mut shard = self.write_shard(key);
-        if shard
+        let mut stripe = self.write_stripe(key);
+        if stripe
             .settling
             .get(key)
             .is_some_and(|s| s.token == retired.token)
         {
-            shard.settling.remove(key);
+            stripe.settling.remove(key);
         }
         drop(retired.done);
     }
 
     fn actor_exited(&self) {
         self.host.actor_exited();
+    }
+
+    fn may_start(&self, store: &ObjectStore) -> Result<()> {
+        match (&self.host.ownership, store.fence()) {
+            (Some(ownership), Some(fence)) => ownership.may_start(fence),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -510,11 +572,18 @@ pub(crate) trait ClassControl: Send + Sync {
     fn close_mailboxes(&self);
     /// How many objects of the class are live.
     fn live_count(&self) -> usize;
+    /// Cluster mode: lets go of the live objects of the shards `lost` picks (see
+    /// [`NamespaceCore::drop_objects`]).
+    fn drop_objects(&self, lost: &dyn Fn(u32) -> bool) -> Vec<Arc<ObjectStore>>;
 }
 
 impl<T: DurableObject> ClassControl for NamespaceCore<T> {
     fn close_mailboxes(&self) {
         NamespaceCore::close_mailboxes(self)
+    }
+
+    fn drop_objects(&self, lost: &dyn Fn(u32) -> bool) -> Vec<Arc<ObjectStore>> {
+        NamespaceCore::drop_objects(self, lost)
     }
 
     fn live_count(&self) -> usize {

@@ -14,6 +14,8 @@ use tokio::sync::oneshot;
 
 use crate::actor::{Envelope, ReplyTo};
 use crate::class::{Call, DurableObject};
+use crate::cluster::router::Hop;
+use crate::cluster::Router;
 use crate::cycle;
 use crate::error::{Error, Result};
 use crate::http::{Fetch, Request, Response};
@@ -55,6 +57,9 @@ pub(crate) trait LocalClass<T: DurableObject>: Send + Sync {
     /// Deletes every object's data, each as an exclusive step of its object; resolves to
     /// how many objects had data. Boxed: it is rare, and keeps the trait object-safe.
     fn delete_all(&self) -> Pin<Box<dyn Future<Output = Result<usize>> + Send + '_>>;
+
+    /// Cluster mode: where calls go when the object's shard is owned by another node.
+    fn router(&self) -> Option<&Arc<Router>>;
 }
 
 impl<T: DurableObject> Clone for Route<T> {
@@ -150,6 +155,10 @@ impl<T: DurableObject> Stub<T> {
             // larger than a local one's, and every caller embeds this future in its own.
             Route::Remote(remote) => return Box::pin(self.call_remote(remote, call)).await,
         };
+        if let Some(router) = ns.router() {
+            // Cluster mode. Boxed, as a remote call.
+            return Box::pin(self.call_routed(ns, router, call)).await;
+        }
         let exclusive = matches!(call, Call::Exclusive(_));
         let chain = cycle::caller_chain(|| ns.class().name, &self.id, exclusive)?;
         let (reply, rx) = oneshot::channel();
@@ -182,6 +191,110 @@ impl<T: DurableObject> Stub<T> {
         match Box::pin(tokio::time::timeout_at(deadline.into(), rx)).await {
             Ok(reply) => reply.unwrap_or_else(|_| Err(Error::closed())),
             Err(_) => Err(Error::timeout(method, timeout)),
+        }
+    }
+
+    /// A call in cluster mode: run here if this node owns the object's shard, else forwarded
+    /// to the owner; refused or unsendable attempts (the call did not run) are tried again as
+    /// the placement changes, until the call's deadline or the router's patience (see
+    /// `cluster/router.rs`).
+    async fn call_routed(
+        &self,
+        ns: &Arc<dyn LocalClass<T>>,
+        router: &Router,
+        call: Call<T::SharedCall, T::ExclusiveCall>,
+    ) -> Result<T::Output> {
+        let started = Instant::now();
+        let deadline = self.timeout.map(|timeout| started + timeout);
+        let until = deadline.unwrap_or(started + router.patience());
+        let name = T::method_name(&call);
+        let exclusive = matches!(call, Call::Exclusive(_));
+        let chain = cycle::caller_chain(|| ns.class().name, &self.id, exclusive)?;
+        // Encoded once, for the attempts that forward it (or run it here after a refusal
+        // consumed the typed call).
+        let mut args = Vec::new();
+        let method = T::encode_call(&call, &mut args)?;
+        let mut typed = Some(call);
+        let mut attempt = 0;
+        loop {
+            let changes = router.changes();
+            let refused = match router.locate(self.id.as_bytes()) {
+                Hop::Here => {
+                    let call = match typed.take() {
+                        Some(call) => call,
+                        None => T::decode_call(method, &args)?,
+                    };
+                    match self
+                        .call_here(ns, call, deadline, chain.clone(), name)
+                        .await
+                    {
+                        Err(e) if e.is_not_here() => e,
+                        other => return other,
+                    }
+                }
+                Hop::Peer(client) => {
+                    let outgoing = OutgoingCall {
+                        object: &self.id,
+                        method,
+                        args: &args,
+                        chain: cycle::to_wire(&chain),
+                        deadline: deadline
+                            .zip(self.timeout)
+                            .map(|(at, timeout)| (at, Error::timeout(name, timeout))),
+                    };
+                    match client.try_call(outgoing).await {
+                        Ok(output) => return T::decode_output(method, &output),
+                        // Refused unrun by a node that does not own the shard, or never sent
+                        // to a peer that cannot be reached: look again.
+                        Err(failure)
+                            if failure.error.is_not_here()
+                                || (!failure.sent
+                                    && failure.error.kind() == crate::ErrorKind::Disconnected) =>
+                        {
+                            failure.error
+                        }
+                        Err(failure) => return Err(failure.error),
+                    }
+                }
+                Hop::Wait(why) => Error::unavailable(why),
+            };
+            if !router.settle(changes, attempt, until).await {
+                return Err(Error::unavailable(format!(
+                    "no node of the cluster ran `{name}` on {} within {:?}; last: {}",
+                    self.id,
+                    until.saturating_duration_since(started),
+                    refused.message()
+                )));
+            }
+            attempt += 1;
+        }
+    }
+
+    /// One attempt of a routed call on this node.
+    async fn call_here(
+        &self,
+        ns: &Arc<dyn LocalClass<T>>,
+        call: Call<T::SharedCall, T::ExclusiveCall>,
+        deadline: Option<Instant>,
+        chain: Option<Arc<cycle::Link>>,
+        name: &'static str,
+    ) -> Result<T::Output> {
+        let (reply, rx) = oneshot::channel();
+        ns.send(
+            &self.id,
+            Envelope::Call {
+                call,
+                reply: ReplyTo::Local(reply),
+                deadline,
+                chain,
+            },
+        )?;
+        match deadline.zip(self.timeout) {
+            None => rx.await.unwrap_or_else(|_| Err(Error::closed())),
+            Some((at, timeout)) => match tokio::time::timeout_at(at.into(), rx).await {
+                Ok(reply) => reply.unwrap_or_else(|_| Err(Error::closed())),
+                Err(_) => Err(Error::timeout(name, timeout)),
+            },
         }
     }
 

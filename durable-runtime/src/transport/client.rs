@@ -59,6 +59,14 @@ pub(crate) enum Reply {
     Count(u64),
 }
 
+/// How a call through [`Client::try_call`] failed.
+#[derive(Debug)]
+pub(crate) struct CallFailure {
+    pub(crate) error: Error,
+    /// Whether the call's frame left this process (then it may have run).
+    pub(crate) sent: bool,
+}
+
 /// A call as the stub hands it over.
 pub(crate) struct OutgoingCall<'a> {
     pub(crate) object: &'a ObjectId,
@@ -291,8 +299,15 @@ impl Client {
 
     /// Sends a call and waits for its reply: the encoded return value.
     pub(crate) async fn call(&self, call: OutgoingCall<'_>) -> Result<Vec<u8>> {
+        self.try_call(call).await.map_err(|failure| failure.error)
+    }
+
+    /// As [`call`](Self::call), and on failure whether the call left this process: a call
+    /// that was never sent (no connection, the connection already lost, a bound) did not run,
+    /// and may be sent elsewhere (cluster routing).
+    pub(crate) async fn try_call(&self, call: OutgoingCall<'_>) -> Result<Vec<u8>, CallFailure> {
         let at = call.deadline.as_ref().map(|(at, _)| *at);
-        let reply = self.request(call.deadline, |request, out| {
+        let reply = self.send_request(call.deadline, |request, out| {
             let timeout_ms = at.map(|d| {
                 let left = d.saturating_duration_since(Instant::now());
                 u64::try_from(left.as_millis()).unwrap_or(u64::MAX)
@@ -310,9 +325,13 @@ impl Client {
                 out,
             )
         });
-        match reply.await? {
-            Reply::Output(bytes) => Ok(bytes),
-            other => Err(unexpected(&other)),
+        match reply.await {
+            Ok(Reply::Output(bytes)) => Ok(bytes),
+            Ok(other) => Err(CallFailure {
+                error: unexpected(&other),
+                sent: true,
+            }),
+            Err(failure) => Err(failure),
         }
     }
 
@@ -349,13 +368,25 @@ impl Client {
         deadline: Option<(Instant, Error)>,
         encode: impl FnOnce(u64, &mut Vec<u8>) -> Result<()>,
     ) -> Result<Reply> {
+        self.send_request(deadline, encode)
+            .await
+            .map_err(|failure| failure.error)
+    }
+
+    /// [`request`](Self::request), telling on failure whether the frame was sent.
+    async fn send_request(
+        &self,
+        deadline: Option<(Instant, Error)>,
+        encode: impl FnOnce(u64, &mut Vec<u8>) -> Result<()>,
+    ) -> Result<Reply, CallFailure> {
+        let unsent = |error: Error| CallFailure { error, sent: false };
         // The deadline covers connecting too (a dial may take up to CONNECT_TIMEOUT).
         let connection = match &deadline {
-            None => self.connection().await?,
+            None => self.connection().await.map_err(unsent)?,
             Some((at, timed_out)) => {
                 match Box::pin(tokio::time::timeout_at((*at).into(), self.connection())).await {
-                    Ok(connection) => connection?,
-                    Err(_) => return Err(timed_out.clone()),
+                    Ok(connection) => connection.map_err(unsent)?,
+                    Err(_) => return Err(unsent(timed_out.clone())),
                 }
             }
         };
@@ -363,21 +394,21 @@ impl Client {
         let request = {
             let mut state = connection.pending.lock();
             if let Some(err) = &state.lost {
-                return Err(err.clone());
+                return Err(unsent(err.clone()));
             }
             let request = state.next_request;
             let mut out = Vec::with_capacity(128);
-            encode(request, &mut out)?;
+            encode(request, &mut out).map_err(unsent)?;
             let len = out.len() - frame::LENGTH_BYTES;
             if len > self.config.max_frame_bytes {
-                return Err(Error::invalid_argument(format!(
+                return Err(unsent(Error::invalid_argument(format!(
                     "the call is {len} bytes once encoded, over the limit of {} bytes a frame \
                      may carry (RuntimeBuilder::max_frame_bytes); it was not sent",
                     self.config.max_frame_bytes
-                )));
+                ))));
             }
             if state.waiters.len() >= self.config.max_calls_in_flight {
-                return Err(Error::overloaded());
+                return Err(unsent(Error::overloaded()));
             }
             state.next_request += 1;
             // Sent under the lock: frames leave in request order, which the server checks. A
@@ -385,7 +416,11 @@ impl Client {
             if let Err(e) = connection.outbox.send(&out, state.waiters.is_empty()) {
                 let err = Error::disconnected(format!("writing to the server failed: {e}"));
                 connection.pending.is_lost.store(true, Ordering::Release);
-                return Err(state.lost.get_or_insert(err).clone());
+                // Part of the frame may have left: count it as sent.
+                return Err(CallFailure {
+                    error: state.lost.get_or_insert(err).clone(),
+                    sent: true,
+                });
             }
             state.waiters.insert(request, waiter);
             request
@@ -397,21 +432,24 @@ impl Client {
             request,
         };
         drop(connection);
+        let sent = |error: Error| CallFailure { error, sent: true };
         let reply = match deadline {
             None => reply.await,
             // Boxed: the timer is large (as in the local stub).
             Some((at, timed_out)) => {
                 match Box::pin(tokio::time::timeout_at(at.into(), reply)).await {
                     Ok(reply) => reply,
-                    Err(_) => return Err(timed_out),
+                    Err(_) => return Err(sent(timed_out)),
                 }
             }
         };
-        reply.unwrap_or_else(|_| {
-            Err(Error::disconnected(format!(
-                "the connection was lost; {MAY_HAVE_RUN}"
-            )))
-        })
+        reply
+            .unwrap_or_else(|_| {
+                Err(Error::disconnected(format!(
+                    "the connection was lost; {MAY_HAVE_RUN}"
+                )))
+            })
+            .map_err(sent)
     }
 
     /// The live connection, dialing one if there is none.

@@ -1,0 +1,177 @@
+//! Routing: where a call to an object goes in a cluster.
+//!
+//! A call entering any node is run there if the node owns the object's shard, and is
+//! otherwise forwarded to the owner over the remote-call transport (one connection per peer,
+//! made on first use, with the cluster's secret). The owner is looked up in the node's latest
+//! view of etcd; a view can be stale (a node just died, a shard is changing hands), so a call
+//! refused by a node that does not own the shard ([`Error::is_not_here`]), or that could not
+//! be sent to a dead peer, waits for the next change of the view or of this node's own table,
+//! and tries again — until the call's deadline, or the router's patience when the call has
+//! none. Then it fails with [`Unavailable`](crate::ErrorKind::Unavailable). A call that was
+//! sent and lost (a peer died while running it) is not retried: it may have run, and fails
+//! with [`Disconnected`](crate::ErrorKind::Disconnected) as any remote call does.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::fence::{Ownership, Standing};
+use super::View;
+use crate::id::ID_BYTES;
+use crate::transport::client::Client;
+use crate::transport::TransportConfig;
+
+/// Where a call goes now.
+pub(crate) enum Hop {
+    /// This node owns the shard: run it here.
+    Here,
+    /// Another node owns it: forward it there.
+    Peer(Arc<Client>),
+    /// No reachable owner yet (why, for the error if it stays so).
+    Wait(String),
+}
+
+/// How long to wait before trying a peer that could not be reached again, when nothing
+/// changes meanwhile: from the first value, doubling up to the last.
+const FIRST_RETRY: Duration = Duration::from_millis(20);
+const LAST_RETRY: Duration = Duration::from_millis(500);
+
+/// Finds the node that runs an object; see the module documentation.
+pub(crate) struct Router {
+    ownership: Arc<Ownership>,
+    view: watch::Receiver<Arc<View>>,
+    transport: TransportConfig,
+    /// A client per peer address, made on first use.
+    peers: Mutex<HashMap<String, Arc<Client>>>,
+    patience: Duration,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("node", &self.ownership.node())
+            .field("patience", &self.patience)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A snapshot of what a retry waits to change.
+pub(crate) struct Changes {
+    ownership: watch::Receiver<u64>,
+    view: watch::Receiver<Arc<View>>,
+}
+
+impl Router {
+    /// A router for this node: its own table, its view of the cluster, the transport settings
+    /// for peers, and how long a call without a timeout may wait for an owner.
+    pub(crate) fn new(
+        ownership: Arc<Ownership>,
+        view: watch::Receiver<Arc<View>>,
+        transport: TransportConfig,
+        patience: Duration,
+    ) -> Router {
+        Router {
+            ownership,
+            view,
+            transport,
+            peers: Mutex::default(),
+            patience,
+        }
+    }
+
+    /// How long a call without a timeout waits for a reachable owner.
+    pub(crate) fn patience(&self) -> Duration {
+        self.patience
+    }
+
+    /// This node's ID.
+    pub(crate) fn node(&self) -> &str {
+        self.ownership.node()
+    }
+
+    /// Where a call to the object with these ID bytes goes now.
+    pub(crate) fn locate(&self, id: &[u8; ID_BYTES]) -> Hop {
+        let shard = self.ownership.shard_of(id);
+        let live = self.ownership.is_live();
+        if live && matches!(self.ownership.standing(shard), Standing::Owned(_)) {
+            return Hop::Here;
+        }
+        let peer = {
+            let view = self.view.borrow();
+            match view.owners.get(&shard) {
+                None => return Hop::Wait(format!("shard {shard} has no owner")),
+                Some(owner) if owner.node == self.ownership.node() => {
+                    return Hop::Wait(if live {
+                        format!("shard {shard} is being claimed or handed over by this node")
+                    } else {
+                        format!(
+                            "this node (`{}`) lost its cluster lease, and the view of who owns \
+                             shard {shard} is stale",
+                            owner.node
+                        )
+                    });
+                }
+                Some(owner) => match view.nodes.get(&owner.node) {
+                    Some(addr) => addr.clone(),
+                    None => {
+                        return Hop::Wait(format!(
+                            "shard {shard}'s owner `{}` is not a live member",
+                            owner.node
+                        ))
+                    }
+                },
+            }
+        };
+        Hop::Peer(self.peer(&peer))
+    }
+
+    /// The client of the peer at `addr`, made on first use.
+    fn peer(&self, addr: &str) -> Arc<Client> {
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        peers
+            .entry(addr.to_owned())
+            .or_insert_with(|| Arc::new(Client::new(addr.to_owned(), self.transport.clone())))
+            .clone()
+    }
+
+    /// What a retry waits for, taken before looking: a change after this is not missed.
+    pub(crate) fn changes(&self) -> Changes {
+        let mut changes = Changes {
+            ownership: self.ownership.watch(),
+            view: self.view.clone(),
+        };
+        changes.ownership.mark_unchanged();
+        changes.view.mark_unchanged();
+        changes
+    }
+
+    /// Waits for a change of the view or of this node's table since `changes` was taken, or
+    /// for the `attempt`-th retry delay, whichever comes first; `false` if `until` comes
+    /// first (the caller gives up).
+    pub(crate) async fn settle(&self, mut changes: Changes, attempt: u32, until: Instant) -> bool {
+        let now = Instant::now();
+        if now >= until {
+            return false;
+        }
+        let delay = FIRST_RETRY
+            .saturating_mul(1 << attempt.min(10))
+            .min(LAST_RETRY);
+        let wake = (now + delay).min(until);
+        tokio::select! {
+            Ok(()) = changes.ownership.changed() => {}
+            Ok(()) = changes.view.changed() => {}
+            () = tokio::time::sleep_until(wake.into()) => {}
+        }
+        Instant::now() < until
+    }
+
+    /// Closes the connections to peers.
+    pub(crate) fn close(&self) {
+        let peers = std::mem::take(&mut *self.peers.lock().unwrap_or_else(|p| p.into_inner()));
+        for client in peers.values() {
+            client.close();
+        }
+    }
+}
