@@ -73,6 +73,11 @@ pub(crate) async fn run_scheduler<C: AlarmTarget>(ns: Arc<C>) {
     let mut busy: HashMap<Key, Busy> = HashMap::new();
     let prefix = keys::due_class_prefix(&ns.class().tag);
     let end = keys::prefix_successor(&prefix);
+    // Cluster mode: only the schedules of objects in shards owned here fire here; a change
+    // of the shards owned is a reason to look again.
+    let ownership = ns.host().ownership.clone();
+    let mut owned = ownership.as_ref().map(|o| o.watch());
+    let elsewhere = move |key: &Key| ownership.as_ref().is_some_and(|o| !o.owns(&key.0));
     loop {
         if ns.host().is_closed() {
             return;
@@ -94,7 +99,7 @@ pub(crate) async fn run_scheduler<C: AlarmTarget>(ns: Arc<C>) {
         let backend = &ns.host().backend;
         let scan = if backend.object_cache_bytes().is_none() {
             // A local store: read in place, with the busy map as it is.
-            let is_busy = |key: &Key| busy.contains_key(key);
+            let is_busy = |key: &Key| busy.contains_key(key) || elsewhere(key);
             due_entries(
                 &**backend,
                 class,
@@ -109,9 +114,10 @@ pub(crate) async fn run_scheduler<C: AlarmTarget>(ns: Arc<C>) {
             // of what it needs.
             let (prefix, end) = (prefix.clone(), end.clone());
             let busy: HashSet<Key> = busy.keys().cloned().collect();
+            let elsewhere = elsewhere.clone();
             ns.host()
                 .read_backend(move |backend| {
-                    let is_busy = |key: &Key| busy.contains(key);
+                    let is_busy = |key: &Key| busy.contains(key) || elsewhere(key);
                     due_entries(
                         backend,
                         class,
@@ -169,6 +175,15 @@ pub(crate) async fn run_scheduler<C: AlarmTarget>(ns: Arc<C>) {
                 busy.retain(|_, b| !matches!(b, Busy::NotDue));
             }
             _ = closing.changed() => return,
+            Some(Ok(())) = async {
+                match &mut owned {
+                    Some(owned) => Some(owned.changed().await),
+                    None => None,
+                }
+            } => {
+                // Schedules of shards no longer owned here are their new owner's to retry.
+                busy.retain(|key, b| matches!(b, Busy::Running) || !elsewhere(key));
+            }
             Some((key, count, outcome)) = done_rx.recv() => {
                 match outcome {
                     Ok(AlarmOutcome::Ran) | Ok(AlarmOutcome::GaveUp) => {

@@ -10,6 +10,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::class::DurableObject;
+use crate::cluster::balance::Objects;
+use crate::cluster::{Cluster, Running};
 use crate::commit::OutputGate;
 use crate::context::Directory;
 use crate::error::{Error, Result};
@@ -18,7 +20,7 @@ use crate::id::ClassTag;
 pub use crate::metrics::Metrics;
 use crate::namespace::{namespace_of, ClassControl, Namespace, OpenClass};
 use crate::sockets::CLOSE_GRACE;
-use crate::storage::{Backend, Durability, FjallBackend, MemoryBackend};
+use crate::storage::{Backend, Durability, FjallBackend, MemoryBackend, ObjectStore};
 use crate::stub::RemoteClass;
 use crate::transport::client::Client;
 use crate::transport::server::{self, ServedClass};
@@ -84,6 +86,16 @@ impl RuntimeShared {
     }
 }
 
+impl Objects for RuntimeShared {
+    fn drop_objects(&self, lost: &dyn Fn(u32) -> bool) -> Vec<Arc<ObjectStore>> {
+        let classes = self.registry().classes.clone();
+        classes
+            .iter()
+            .flat_map(|class| class.drop_objects(lost))
+            .collect()
+    }
+}
+
 impl Directory for RuntimeShared {
     fn namespace_any(
         self: Arc<Self>,
@@ -134,6 +146,8 @@ struct Owner {
     kind: Kind,
     /// The address the server listens on, if it does.
     local_addr: Option<SocketAddr>,
+    /// Cluster mode: the balancer and the router.
+    cluster: Option<Running>,
 }
 
 /// A runtime holds objects, or sends every call to one that does.
@@ -144,6 +158,9 @@ enum Kind {
 
 impl Drop for Owner {
     fn drop(&mut self) {
+        if let Some(cluster) = &self.cluster {
+            cluster.close();
+        }
         match &self.kind {
             Kind::Local(shared) => {
                 shared.stop_taking_calls();
@@ -307,6 +324,12 @@ impl Runtime {
                 return Ok(());
             }
         };
+        if let Some(cluster) = &self.owner.cluster {
+            // Cluster mode: every shard is handed over first (its queued calls finish, its
+            // objects' writes are durable), then the node leaves; calls meanwhile go to the
+            // shards' new owners.
+            cluster.leave().await;
+        }
         shared.host.held.close_all(CLOSE_GRACE).await;
         shared.stop_taking_calls();
         shared.host.actors_exited().await;
@@ -329,6 +352,7 @@ pub struct RuntimeBuilder {
     listen: Option<String>,
     connect: Option<String>,
     transport: TransportConfig,
+    cluster: Option<Cluster>,
 }
 
 type Registration = fn(&Arc<RuntimeShared>) -> Result<()>;
@@ -342,6 +366,7 @@ impl std::fmt::Debug for RuntimeBuilder {
             .field("listen", &self.listen)
             .field("connect", &self.connect)
             .field("transport", &self.transport)
+            .field("cluster", &self.cluster)
             .finish_non_exhaustive()
     }
 }
@@ -370,6 +395,29 @@ impl RuntimeBuilder {
     #[cfg(feature = "postgres")]
     pub fn postgres(mut self, url: impl Into<String>) -> Self {
         self.postgres = Some(url.into());
+        self
+    }
+
+    /// Run as a node of a cluster: several runtimes sharing one storage (PostgreSQL, with
+    /// [`postgres`](Self::postgres)), coordinated through etcd. Each object lives on one node
+    /// at a time, and a call to it from any node is forwarded there. The node also needs a
+    /// [`listen`](Self::listen) address the other nodes can reach, and the cluster's
+    /// [`secret`](Self::secret). See [`Cluster`].
+    ///
+    /// ```no_run
+    /// use durable_runtime::{Cluster, Runtime};
+    ///
+    /// # fn main() -> durable_runtime::Result<()> {
+    /// let rt = Runtime::builder()
+    ///     .postgres("postgres://durable@db:5432/app")
+    ///     .cluster(Cluster::etcd(["http://etcd1:2379"]).node_id("n1"))
+    ///     .listen("10.0.0.1:7001")
+    ///     .secret("a shared secret")
+    ///     .open()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn cluster(mut self, cluster: Cluster) -> Self {
+        self.cluster = Some(cluster);
         self
     }
 
@@ -529,12 +577,33 @@ impl RuntimeBuilder {
                      the runtime it connects to)",
                 ));
             }
+            if self.cluster.is_some() {
+                return Err(Error::config(
+                    "a connected runtime holds no objects and joins no cluster: .connect(addr) \
+                     does not go with .cluster (connect to any node of the cluster instead)",
+                ));
+            }
             return Ok(Runtime {
                 owner: Arc::new(Owner {
                     kind: Kind::Connected(Arc::new(Client::new(addr, self.transport))),
                     local_addr: None,
+                    cluster: None,
                 }),
             });
+        }
+        if self.cluster.is_some() {
+            if self.listen.is_none() {
+                return Err(Error::config(
+                    "a cluster node needs .listen(addr): the address the other nodes forward \
+                     calls to",
+                ));
+            }
+            if self.data_dir.is_some() || self.in_memory {
+                return Err(Error::config(
+                    "cluster mode needs storage every node shares: .postgres(url) (not \
+                     .data_dir or .in_memory)",
+                ));
+            }
         }
         let listener = match &self.listen {
             Some(addr) => Some(server::bind(addr, &self.transport)?),
@@ -564,13 +633,23 @@ impl RuntimeBuilder {
         } else if let Some(dir) = self.data_dir {
             Arc::new(FjallBackend::open(dir)?)
         } else if let Some(url) = &self.postgres {
-            open_postgres(url)?
+            // One runtime per schema, unless the nodes of a cluster share it (fenced).
+            open_postgres(url, self.cluster.is_none())?
         } else {
             Arc::new(MemoryBackend::new())
         };
+        let joined = match (&self.cluster, local_addr) {
+            (Some(cluster), Some(addr)) => Some(cluster.join(addr, &self.transport)?),
+            _ => None,
+        };
         let gate = OutputGate::start(backend.clone(), self.durability)?;
+        let mut host = Host::new(backend.clone(), gate, self.config);
+        if let Some(joined) = &joined {
+            host.ownership = Some(joined.ownership.clone());
+            host.router = Some(joined.router.clone());
+        }
         let shared = Arc::new(RuntimeShared {
-            host: Arc::new(Host::new(backend, gate, self.config)),
+            host: Arc::new(host),
             env: self.env,
             registry: Mutex::new(Registry::default()),
         });
@@ -584,22 +663,31 @@ impl RuntimeBuilder {
                 self.transport,
             ));
         }
+        let cluster = joined.map(|joined| {
+            let objects: std::sync::Weak<dyn Objects> = Arc::downgrade(&shared) as _;
+            joined.start(backend, objects)
+        });
         Ok(Runtime {
             owner: Arc::new(Owner {
                 kind: Kind::Local(shared),
                 local_addr,
+                cluster,
             }),
         })
     }
 }
 
 #[cfg(feature = "postgres")]
-fn open_postgres(url: &str) -> Result<Arc<dyn Backend>> {
-    Ok(Arc::new(crate::storage::PostgresBackend::connect(url)?))
+fn open_postgres(url: &str, exclusive: bool) -> Result<Arc<dyn Backend>> {
+    let mut options = crate::storage::PostgresOptions::default();
+    options.exclusive = exclusive;
+    Ok(Arc::new(crate::storage::PostgresBackend::connect_with(
+        url, options,
+    )?))
 }
 
 #[cfg(not(feature = "postgres"))]
-fn open_postgres(_url: &str) -> Result<Arc<dyn Backend>> {
+fn open_postgres(_url: &str, _exclusive: bool) -> Result<Arc<dyn Backend>> {
     Err(Error::config(
         "this build has no PostgreSQL backend: enable durable-runtime's `postgres` feature",
     ))

@@ -12,15 +12,23 @@
 //!   release) and reacts to a lapsed lease;
 //! - [`router`]: forwarding a call to its shard's owner.
 
+pub(crate) mod balance;
 pub(crate) mod fence;
 mod placement;
 pub(crate) mod router;
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use self::balance::{Balancer, Coordinator, LeaveHandle, Objects};
+use self::fence::Lease;
 pub(crate) use self::fence::Ownership;
 pub(crate) use self::router::Router;
+use crate::error::{Error, Result};
+use crate::storage::Backend;
+use crate::transport::TransportConfig;
 
 /// The default lease TTL.
 const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
@@ -124,4 +132,132 @@ pub(crate) struct Owner {
     pub(crate) node: String,
     /// The shard's fencing term: the owner key's create revision.
     pub(crate) term: u64,
+}
+
+/// What joining etcd gives: the coordinator (etcd) and the lease it keeps.
+pub(crate) trait Membership: Coordinator + Lease {}
+
+impl<M: Coordinator + Lease> Membership for M {}
+
+/// A node that joined its cluster, before the runtime's objects exist.
+pub(crate) struct Joined {
+    membership: Arc<dyn Membership>,
+    pub(crate) ownership: Arc<Ownership>,
+    pub(crate) router: Arc<Router>,
+    lease_ttl: Duration,
+}
+
+/// A node's cluster parts while the runtime runs.
+pub(crate) struct Running {
+    leave: LeaveHandle,
+    router: Arc<Router>,
+}
+
+impl Running {
+    /// Hands every shard over (their queued calls finish first), and leaves the cluster.
+    pub(crate) async fn leave(&self) {
+        self.leave.leave().await;
+    }
+
+    /// Closes the connections to the other nodes.
+    pub(crate) fn close(&self) {
+        self.router.close();
+    }
+}
+
+impl Cluster {
+    /// Checks the settings, and the node's advertised address (`addr`, where it listens).
+    fn check(&self, addr: SocketAddr) -> Result<()> {
+        if self.endpoints.is_empty() {
+            return Err(Error::config(
+                "Cluster::etcd needs at least one etcd endpoint",
+            ));
+        }
+        if self.shards == 0 {
+            return Err(Error::config("a cluster has at least one shard"));
+        }
+        if self.lease_ttl < Duration::from_secs(1) {
+            return Err(Error::config(format!(
+                "the lease TTL is {:?}; etcd counts leases in whole seconds, the least is 1 s",
+                self.lease_ttl
+            )));
+        }
+        if addr.ip().is_unspecified() {
+            return Err(Error::config(format!(
+                "a cluster node listens on {addr}, which other nodes cannot dial: listen on \
+                 the address they reach it at"
+            )));
+        }
+        Ok(())
+    }
+
+    /// This node's ID: the one set, or a random one.
+    fn node(&self) -> String {
+        self.node_id.clone().unwrap_or_else(|| {
+            let mut bytes = [0u8; 8];
+            // A failing OS random source leaves zeros; the etcd key check still refuses a
+            // node ID in use.
+            let _ = getrandom::fill(&mut bytes);
+            format!("node-{}", hex::encode(bytes))
+        })
+    }
+
+    /// Joins the cluster as the node listening at `addr`: registers with etcd, and makes
+    /// the node's table and router.
+    pub(crate) fn join(&self, addr: SocketAddr, transport: &TransportConfig) -> Result<Joined> {
+        self.check(addr)?;
+        let node = self.node();
+        let membership = join_etcd(self, &node, addr)?;
+        let ownership = Arc::new(Ownership::new(
+            node,
+            self.shards,
+            membership.clone() as Arc<dyn Lease>,
+        ));
+        let router = Arc::new(Router::new(
+            ownership.clone(),
+            membership.view(),
+            transport.clone(),
+            self.lease_ttl * 2,
+        ));
+        Ok(Joined {
+            membership,
+            ownership,
+            router,
+            lease_ttl: self.lease_ttl,
+        })
+    }
+}
+
+impl Joined {
+    /// Starts taking shards, for the runtime's `objects`, with its `backend`.
+    pub(crate) fn start(self, backend: Arc<dyn Backend>, objects: Weak<dyn Objects>) -> Running {
+        let leave = Balancer {
+            coordinator: self.membership.clone() as Arc<dyn Coordinator>,
+            ownership: self.ownership,
+            backend,
+            objects,
+            drain_timeout: self.lease_ttl,
+            tick: (self.lease_ttl / 10).min(Duration::from_millis(250)),
+        }
+        .start();
+        Running {
+            leave,
+            router: self.router,
+        }
+    }
+}
+
+#[cfg(feature = "cluster")]
+fn join_etcd(cluster: &Cluster, node: &str, addr: SocketAddr) -> Result<Arc<dyn Membership>> {
+    let _ = (cluster, node, addr);
+    Err(Error::config(
+        "cluster mode: etcd membership is not built yet",
+    ))
+}
+
+#[cfg(not(feature = "cluster"))]
+fn join_etcd(_cluster: &Cluster, _node: &str, _addr: SocketAddr) -> Result<Arc<dyn Membership>> {
+    Err(Error::config(
+        "this build has no cluster mode: enable durable-runtime's `cluster` feature",
+    ))
 }

@@ -86,11 +86,6 @@ impl Router {
         self.patience
     }
 
-    /// This node's ID.
-    pub(crate) fn node(&self) -> &str {
-        self.ownership.node()
-    }
-
     /// Where a call to the object with these ID bytes goes now.
     pub(crate) fn locate(&self, id: &[u8; ID_BYTES]) -> Hop {
         let shard = self.ownership.shard_of(id);

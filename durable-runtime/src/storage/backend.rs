@@ -126,15 +126,16 @@ pub trait Backend: Send + Sync + 'static {
         ))
     }
 
-    /// Records `fence.term` as the shard's term, if it is newer than the one recorded: from
+    /// Records `fence.term` as the shard's term, if it is at least the one recorded: from
     /// then on only commits with this term land for the shard. Waits for commits under the
-    /// older term that are under way.
+    /// older term that are under way. Claiming the recorded term again succeeds (a claim
+    /// whose answer was lost may be retried).
     ///
     /// # Errors
     ///
-    /// [`Storage`](crate::ErrorKind::Storage) if the backend records a term as new or newer
-    /// (another node claimed the shard since); [`Config`](crate::ErrorKind::Config) from a
-    /// backend that cannot fence (the default).
+    /// [`Storage`](crate::ErrorKind::Storage) if the backend records a newer term (another
+    /// node claimed the shard since); [`Config`](crate::ErrorKind::Config) from a backend that
+    /// cannot fence (the default).
     fn claim_shard(&self, fence: Fence) -> Result<()> {
         let _ = fence;
         Err(crate::error::Error::config(

@@ -692,7 +692,7 @@ impl Inner {
                 .prepare(&format!(
                     "INSERT INTO {shards} (shard, term) VALUES ($1, $2) \
                      ON CONFLICT (shard) DO UPDATE SET term = EXCLUDED.term \
-                     WHERE {shards}.term < EXCLUDED.term RETURNING term"
+                     WHERE {shards}.term <= EXCLUDED.term RETURNING term"
                 ))
                 .await?,
             term: client
