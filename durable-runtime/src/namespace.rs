@@ -17,6 +17,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, RwLockWriteGuard, Weak};
+use std::time::Instant;
 
 use tokio::sync::{oneshot, watch};
 
@@ -411,15 +412,68 @@ impl<T: DurableObject> NamespaceCore<T> {
     }
 
     /// Deletes every object's data, each as an exclusive step of its object; returns how
-    /// many objects had data.
+    /// many objects had data. In cluster mode, on every node: each deletes the objects of the
+    /// shards it owns, until none is left (or the router's patience runs out).
     pub(crate) async fn delete_all(&self) -> Result<usize> {
+        let Some(router) = &self.host.router else {
+            return self.delete_owned().await;
+        };
+        let started = Instant::now();
+        let until = started + router.patience();
+        let mut count = 0;
+        let mut attempt = 0;
+        loop {
+            let changes = router.changes();
+            count += self.delete_owned().await?;
+            for peer in router.peers() {
+                match peer.delete_all(self.class.tag).await {
+                    Ok(n) => count += usize::try_from(n).unwrap_or(usize::MAX),
+                    // A peer gone or leaving: its shards are deleted by their next owner.
+                    Err(e) if e.is_retryable() => {
+                        tracing::debug!(error = %e, "a node could not delete its objects");
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let left = self.stored_ids().await?.len();
+            if left == 0 {
+                return Ok(count);
+            }
+            if !router.settle(changes, attempt, until).await {
+                return Err(Error::unavailable(format!(
+                    "{left} objects of `{}` were not deleted within {:?}: their shards had no \
+                     reachable owner",
+                    self.class.name,
+                    until - started
+                )));
+            }
+            attempt += 1;
+        }
+    }
+
+    /// Deletes the data of every object of the class (in cluster mode: of the shards owned
+    /// here); returns how many objects had data.
+    pub(crate) async fn delete_owned(&self) -> Result<usize> {
         let ids = self.stored_ids().await?;
-        let count = ids.len();
+        let mut count = 0;
         for bytes in ids {
+            if let Some(ownership) = &self.host.ownership {
+                if !ownership.owns(&bytes) {
+                    continue;
+                }
+            }
             let id = ObjectId::from_bytes(&self.class, bytes)?;
             let (reply, rx) = oneshot::channel();
-            self.send(&id, Envelope::Erase { reply })?;
-            rx.await.unwrap_or_else(|_| Err(Error::closed()))?;
+            let erased = match self.send(&id, Envelope::Erase { reply }) {
+                Ok(()) => rx.await.unwrap_or_else(|_| Err(Error::closed())),
+                Err(e) => Err(e),
+            };
+            match erased {
+                Ok(()) => count += 1,
+                // The shard moved meanwhile: its new owner deletes it.
+                Err(e) if e.is_not_here() => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(count)
     }

@@ -157,7 +157,9 @@ impl<T: DurableObject> Stub<T> {
         };
         if let Some(router) = ns.router() {
             // Cluster mode. Boxed, as a remote call.
-            return Box::pin(self.call_routed(ns, router, call)).await;
+            let exclusive = matches!(call, Call::Exclusive(_));
+            let chain = cycle::caller_chain(|| ns.class().name, &self.id, exclusive)?;
+            return Box::pin(self.call_routed(ns, router, call, chain)).await;
         }
         let exclusive = matches!(call, Call::Exclusive(_));
         let chain = cycle::caller_chain(|| ns.class().name, &self.id, exclusive)?;
@@ -203,13 +205,12 @@ impl<T: DurableObject> Stub<T> {
         ns: &Arc<dyn LocalClass<T>>,
         router: &Router,
         call: Call<T::SharedCall, T::ExclusiveCall>,
+        chain: Option<Arc<cycle::Link>>,
     ) -> Result<T::Output> {
         let started = Instant::now();
         let deadline = self.timeout.map(|timeout| started + timeout);
         let until = deadline.unwrap_or(started + router.patience());
         let name = T::method_name(&call);
-        let exclusive = matches!(call, Call::Exclusive(_));
-        let chain = cycle::caller_chain(|| ns.class().name, &self.id, exclusive)?;
         // Encoded once, for the attempts that forward it (or run it here after a refusal
         // consumed the typed call).
         let mut args = Vec::new();
@@ -267,6 +268,22 @@ impl<T: DurableObject> Stub<T> {
                 )));
             }
             attempt += 1;
+        }
+    }
+
+    /// A call that arrived from a connected runtime (not another node) for an object of a
+    /// shard this node does not own: routed like a call made here, with the caller's chain.
+    pub(crate) async fn call_forwarded(
+        &self,
+        call: Call<T::SharedCall, T::ExclusiveCall>,
+        chain: Option<Arc<cycle::Link>>,
+    ) -> Result<T::Output> {
+        match &self.route {
+            Route::Local(ns) => match ns.router() {
+                Some(router) => self.call_routed(ns, router, call, chain).await,
+                None => Err(Error::internal("a forwarded call outside cluster mode")),
+            },
+            Route::Remote(_) => Err(Error::internal("a forwarded call on a connected runtime")),
         }
     }
 

@@ -122,12 +122,31 @@ impl Router {
         Hop::Peer(self.peer(&peer))
     }
 
+    /// The clients of every other live node of the view.
+    pub(crate) fn peers(&self) -> Vec<Arc<Client>> {
+        let addrs: Vec<String> = {
+            let view = self.view.borrow();
+            view.nodes
+                .iter()
+                .filter(|(node, _)| node.as_str() != self.ownership.node())
+                .map(|(_, addr)| addr.clone())
+                .collect()
+        };
+        addrs.iter().map(|addr| self.peer(addr)).collect()
+    }
+
     /// The client of the peer at `addr`, made on first use.
     fn peer(&self, addr: &str) -> Arc<Client> {
         let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
         peers
             .entry(addr.to_owned())
-            .or_insert_with(|| Arc::new(Client::new(addr.to_owned(), self.transport.clone())))
+            .or_insert_with(|| {
+                Arc::new(Client::for_node(
+                    addr.to_owned(),
+                    self.transport.clone(),
+                    self.ownership.node(),
+                ))
+            })
             .clone()
     }
 

@@ -92,6 +92,8 @@ pub(crate) struct Client {
     sockets: Arc<ClientSockets>,
     /// The same, counted for shutdown.
     held: Arc<HeldSockets>,
+    /// Cluster mode: this client is the node with this ID, forwarding calls it routed.
+    node: Option<String>,
 }
 
 /// The WebSockets a client holds, by socket ID.
@@ -215,6 +217,17 @@ impl Client {
             holder: SocketId::next().0,
             sockets: Arc::default(),
             held: Arc::default(),
+            node: None,
+        }
+    }
+
+    /// A client of another node of the cluster, for the node `node`: its connections name
+    /// the node, so that the peer refuses (rather than forwards again) calls for shards it
+    /// does not own.
+    pub(crate) fn for_node(addr: String, config: TransportConfig, node: &str) -> Client {
+        Client {
+            node: Some(node.to_owned()),
+            ..Client::new(addr, config)
         }
     }
 
@@ -533,6 +546,9 @@ impl Client {
         // First the holder's name and the sockets it holds: before any request.
         let mut hello = Vec::new();
         frame::encode(&ClientFrame::Holder { id: self.holder }, &mut hello)?;
+        if let Some(node) = &self.node {
+            frame::encode(&ClientFrame::Node { id: node }, &mut hello)?;
+        }
         announce(&self.sockets, self.config.max_frame_bytes, &mut hello)?;
         outbox
             .send(&hello, true)

@@ -59,6 +59,10 @@ pub(crate) enum ClientFrame<'a> {
     /// again). Sent before any other frame of the connection but `Holder`.
     #[serde(borrow)]
     Sockets(Vec<HeldRecord<'a>>),
+    /// Cluster mode: the client is the node with this ID, forwarding calls it routed here.
+    /// Sent once, after `Holder`. A call of such a connection for a shard this node does not
+    /// own is refused unrun (the sender looks again), never forwarded a second time.
+    Node { id: &'a str },
 }
 
 /// An event of a WebSocket, for its object.
@@ -454,6 +458,10 @@ mod tests {
                 + "010174"
                 + "010106"
         );
+        assert_eq!(
+            hex(&frame(&ClientFrame::Node { id: "n1" })),
+            "000000050108".to_owned() + "026e31"
+        );
     }
 
     #[test]
@@ -545,6 +553,8 @@ mod tests {
             (Error::unauthenticated("x"), "0e0178"),
             (Error::disconnected("x"), "0f0178"),
             (Error::unknown_method("x"), "100178"),
+            (Error::unavailable("x"), "110178"),
+            (Error::not_here("x"), "120178"),
         ];
         for (err, golden) in cases {
             let bytes = encode_error(&err);

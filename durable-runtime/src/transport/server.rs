@@ -40,12 +40,14 @@ use super::peers::{Peer, PeerSocket, Peers, SocketHome};
 use super::TransportConfig;
 use crate::actor::{Envelope, ReplyTo};
 use crate::class::DurableObject;
+use crate::cluster::router::Hop;
 use crate::cycle;
 use crate::error::{Error, Result};
 use crate::id::{ObjectId, ID_BYTES};
 use crate::namespace::{NamespaceCore, Refused};
 use crate::runtime::RuntimeShared;
 use crate::sockets::{OfferSite, SocketEntry, SocketEvent, SocketId, OFFER_SITE};
+use crate::stub::{LocalClass, Route, Stub};
 use crate::websocket::{check_tags, Message, MAX_ATTACHMENT_BYTES};
 
 /// How long a new connection may take to prove it holds the secret.
@@ -120,22 +122,27 @@ impl<T: DurableObject> ServedClass for NamespaceCore<T> {
             Ok(decoded) => decoded,
             Err(e) => return responder.answer(Answer::Error(e)),
         };
+        // Cluster mode: a call from a connected runtime for a shard owned elsewhere is routed
+        // there (a call from another node was routed already: it is refused below instead).
+        if let Some(router) = LocalClass::router(&*self) {
+            if !responder.from_node() && !matches!(router.locate(id.as_bytes()), Hop::Here) {
+                let mut stub = Stub::new(Route::Local(self.clone()), id);
+                if let Some(ms) = frame.timeout_ms {
+                    stub = stub.with_timeout(Duration::from_millis(ms));
+                }
+                tokio::spawn(async move {
+                    let result = stub.call_forwarded(call, chain).await;
+                    responder.answer(encode_output::<T>(result));
+                });
+                return;
+            }
+        }
         // A deadline too far to represent is no deadline (a peer may send any number).
         let deadline = frame
             .timeout_ms
             .and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
         let reply = ReplyTo::Remote(Box::new(move |result: Result<T::Output>| {
-            let answer = match result {
-                Ok(output) => {
-                    let mut out = Vec::new();
-                    match T::encode_output(&output, &mut out) {
-                        Ok(()) => Answer::Output(out),
-                        Err(e) => Answer::Error(e),
-                    }
-                }
-                Err(e) => Answer::Error(e),
-            };
-            responder.answer(answer);
+            responder.answer(encode_output::<T>(result));
         }));
         let envelope = Envelope::Call {
             call,
@@ -163,7 +170,13 @@ impl<T: DurableObject> ServedClass for NamespaceCore<T> {
 
     fn delete_all(self: Arc<Self>, responder: Responder) {
         tokio::spawn(async move {
-            responder.answer(match NamespaceCore::delete_all(&self).await {
+            // Another node asks for this node's part only; anyone else, for everything.
+            let deleted = if responder.from_node() {
+                NamespaceCore::delete_owned(&self).await
+            } else {
+                NamespaceCore::delete_all(&self).await
+            };
+            responder.answer(match deleted {
                 Ok(n) => Answer::Count(n as u64),
                 Err(e) => Answer::Error(e),
             });
@@ -243,6 +256,20 @@ impl<T: DurableObject> ServedClass for NamespaceCore<T> {
         if let Err(e) = self.send(object, envelope) {
             tracing::warn!(%socket, error = %e, "could not tell an object its WebSocket is gone");
         }
+    }
+}
+
+/// A call's result as the answer to send.
+fn encode_output<T: DurableObject>(result: Result<T::Output>) -> Answer {
+    match result {
+        Ok(output) => {
+            let mut out = Vec::new();
+            match T::encode_output(&output, &mut out) {
+                Ok(()) => Answer::Output(out),
+                Err(e) => Answer::Error(e),
+            }
+        }
+        Err(e) => Answer::Error(e),
     }
 }
 
@@ -351,6 +378,7 @@ async fn serve(
             idle: Notify::new(),
             max_frame_bytes: config.max_frame_bytes,
             peer: OnceLock::new(),
+            node: OnceLock::new(),
         }),
         last_request: None,
         max_in_flight: config.max_calls_in_flight,
@@ -386,6 +414,8 @@ struct Replies {
     /// The front end this connection comes from, once it named itself: the holder of the
     /// WebSockets its requests offer.
     peer: OnceLock<Arc<Peer>>,
+    /// Cluster mode: the ID of the node this connection comes from, once it named itself.
+    node: OnceLock<String>,
 }
 
 /// Answers one request, once. Dropped unanswered (its call was dropped with the runtime),
@@ -397,6 +427,11 @@ pub(crate) struct Responder {
 }
 
 impl Responder {
+    /// Whether the request came from another node of the cluster (which routed it here).
+    pub(crate) fn from_node(&self) -> bool {
+        self.replies.node.get().is_some()
+    }
+
     fn answer(mut self, answer: Answer) {
         self.answered = true;
         self.replies.finish(self.request, answer);
@@ -536,6 +571,14 @@ impl Connection {
                 }
                 let peer = self.peers.attach(*id, self.replies.outbox.clone());
                 let _ = self.replies.peer.set(peer);
+                return Ok(());
+            }
+            ClientFrame::Node { id } => {
+                if self.replies.node.set((*id).to_owned()).is_err() || self.last_request.is_some() {
+                    return Err(
+                        "a node ID twice, or after the connection's first requests".to_owned()
+                    );
+                }
                 return Ok(());
             }
             ClientFrame::Sockets(records) => {
