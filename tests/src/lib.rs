@@ -33,6 +33,7 @@ impl Counter {
     }
 }
 
+pub mod cluster;
 pub mod etcd;
 pub mod faults;
 pub mod held_sync;

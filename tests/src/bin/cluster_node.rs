@@ -1,0 +1,74 @@
+//! One node of the cluster tests (`tests/tests/cluster.rs`): serves `durable_tests::cluster::Tally`
+//! in cluster mode, on PostgreSQL and etcd, on a free loopback port.
+//!
+//! `cluster_node --etcd URL --postgres URL --node-id ID --secret S --lease-ttl SECS --shards N
+//! --name NAME`: prints `LISTENING <addr>` once open (or `ERR <message>` and exits with status
+//! 2), serves until SIGTERM, then shuts down cleanly (hands its shards over), prints `LEFT` and
+//! exits.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use durable_runtime::{Cluster, Runtime};
+use durable_tests::cluster::{NodeInfo, Tally};
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flags: HashMap<&str, &str> = args
+        .chunks(2)
+        .filter_map(|pair| match pair {
+            [flag, value] => Some((flag.trim_start_matches("--"), value.as_str())),
+            _ => None,
+        })
+        .collect();
+    let flag = |name: &str| flags.get(name).copied().unwrap_or_default();
+    let ttl: u64 = flag("lease-ttl").parse().unwrap_or(10);
+    let shards: u32 = flag("shards").parse().unwrap_or(16);
+    let node = flag("node-id").to_owned();
+    let rt = Runtime::builder()
+        .postgres(flag("postgres"))
+        .cluster(
+            Cluster::etcd([flag("etcd")])
+                .name(flag("name"))
+                .node_id(&node)
+                .lease_ttl(Duration::from_secs(ttl))
+                .shards(shards),
+        )
+        .listen("127.0.0.1:0")
+        .secret(flag("secret"))
+        .env(NodeInfo { id: node })
+        .register::<Tally>()
+        .open();
+    let rt = match rt {
+        Ok(rt) => rt,
+        Err(e) => {
+            say(&format!("ERR {e}"));
+            return ExitCode::from(2);
+        }
+    };
+    say(&format!(
+        "LISTENING {}",
+        rt.local_addr().map(|a| a.to_string()).unwrap_or_default()
+    ));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler");
+    term.recv().await;
+    match rt.shutdown().await {
+        Ok(()) => {
+            say("LEFT");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            say(&format!("ERR shutdown: {e}"));
+            ExitCode::from(1)
+        }
+    }
+}
