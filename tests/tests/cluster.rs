@@ -17,7 +17,7 @@ use durable_tests::postgres::PgServer;
 const SECRET: &str = "cluster test secret";
 
 /// One test at a time: each runs a whole cluster, and some measure time.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 struct Setup {
     etcd: EtcdServer,
@@ -44,8 +44,8 @@ fn setup(lease_ttl_secs: u64) -> Setup {
     }
 }
 
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+async fn lock() -> tokio::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().await
 }
 
 fn tally(front: &Runtime, name: &str) -> TallyStub {
@@ -212,7 +212,7 @@ async fn check_accounts(front: &Runtime, seen: &Seen) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_node_answers_for_every_object_with_one_live_instance_per_id() {
-    let _one = lock();
+    let _one = lock().await;
     let s = setup(3);
     let nodes: Vec<Node> = ["n1", "n2", "n3"]
         .iter()
@@ -253,7 +253,7 @@ async fn every_node_answers_for_every_object_with_one_live_instance_per_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_node_s_objects_are_served_by_the_others_within_two_lease_ttls() {
-    let _one = lock();
+    let _one = lock().await;
     let ttl = 3;
     let s = setup(ttl);
     let mut nodes: Vec<Node> = ["n1", "n2", "n3"]
@@ -318,7 +318,7 @@ async fn a_killed_node_s_objects_are_served_by_the_others_within_two_lease_ttls(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_paused_node_s_late_commit_is_refused_by_the_fence() {
-    let _one = lock();
+    let _one = lock().await;
     let ttl = 2;
     let s = setup(ttl);
     let mut nodes: Vec<Node> = ["n1", "n2", "n3"]
@@ -379,7 +379,7 @@ async fn a_paused_node_s_late_commit_is_refused_by_the_fence() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nodes_join_and_leave_cleanly_under_load_without_a_failed_call() {
-    let _one = lock();
+    let _one = lock().await;
     let s = setup(3);
     let mut n1 = Node::start(&s.config, "n1");
     let n2 = Node::start(&s.config, "n2");
@@ -426,7 +426,7 @@ async fn nodes_join_and_leave_cleanly_under_load_without_a_failed_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn service_resumes_after_etcd_was_down_longer_than_the_lease() {
-    let _one = lock();
+    let _one = lock().await;
     let ttl = 2;
     let mut s = setup(ttl);
     let nodes: Vec<Node> = ["n1", "n2", "n3"]
@@ -473,7 +473,7 @@ async fn service_resumes_after_etcd_was_down_longer_than_the_lease() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn alarms_fire_on_the_owner_only_and_survive_failover() {
-    let _one = lock();
+    let _one = lock().await;
     let ttl = 2;
     let s = setup(ttl);
     let mut nodes: Vec<Node> = ["n1", "n2", "n3"]
@@ -518,7 +518,7 @@ async fn alarms_fire_on_the_owner_only_and_survive_failover() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_peer_without_the_secret_is_refused() {
-    let _one = lock();
+    let _one = lock().await;
     let s = setup(3);
     let n1 = Node::start(&s.config, "n1");
     // A node with another secret cannot join.

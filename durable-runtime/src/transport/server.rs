@@ -125,7 +125,7 @@ impl<T: DurableObject> ServedClass for NamespaceCore<T> {
         // Cluster mode: a call from a connected runtime for a shard owned elsewhere is routed
         // there (a call from another node was routed already: it is refused below instead).
         if let Some(router) = LocalClass::router(&*self) {
-            if !responder.from_node() && !matches!(router.locate(id.as_bytes()), Hop::Here) {
+            if !responder.is_from_node() && !matches!(router.locate(id.as_bytes()), Hop::Here) {
                 let mut stub = Stub::new(Route::Local(self.clone()), id);
                 if let Some(ms) = frame.timeout_ms {
                     stub = stub.with_timeout(Duration::from_millis(ms));
@@ -171,7 +171,7 @@ impl<T: DurableObject> ServedClass for NamespaceCore<T> {
     fn delete_all(self: Arc<Self>, responder: Responder) {
         tokio::spawn(async move {
             // Another node asks for this node's part only; anyone else, for everything.
-            let deleted = if responder.from_node() {
+            let deleted = if responder.is_from_node() {
                 NamespaceCore::delete_owned(&self).await
             } else {
                 NamespaceCore::delete_all(&self).await
@@ -428,7 +428,7 @@ pub(crate) struct Responder {
 
 impl Responder {
     /// Whether the request came from another node of the cluster (which routed it here).
-    pub(crate) fn from_node(&self) -> bool {
+    pub(crate) fn is_from_node(&self) -> bool {
         self.replies.node.get().is_some()
     }
 
