@@ -3,6 +3,9 @@
 //! will hold the parts of that: membership (the live nodes, each under its etcd lease),
 //! placement (which shard an object is in, and which shards a node should take or release),
 //! fence (a shard's ownership term, carried by every commit) and router (forwarding a call to
-//! its shard's owner). Only placement exists so far; it is pure logic, with no etcd and no I/O.
+//! its shard's owner). Placement is pure logic, with no etcd and no I/O; membership (behind the
+//! `cluster` feature) is everything the runtime does with etcd.
 
+#[cfg(feature = "cluster")]
+mod membership;
 mod placement;
