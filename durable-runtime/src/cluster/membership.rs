@@ -1243,7 +1243,9 @@ async fn keep_alive(shared: Arc<Shared>) {
                 tracing::warn!(node = %shared.node_id, "etcd lease {lease:x} expired");
                 stream = None;
                 lease = regain(&shared, lease).await;
-                Instant::now() + interval
+                // Renewed at once: the new lease may be close to its deadline already, when
+                // etcd was slow to register the node.
+                Instant::now()
             }
             Renewal::Failed(why) => {
                 // A request that may still be answered would confuse the next one's answer.
@@ -1257,7 +1259,7 @@ async fn keep_alive(shared: Arc<Shared>) {
                         "etcd lease {lease:x} lapsed (no renewal in time; last: {why})"
                     );
                     lease = regain(&shared, lease).await;
-                    Instant::now() + interval
+                    Instant::now()
                 }
             }
         };
@@ -1351,4 +1353,445 @@ async fn regain(shared: &Shared, lost: i64) -> i64 {
 /// A TTL in etcd's whole seconds.
 fn secs_of(ttl: Duration) -> i64 {
     i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Against a real etcd: Debian's `etcd` (package `etcd-server`) on the `PATH`, one private
+    //! server per test on free loopback ports.
+
+    use std::io::{Read, Write};
+    use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+    use std::process::{Child, Command, Stdio};
+
+    use super::*;
+    use crate::ErrorKind;
+
+    /// A one-member etcd in a temporary directory, killed when dropped.
+    struct TestEtcd {
+        child: Child,
+        port: u16,
+        _dir: tempfile::TempDir,
+    }
+
+    /// A port nothing listens on right now.
+    fn free_port() -> u16 {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+        listener.local_addr().expect("bound address").port()
+    }
+
+    /// Whether the etcd on `port` reports itself healthy (it has a leader).
+    fn healthy(port: u16) -> bool {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+        let request = b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+        let mut reply = String::new();
+        stream.write_all(request).is_ok()
+            && stream.read_to_string(&mut reply).is_ok()
+            && reply.contains(r#""health":"true""#)
+    }
+
+    impl TestEtcd {
+        /// Starts one, trying other ports if it cannot bind its own.
+        fn start() -> TestEtcd {
+            for _ in 0..5 {
+                if let Some(etcd) = TestEtcd::try_start() {
+                    return etcd;
+                }
+            }
+            panic!("etcd did not start (see the logs above)");
+        }
+
+        fn try_start() -> Option<TestEtcd> {
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            let (port, peer_port) = (free_port(), free_port());
+            let client = format!("http://127.0.0.1:{port}");
+            let peer = format!("http://127.0.0.1:{peer_port}");
+            let log = std::fs::File::create(dir.path().join("log")).expect("a log file");
+            let mut child = Command::new("etcd")
+                .arg("--data-dir")
+                .arg(dir.path().join("data"))
+                .args(["--name", "m", "--initial-cluster", &format!("m={peer}")])
+                .args([
+                    "--listen-client-urls",
+                    &client,
+                    "--advertise-client-urls",
+                    &client,
+                ])
+                .args(["--listen-peer-urls", &peer])
+                .args(["--initial-advertise-peer-urls", &peer])
+                // Elects itself at once, and allows leases as short as 1 s.
+                .args(["--heartbeat-interval", "25", "--election-timeout", "250"])
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("the log file"))
+                .stderr(log)
+                .spawn()
+                .expect("cannot run `etcd` (Debian package etcd-server)");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let log = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
+                    eprintln!("etcd exited at start ({status}):\n{log}");
+                    return None;
+                }
+                if healthy(port) {
+                    return Some(TestEtcd {
+                        child,
+                        port,
+                        _dir: dir,
+                    });
+                }
+                assert!(Instant::now() < deadline, "etcd not healthy within 20 s");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+
+        fn endpoint(&self) -> String {
+            format!("http://127.0.0.1:{}", self.port)
+        }
+
+        fn signal(&self, signal: &str) {
+            let status = Command::new("kill")
+                .args([signal, &self.child.id().to_string()])
+                .status()
+                .expect("kill");
+            assert!(status.success(), "kill {signal} failed");
+        }
+
+        /// SIGSTOP: etcd hangs (its clock runs on), its sockets stay open.
+        fn pause(&self) {
+            self.signal("-STOP");
+        }
+
+        fn resume(&self) {
+            self.signal("-CONT");
+        }
+
+        /// A plain client, to look at etcd directly.
+        async fn client(&self) -> Client {
+            Client::connect([self.endpoint()], None)
+                .await
+                .expect("connect")
+        }
+    }
+
+    impl Drop for TestEtcd {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    fn config(etcd: &TestEtcd, node: &str, ttl_secs: u64) -> MembershipConfig {
+        MembershipConfig {
+            endpoints: vec![etcd.endpoint()],
+            name: "test".to_owned(),
+            node_id: node.to_owned(),
+            addr: format!("{node}.example:7001"),
+            lease_ttl: Duration::from_secs(ttl_secs),
+            shards: 8,
+        }
+    }
+
+    /// Waits until the view satisfies `ok`, for at most `within`.
+    async fn until(
+        view: &mut watch::Receiver<Arc<View>>,
+        within: Duration,
+        what: &str,
+        ok: impl FnMut(&Arc<View>) -> bool,
+    ) -> Arc<View> {
+        let waited = tokio::time::timeout(within, view.wait_for(ok))
+            .await
+            .map(|seen| seen.map(|seen| seen.clone()));
+        match waited {
+            Ok(Ok(view)) => view,
+            Ok(Err(_)) => panic!("{what}: the view's sender is gone"),
+            Err(_) => panic!("{what}: not within {within:?}; view: {:?}", view.borrow()),
+        }
+    }
+
+    fn owner(node: &str, term: u64) -> Owner {
+        Owner {
+            node: node.to_owned(),
+            term,
+        }
+    }
+
+    const SOON: Duration = Duration::from_secs(3);
+
+    #[tokio::test]
+    async fn members_see_each_other_and_the_shards_they_take() {
+        let etcd = TestEtcd::start();
+        // Long TTLs: the periodic full read must not be what updates the views here.
+        let a = Membership::join(config(&etcd, "a", 30)).unwrap();
+        let b = Membership::join(config(&etcd, "b", 30)).unwrap();
+        assert!(a.is_live() && b.is_live());
+        assert_eq!(*a.generation().borrow(), 1);
+        assert_eq!((a.node_id(), a.shards()), ("a", 8));
+        assert_eq!(a.lease_ttl(), Duration::from_secs(30));
+        for m in [&a, &b] {
+            let view = until(&mut m.view(), SOON, "both nodes", |v| v.nodes.len() == 2).await;
+            assert_eq!(view.nodes["a"], "a.example:7001");
+            assert_eq!(view.nodes["b"], "b.example:7001");
+            assert!(view.owners.is_empty());
+        }
+
+        let term = a.take(3).await.unwrap().expect("shard 3 is free");
+        let view = until(&mut b.view(), SOON, "a owns 3", |v| {
+            v.owners.contains_key(&3)
+        })
+        .await;
+        assert_eq!(view.owners[&3], owner("a", term));
+        assert_eq!(view.owner_table(8)[3], Some("a"));
+        assert!(view.revision >= i64::try_from(term).unwrap());
+        assert_eq!(b.take(3).await.unwrap(), None, "a holds it");
+        assert_eq!(
+            a.take(3).await.unwrap(),
+            Some(term),
+            "idempotent for its holder"
+        );
+        assert_eq!(
+            b.release(3, term).await.unwrap(),
+            false,
+            "b does not hold it"
+        );
+        assert!(a.take(8).await.unwrap_err().kind() == ErrorKind::InvalidArgument);
+
+        assert!(a.release(3, term).await.unwrap());
+        assert!(!a.release(3, term).await.unwrap(), "already released");
+        until(&mut b.view(), SOON, "3 unowned", |v| v.owners.is_empty()).await;
+        until(&mut a.view(), SOON, "3 unowned", |v| v.owners.is_empty()).await;
+    }
+
+    #[tokio::test]
+    async fn terms_grow_and_release_needs_the_term() {
+        let etcd = TestEtcd::start();
+        let a = Membership::join(config(&etcd, "a", 30)).unwrap();
+        let first = a.take(5).await.unwrap().unwrap();
+        assert!(!a.release(5, first + 1).await.unwrap(), "wrong term");
+        assert!(!a.release(5, first - 1).await.unwrap(), "wrong term");
+        assert!(a.release(5, first).await.unwrap());
+        let second = a.take(5).await.unwrap().unwrap();
+        assert!(second > first, "{second} after {first}");
+        // Another shard taken later has a larger term still: terms are etcd revisions.
+        let other = a.take(6).await.unwrap().unwrap();
+        assert!(other > second);
+        // The key itself says so.
+        let mut client = etcd.client().await;
+        let got = client.get("test/shards/5", None).await.unwrap();
+        let kv = &got.kvs()[0];
+        assert_eq!(u64::try_from(kv.create_revision()).unwrap(), second);
+        assert_eq!(kv.value(), b"a");
+        assert_eq!(kv.lease(), a.lease_id());
+    }
+
+    #[tokio::test]
+    async fn joins_are_refused_for_a_taken_id_another_shard_count_or_bad_names() {
+        let etcd = TestEtcd::start();
+        let a = Membership::join(config(&etcd, "a", 30)).unwrap();
+
+        let err = Membership::join(config(&etcd, "a", 30))
+            .err()
+            .expect("a is taken");
+        assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+        assert!(err.to_string().contains("`a`"), "{err}");
+        let mut other = config(&etcd, "b", 30);
+        other.shards = 16;
+        let err = Membership::join(other).err().expect("shard count mismatch");
+        assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+        assert!(
+            err.to_string()
+                .contains("cluster `test` has 8 shards; this node is configured with 16"),
+            "{err}"
+        );
+        // The refused joins left nothing behind, and took nothing from a.
+        let mut client = etcd.client().await;
+        let nodes = client
+            .get("test/nodes/", Some(GetOptions::new().with_prefix()))
+            .await
+            .unwrap();
+        assert_eq!(nodes.kvs().len(), 1);
+        assert_eq!(nodes.kvs()[0].lease(), a.lease_id());
+        assert!(a.is_live());
+
+        for (name, node) in [("test", ""), ("test", "a/b"), ("test", "a b"), ("", "c")] {
+            let mut bad = config(&etcd, node, 30);
+            bad.name = name.to_owned();
+            let err = Membership::join(bad).err().expect("invalid name");
+            assert_eq!(err.kind(), ErrorKind::Config, "{name:?} {node:?}: {err}");
+        }
+        let long = "n".repeat(129);
+        let err = Membership::join(config(&etcd, &long, 30)).err().unwrap();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert!(Membership::join(config(&etcd, &"n".repeat(128), 30)).is_ok());
+
+        let mut bad = config(&etcd, "c", 30);
+        bad.endpoints = vec!["http://[::1".to_owned()];
+        let err = Membership::join(bad).err().expect("bad endpoint");
+        assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+
+        // Nothing listens: refused within the connect timeout, naming etcd and the endpoint.
+        let mut gone = config(&etcd, "c", 30);
+        gone.endpoints = vec![format!("http://127.0.0.1:{}", free_port())];
+        let started = Instant::now();
+        let err = Membership::join(gone.clone())
+            .err()
+            .expect("nothing listens");
+        assert!(started.elapsed() < CONNECT_TIMEOUT + Duration::from_secs(2));
+        assert_eq!(err.kind(), ErrorKind::Storage, "{err}");
+        assert!(err.to_string().contains(&gone.endpoints[0]), "{err}");
+        assert!(err.to_string().contains("etcd"), "{err}");
+
+        // A hung etcd: refused at the connect timeout, saying so.
+        etcd.pause();
+        let started = Instant::now();
+        let err = Membership::join(config(&etcd, "d", 30))
+            .err()
+            .expect("etcd hangs");
+        let waited = started.elapsed();
+        etcd.resume();
+        assert!(waited >= CONNECT_TIMEOUT && waited < CONNECT_TIMEOUT + Duration::from_secs(2));
+        assert_eq!(err.kind(), ErrorKind::Storage, "{err}");
+        assert!(
+            err.to_string().contains("did not answer within 5s"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lapsed_lease_is_noticed_alone_and_replaced() {
+        let etcd = TestEtcd::start();
+        let a = Membership::join(config(&etcd, "a", 2)).unwrap();
+        let mut generation = a.generation();
+        let mut view = a.view();
+        let term = a.take(1).await.unwrap().unwrap();
+        until(&mut view, SOON, "a owns 1", |v| v.owners.contains_key(&1)).await;
+        let old_lease = a.lease_id();
+
+        // Renewals keep it live well past its TTL.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(a.is_live());
+        assert_eq!(*generation.borrow_and_update(), 1);
+        assert!(a.valid_until() <= Instant::now() + Duration::from_secs(2));
+
+        etcd.pause();
+        let paused = Instant::now();
+        // Not live within the TTL, with nothing but the clock to tell.
+        while a.is_live() {
+            assert!(
+                paused.elapsed() < Duration::from_secs(2),
+                "still live {:?} after etcd stopped",
+                paused.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(a.take(2).await.is_err(), "no take while not live");
+        // Long enough for etcd to expire the lease once it runs again.
+        tokio::time::sleep(Duration::from_millis(3000).saturating_sub(paused.elapsed())).await;
+        assert!(!a.is_live());
+        assert_eq!(*generation.borrow(), 1);
+        etcd.resume();
+
+        tokio::time::timeout(Duration::from_secs(10), generation.wait_for(|g| *g == 2))
+            .await
+            .expect("a new generation within 10 s")
+            .unwrap();
+        // Live (at once, unless registering took most of the new lease's TTL: then at the
+        // renewal that follows).
+        let regained = Instant::now();
+        while !a.is_live() {
+            assert!(
+                regained.elapsed() < Duration::from_secs(1),
+                "not live again"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_ne!(a.lease_id(), old_lease);
+        // The node is registered under the new lease; the old lease's shard is gone.
+        let mut client = etcd.client().await;
+        let got = client.get("test/nodes/a", None).await.unwrap();
+        assert_eq!(got.kvs()[0].lease(), a.lease_id());
+        assert_eq!(got.kvs()[0].value(), b"a.example:7001");
+        assert!(client
+            .get("test/shards/1", None)
+            .await
+            .unwrap()
+            .kvs()
+            .is_empty());
+        until(&mut view, SOON, "1 unowned", |v| {
+            v.owners.is_empty() && v.nodes.contains_key("a")
+        })
+        .await;
+        // And takes work again, under the new lease.
+        let again = a.take(1).await.unwrap().unwrap();
+        assert!(again > term);
+        let got = client.get("test/shards/1", None).await.unwrap();
+        assert_eq!(got.kvs()[0].lease(), a.lease_id());
+    }
+
+    #[tokio::test]
+    async fn leaving_removes_the_node_and_its_shards_at_once() {
+        let etcd = TestEtcd::start();
+        let a = Membership::join(config(&etcd, "a", 30)).unwrap();
+        let b = Membership::join(config(&etcd, "b", 30)).unwrap();
+        let c = Membership::join(config(&etcd, "c", 30)).unwrap();
+        a.take(4).await.unwrap().unwrap();
+        c.take(5).await.unwrap().unwrap();
+        let mut view = b.view();
+        until(&mut view, SOON, "all there", |v| {
+            v.nodes.len() == 3 && v.owners.len() == 2
+        })
+        .await;
+
+        let left = Instant::now();
+        a.leave().await.unwrap();
+        assert!(!a.is_live());
+        let v = until(&mut view, SOON, "a gone", |v| !v.nodes.contains_key("a")).await;
+        assert!(
+            left.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            left.elapsed()
+        );
+        assert!(!v.owners.contains_key(&4));
+        a.leave().await.unwrap();
+        assert!(a.take(4).await.is_err(), "a left");
+        assert_eq!(b.take(4).await.unwrap().is_some(), true);
+
+        // Dropped without leaving: it leaves all the same, in the background.
+        let dropped = Instant::now();
+        drop(c);
+        let v = until(&mut view, SOON, "c gone", |v| !v.nodes.contains_key("c")).await;
+        assert!(dropped.elapsed() < Duration::from_secs(2));
+        assert!(!v.owners.contains_key(&5));
+    }
+
+    #[tokio::test]
+    async fn a_crashed_member_vanishes_when_its_lease_expires() {
+        let etcd = TestEtcd::start();
+        let a = Membership::join(config(&etcd, "a", 2)).unwrap();
+        let b = Membership::join(config(&etcd, "b", 2)).unwrap();
+        a.take(2).await.unwrap().unwrap();
+        let mut view = b.view();
+        until(&mut view, SOON, "a owns 2", |v| v.owners.contains_key(&2)).await;
+
+        a.crash();
+        let crashed = Instant::now();
+        // Nothing was revoked: a stays until its lease runs out.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let v = view.borrow().clone();
+        assert!(
+            v.nodes.contains_key("a") && v.owners.contains_key(&2),
+            "{v:?}"
+        );
+        until(&mut view, Duration::from_secs(5), "a expired", |v| {
+            !v.nodes.contains_key("a") && v.owners.is_empty()
+        })
+        .await;
+        assert!(crashed.elapsed() >= Duration::from_secs(1));
+        assert!(b.take(2).await.unwrap().is_some());
+        assert!(b.is_live());
+    }
 }
