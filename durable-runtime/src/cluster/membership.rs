@@ -1058,8 +1058,9 @@ fn apply_events(view: &mut View, prefix: &str, shards: u32, resp: &WatchResponse
         }
         revision = revision.max(kv.mod_revision());
     }
-    // Later events on this watch are all after the header's revision.
-    view.revision = revision.max(revision_of(resp.header()));
+    // Not the header's revision: the response that confirms the watch carries the store's
+    // current revision, and the events from the watch's start revision up to it follow.
+    view.revision = revision;
 }
 
 /// Reads the whole view.
@@ -1564,6 +1565,69 @@ mod tests {
         assert!(!a.release(3, term).await.unwrap(), "already released");
         until(&mut b.view(), SOON, "3 unowned", |v| v.owners.is_empty()).await;
         until(&mut a.view(), SOON, "3 unowned", |v| v.owners.is_empty()).await;
+    }
+
+    /// The state of a membership that never joined: only for running [`watch_view`] alone.
+    async fn observer(etcd: &TestEtcd) -> Arc<Shared> {
+        let (generation, _) = watch::channel(1);
+        let (view, _) = watch::channel(Arc::new(View::default()));
+        Arc::new(Shared {
+            etcd: Etcd {
+                client: etcd.client().await,
+                endpoints: etcd.endpoint(),
+            },
+            prefix: "test/".to_owned(),
+            node_id: "observer".to_owned(),
+            addr: String::new(),
+            shards: 8,
+            // The periodic full read must not be what updates the view.
+            ttl: Duration::from_secs(60),
+            base: Instant::now(),
+            valid_until: AtomicU64::new(0),
+            lease: Mutex::new(Lease {
+                id: 0,
+                generation: 1,
+            }),
+            left: AtomicBool::new(false),
+            generation,
+            view,
+        })
+    }
+
+    #[tokio::test]
+    async fn the_view_follows_etcd_from_the_revision_it_was_read_at() {
+        let etcd = TestEtcd::start();
+        let mut client = etcd.client().await;
+        client.put("test/nodes/x", "x:1", None).await.unwrap();
+        let shared = observer(&etcd).await;
+        let read = read_view(&shared).await.unwrap();
+        assert_eq!(read.nodes.len(), 1);
+        // Changes between the read and the watch are not lost: the watch starts right after
+        // the read's revision.
+        let put = client.put("test/shards/2", "x", None).await.unwrap();
+        let term = u64::try_from(put.header().unwrap().revision()).unwrap();
+        client.put("test/nodes/y", "y:1", None).await.unwrap();
+        client.put("test/shards/99", "y", None).await.unwrap(); // out of range: ignored
+        client.put("test/config", "8", None).await.unwrap();
+        client.put("other/nodes/z", "z:1", None).await.unwrap(); // another cluster
+        let mut view = shared.view.subscribe();
+        let watching = tokio::spawn(watch_view(shared.clone(), read));
+        let v = until(&mut view, SOON, "the missed changes", |v| {
+            v.owners.contains_key(&2) && v.nodes.contains_key("y")
+        })
+        .await;
+        assert_eq!(v.owners[&2], owner("x", term));
+        assert_eq!(v.nodes.keys().collect::<Vec<_>>(), ["x", "y"]);
+        assert_eq!(v.owners.len(), 1);
+        // And later changes, deletes included.
+        client.delete("test/nodes/x", None).await.unwrap();
+        client.delete("test/shards/2", None).await.unwrap();
+        let v = until(&mut view, SOON, "the deletes", |v| {
+            !v.nodes.contains_key("x") && v.owners.is_empty()
+        })
+        .await;
+        assert_eq!(v.nodes.keys().collect::<Vec<_>>(), ["y"]);
+        watching.abort();
     }
 
     #[tokio::test]
