@@ -1406,6 +1406,7 @@ mod tests {
             panic!("etcd did not start (see the logs above)");
         }
 
+        /// One attempt: `None` if etcd exited at start (a port taken meanwhile).
         fn try_start() -> Option<TestEtcd> {
             let dir = tempfile::tempdir().expect("a temporary directory");
             let (port, peer_port) = (free_port(), free_port());
@@ -1450,10 +1451,12 @@ mod tests {
             }
         }
 
+        /// Its client URL.
         fn endpoint(&self) -> String {
             format!("http://127.0.0.1:{}", self.port)
         }
 
+        /// Sends `signal` (`-STOP`, `-CONT`) with kill(1).
         fn signal(&self, signal: &str) {
             let status = Command::new("kill")
                 .args([signal, &self.child.id().to_string()])
@@ -1467,6 +1470,7 @@ mod tests {
             self.signal("-STOP");
         }
 
+        /// SIGCONT: etcd goes on where it stopped.
         fn resume(&self) {
             self.signal("-CONT");
         }
@@ -1486,6 +1490,7 @@ mod tests {
         }
     }
 
+    /// Node `node` of cluster `test` (8 shards) on `etcd`, with a lease of `ttl_secs`.
     fn config(etcd: &TestEtcd, node: &str, ttl_secs: u64) -> MembershipConfig {
         MembershipConfig {
             endpoints: vec![etcd.endpoint()],
@@ -1514,6 +1519,7 @@ mod tests {
         }
     }
 
+    /// An owner, for comparisons.
     fn owner(node: &str, term: u64) -> Owner {
         Owner {
             node: node.to_owned(),
@@ -1521,8 +1527,11 @@ mod tests {
         }
     }
 
+    /// How long a change may take to reach a view (it takes milliseconds).
     const SOON: Duration = Duration::from_secs(3);
 
+    /// Two members see each other's addresses and a take (with its term) in their views; a held
+    /// shard cannot be taken; only the holder releases it.
     #[tokio::test]
     async fn members_see_each_other_and_the_shards_they_take() {
         let etcd = TestEtcd::start();
@@ -1554,11 +1563,7 @@ mod tests {
             Some(term),
             "idempotent for its holder"
         );
-        assert_eq!(
-            b.release(3, term).await.unwrap(),
-            false,
-            "b does not hold it"
-        );
+        assert!(!b.release(3, term).await.unwrap(), "b does not hold it");
         assert!(a.take(8).await.unwrap_err().kind() == ErrorKind::InvalidArgument);
 
         assert!(a.release(3, term).await.unwrap());
@@ -1594,6 +1599,8 @@ mod tests {
         })
     }
 
+    /// The watch picks up exactly where the full read stopped: nothing written in between is lost,
+    /// and foreign or out-of-range keys are ignored.
     #[tokio::test]
     async fn the_view_follows_etcd_from_the_revision_it_was_read_at() {
         let etcd = TestEtcd::start();
@@ -1630,6 +1637,8 @@ mod tests {
         watching.abort();
     }
 
+    /// A shard taken again gets a larger term (the key's create revision); a release with another
+    /// term does nothing.
     #[tokio::test]
     async fn terms_grow_and_release_needs_the_term() {
         let etcd = TestEtcd::start();
@@ -1652,6 +1661,8 @@ mod tests {
         assert_eq!(kv.lease(), a.lease_id());
     }
 
+    /// Refusals: a node ID in use, another shard count, invalid names or endpoints (Config); an
+    /// etcd that refuses or hangs (Storage, within the connect timeout).
     #[tokio::test]
     async fn joins_are_refused_for_a_taken_id_another_shard_count_or_bad_names() {
         let etcd = TestEtcd::start();
@@ -1725,6 +1736,9 @@ mod tests {
         );
     }
 
+    /// With etcd stopped longer than the TTL, liveness turns false by itself within the TTL; once
+    /// etcd runs again, a new lease under a new generation, the node registered under it, and the
+    /// old lease's shards gone.
     #[tokio::test]
     async fn a_lapsed_lease_is_noticed_alone_and_replaced() {
         let etcd = TestEtcd::start();
@@ -1796,6 +1810,8 @@ mod tests {
         assert_eq!(got.kvs()[0].lease(), a.lease_id());
     }
 
+    /// Leaving (or dropping the membership) removes the node and its shards from the others' views
+    /// at once, not after the TTL.
     #[tokio::test]
     async fn leaving_removes_the_node_and_its_shards_at_once() {
         let etcd = TestEtcd::start();
@@ -1822,7 +1838,7 @@ mod tests {
         assert!(!v.owners.contains_key(&4));
         a.leave().await.unwrap();
         assert!(a.take(4).await.is_err(), "a left");
-        assert_eq!(b.take(4).await.unwrap().is_some(), true);
+        assert!(b.take(4).await.unwrap().is_some());
 
         // Dropped without leaving: it leaves all the same, in the background.
         let dropped = Instant::now();
@@ -1832,6 +1848,8 @@ mod tests {
         assert!(!v.owners.contains_key(&5));
     }
 
+    /// A member that stops renewing without leaving vanishes, shards included, when its lease
+    /// expires.
     #[tokio::test]
     async fn a_crashed_member_vanishes_when_its_lease_expires() {
         let etcd = TestEtcd::start();
