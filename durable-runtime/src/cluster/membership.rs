@@ -344,7 +344,7 @@ impl Drop for Membership {
     fn drop(&mut self) {
         let last = self.shared.begin_leave().map(|lease| {
             let shared = self.shared.clone();
-            let revoke: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
+            let revoke: LastTask = Box::pin(async move {
                 if let Err(e) = shared.revoke(lease, DROP_REVOKE_TIMEOUT).await {
                     tracing::warn!(node = %shared.node_id, "leaving the cluster on drop: {e}");
                 }
@@ -699,6 +699,9 @@ impl Shared {
 
     /// See [`Membership::take`].
     async fn take(&self, shard: u32) -> Result<Option<u64>> {
+        if self.left() {
+            return Err(stopped());
+        }
         // Liveness first, then the lease: a live answer holds for the lease read after it.
         if !self.is_live() {
             return Err(Error::storage(format!(
