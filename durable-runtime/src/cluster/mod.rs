@@ -14,6 +14,8 @@
 
 pub(crate) mod balance;
 pub(crate) mod fence;
+#[cfg(feature = "cluster")]
+mod membership;
 mod placement;
 pub(crate) mod router;
 
@@ -249,10 +251,15 @@ impl Joined {
 
 #[cfg(feature = "cluster")]
 fn join_etcd(cluster: &Cluster, node: &str, addr: SocketAddr) -> Result<Arc<dyn Membership>> {
-    let _ = (cluster, node, addr);
-    Err(Error::config(
-        "cluster mode: etcd membership is not built yet",
-    ))
+    let joined = membership::Membership::join(membership::MembershipConfig {
+        endpoints: cluster.endpoints.clone(),
+        name: cluster.name.clone(),
+        node_id: node.to_owned(),
+        addr: addr.to_string(),
+        lease_ttl: cluster.lease_ttl,
+        shards: cluster.shards,
+    })?;
+    Ok(joined)
 }
 
 #[cfg(not(feature = "cluster"))]
