@@ -115,6 +115,9 @@ pub(crate) struct MembershipConfig {
     pub(crate) lease_ttl: Duration,
     /// The number of shards, which must match the cluster's.
     pub(crate) shards: u32,
+    /// Proof of the cluster's secret, the same for every node holding it (a MAC made with
+    /// the secret; the secret itself is never stored). A node with another one is refused.
+    pub(crate) secret_check: String,
 }
 
 impl View {
@@ -192,6 +195,7 @@ impl Membership {
     }
 
     /// The instant until which the lease is surely alive (in the past when it is not).
+    #[cfg(test)]
     pub(crate) fn valid_until(&self) -> Instant {
         self.shared.valid_until()
     }
@@ -272,11 +276,13 @@ impl Membership {
     }
 
     /// The lease TTL in force (as granted by etcd).
+    #[cfg(test)]
     pub(crate) fn lease_ttl(&self) -> Duration {
         self.shared.ttl
     }
 
     /// The cluster's shard count.
+    #[cfg(test)]
     pub(crate) fn shards(&self) -> u32 {
         self.shared.shards
     }
@@ -594,6 +600,7 @@ impl Shared {
     }
 
     /// See [`Membership::valid_until`].
+    #[cfg(test)]
     fn valid_until(&self) -> Instant {
         self.base + Duration::from_nanos(self.valid_until.load(Ordering::Acquire))
     }
@@ -858,6 +865,35 @@ async fn check_config(etcd: &Etcd, name: &str, prefix: &str, shards: u32) -> Res
     }
 }
 
+/// Checks the proof of the cluster's secret in `P/secret-check`, creating it if the cluster
+/// has none: a node holding another secret would take shards that the other nodes cannot
+/// forward calls to, so it is refused before it registers.
+async fn check_secret(etcd: &Etcd, name: &str, prefix: &str, check: &str) -> Result<()> {
+    let key = format!("{prefix}secret-check");
+    let txn = Txn::new()
+        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+        .and_then([TxnOp::put(key.clone(), check, None)])
+        .or_else([TxnOp::get(key.clone(), None)]);
+    let resp = etcd
+        .call(CONNECT_TIMEOUT, etcd.client.clone().txn(txn))
+        .await
+        .map_err(|failure| etcd.error("reading the cluster's secret check", failure))?;
+    if resp.succeeded() {
+        return Ok(());
+    }
+    match got(&resp) {
+        Some(kv) if kv.value() == check.as_bytes() => Ok(()),
+        Some(_) => Err(Error::config(format!(
+            "this node's secret is not the secret of cluster `{name}` (its nodes could not \
+             call each other): give every node the same RuntimeBuilder::secret"
+        ))),
+        None => Err(Error::storage(format!(
+            "etcd at {}: {key} vanished while being read",
+            etcd.endpoints
+        ))),
+    }
+}
+
 /// Joins (see [`Membership::join`]), on the private runtime. Returns the shared state with
 /// the first view published.
 async fn join_cluster(config: MembershipConfig, ttl_secs: i64) -> Result<Arc<Shared>> {
@@ -895,6 +931,7 @@ async fn join_cluster(config: MembershipConfig, ttl_secs: i64) -> Result<Arc<Sha
     let etcd = Etcd { client, endpoints };
     let prefix = format!("{}/", config.name);
     check_config(&etcd, &config.name, &prefix, config.shards).await?;
+    check_secret(&etcd, &config.name, &prefix, &config.secret_check).await?;
 
     let sent = Instant::now();
     let grant = etcd
@@ -1326,6 +1363,42 @@ fn secs_of(ttl: Duration) -> i64 {
     i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX).max(1)
 }
 
+impl super::fence::Lease for Membership {
+    fn is_live(&self) -> bool {
+        Membership::is_live(self)
+    }
+}
+
+impl Coordinator for Membership {
+    fn node_id(&self) -> &str {
+        Membership::node_id(self)
+    }
+
+    fn is_live(&self) -> bool {
+        Membership::is_live(self)
+    }
+
+    fn view(&self) -> watch::Receiver<Arc<View>> {
+        Membership::view(self)
+    }
+
+    fn generation(&self) -> watch::Receiver<u64> {
+        Membership::generation(self)
+    }
+
+    fn take(&self, shard: u32) -> Op<'_, Option<u64>> {
+        Box::pin(Membership::take(self, shard))
+    }
+
+    fn release(&self, shard: u32, term: u64) -> Op<'_, bool> {
+        Box::pin(Membership::release(self, shard, term))
+    }
+
+    fn leave(&self) -> Op<'_, ()> {
+        Box::pin(Membership::leave(self))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Against a real etcd: Debian's `etcd` (package `etcd-server`) on the `PATH`, one private
@@ -1469,6 +1542,7 @@ mod tests {
             addr: format!("{node}.example:7001"),
             lease_ttl: Duration::from_secs(ttl_secs),
             shards: 8,
+            secret_check: "check".to_owned(),
         }
     }
 
@@ -1525,7 +1599,7 @@ mod tests {
         })
         .await;
         assert_eq!(view.owners[&3], owner("a", term));
-        assert_eq!(view.owner_table(8)[3], Some("a"));
+        assert_eq!(view.owners.get(&3).map(|o| o.node.as_str()), Some("a"));
         assert!(view.revision >= i64::try_from(term).unwrap());
         assert_eq!(b.take(3).await.unwrap(), None, "a holds it");
         assert_eq!(
@@ -1652,6 +1726,11 @@ mod tests {
                 .contains("cluster `test` has 8 shards; this node is configured with 16"),
             "{err}"
         );
+        let mut other = config(&etcd, "b", 30);
+        other.secret_check = "another".to_owned();
+        let err = Membership::join(other).err().expect("secret mismatch");
+        assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+        assert!(err.to_string().contains("secret"), "{err}");
         // The refused joins left nothing behind, and took nothing from a.
         let mut client = etcd.client().await;
         let nodes = client
@@ -1845,41 +1924,5 @@ mod tests {
         assert!(crashed.elapsed() >= Duration::from_secs(1));
         assert!(b.take(2).await.unwrap().is_some());
         assert!(b.is_live());
-    }
-}
-
-impl super::fence::Lease for Membership {
-    fn is_live(&self) -> bool {
-        Membership::is_live(self)
-    }
-}
-
-impl Coordinator for Membership {
-    fn node_id(&self) -> &str {
-        Membership::node_id(self)
-    }
-
-    fn is_live(&self) -> bool {
-        Membership::is_live(self)
-    }
-
-    fn view(&self) -> watch::Receiver<Arc<View>> {
-        Membership::view(self)
-    }
-
-    fn generation(&self) -> watch::Receiver<u64> {
-        Membership::generation(self)
-    }
-
-    fn take(&self, shard: u32) -> Op<'_, Option<u64>> {
-        Box::pin(Membership::take(self, shard))
-    }
-
-    fn release(&self, shard: u32, term: u64) -> Op<'_, bool> {
-        Box::pin(Membership::release(self, shard, term))
-    }
-
-    fn leave(&self) -> Op<'_, ()> {
-        Box::pin(Membership::leave(self))
     }
 }

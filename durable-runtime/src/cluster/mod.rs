@@ -209,7 +209,7 @@ impl Cluster {
     pub(crate) fn join(&self, addr: SocketAddr, transport: &TransportConfig) -> Result<Joined> {
         self.check(addr)?;
         let node = self.node();
-        let membership = join_etcd(self, &node, addr)?;
+        let membership = join_etcd(self, &node, addr, &transport.secret)?;
         let ownership = Arc::new(Ownership::new(
             node,
             self.shards,
@@ -249,8 +249,25 @@ impl Joined {
     }
 }
 
+/// The proof of the cluster's secret kept in etcd: a MAC of the cluster's name made with the
+/// secret (the same on every node holding it; the secret itself is not stored).
 #[cfg(feature = "cluster")]
-fn join_etcd(cluster: &Cluster, node: &str, addr: SocketAddr) -> Result<Arc<dyn Membership>> {
+fn secret_check(name: &str, secret: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(b"durable cluster secret check\0");
+    mac.update(name.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+#[cfg(feature = "cluster")]
+fn join_etcd(
+    cluster: &Cluster,
+    node: &str,
+    addr: SocketAddr,
+    secret: &[u8],
+) -> Result<Arc<dyn Membership>> {
     let joined = membership::Membership::join(membership::MembershipConfig {
         endpoints: cluster.endpoints.clone(),
         name: cluster.name.clone(),
@@ -258,12 +275,18 @@ fn join_etcd(cluster: &Cluster, node: &str, addr: SocketAddr) -> Result<Arc<dyn 
         addr: addr.to_string(),
         lease_ttl: cluster.lease_ttl,
         shards: cluster.shards,
+        secret_check: secret_check(&cluster.name, secret),
     })?;
     Ok(joined)
 }
 
 #[cfg(not(feature = "cluster"))]
-fn join_etcd(_cluster: &Cluster, _node: &str, _addr: SocketAddr) -> Result<Arc<dyn Membership>> {
+fn join_etcd(
+    _cluster: &Cluster,
+    _node: &str,
+    _addr: SocketAddr,
+    _secret: &[u8],
+) -> Result<Arc<dyn Membership>> {
     Err(Error::config(
         "this build has no cluster mode: enable durable-runtime's `cluster` feature",
     ))
