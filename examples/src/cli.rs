@@ -212,7 +212,7 @@ impl ClusterOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Serve with these options.
-    Run(Options),
+    Run(Box<Options>),
     /// Print the usage text (`-h`, `--help`).
     Help,
 }
@@ -403,7 +403,7 @@ pub fn parse(
             None
         }
     };
-    Ok(Command::Run(Options {
+    Ok(Command::Run(Box::new(Options {
         addr: addr
             .or_else(|| env("DURABLE_ADDR"))
             .unwrap_or_else(|| program.default_addr.to_owned()),
@@ -416,7 +416,7 @@ pub fn parse(
         secret: secret.or_else(|| env("DURABLE_SECRET")),
         idle_timeout,
         cluster,
-    }))
+    })))
 }
 
 /// A PostgreSQL URL without its password, for logs and errors:
@@ -462,7 +462,7 @@ pub async fn main(
     let options = match parse(program, std::env::args().skip(1), |name| {
         std::env::var(name).ok()
     }) {
-        Ok(Command::Run(options)) => options,
+        Ok(Command::Run(options)) => *options,
         Ok(Command::Help) => {
             print!("{}", program.usage());
             return ExitCode::SUCCESS;
@@ -725,7 +725,7 @@ mod tests {
                 .map(|(_, v)| (*v).to_owned())
         };
         match parse(program, args, env)? {
-            Command::Run(options) => Ok(options),
+            Command::Run(options) => Ok(*options),
             Command::Help => Err("help".into()),
         }
     }
@@ -961,7 +961,13 @@ mod tests {
         ];
         let cluster = ["--cluster", "http://127.0.0.1:2379"];
         let with = join;
-        let cases: Vec<(Vec<&str>, &[(&str, &str)], String)> =
+        // The arguments, the environment, the message.
+        type Case = (
+            Vec<&'static str>,
+            &'static [(&'static str, &'static str)],
+            String,
+        );
+        let cases: Vec<Case> =
             vec![
             (
                 with(&[&["--cluster", "http://e:2379", "--listen", "127.0.0.1:7001"]]),
