@@ -24,8 +24,18 @@
 //!   (an object server, like the Durable Objects behind a Worker);
 //! - `--connect ADDR` or `DURABLE_CONNECT`: hold no rooms; every call goes to the object
 //!   server at ADDR (a front end, like a stateless Worker). No data directory is opened;
-//! - `--secret S` or `DURABLE_SECRET`: the secret the object server and its front ends share
-//!   (needed to listen on anything but loopback).
+//! - `--secret S` or `DURABLE_SECRET`: the secret the object server and its front ends share,
+//!   or the nodes of a cluster (needed to listen on anything but loopback);
+//! - `--cluster ETCD_URLS` or `DURABLE_CLUSTER`: run as a node of a cluster coordinated by
+//!   these etcd endpoints (comma-separated, `http://127.0.0.1:2379`). Every node keeps the
+//!   rooms in one PostgreSQL database (`--postgres`, required; no `--data-dir`) and
+//!   answers for every one of them, forwarding each call to the node that holds the room
+//!   on the others' `--listen` address (required: one they can reach). No `--connect`;
+//! - `--node-id ID` or `DURABLE_NODE_ID`: this node's ID in the cluster (default random);
+//! - `--lease-ttl SECS` or `DURABLE_LEASE_TTL`: the TTL of the node's etcd lease, in whole
+//!   seconds (default 10): a node that dies loses its rooms to the others this long after;
+//! - `--cluster-name NAME` or `DURABLE_CLUSTER_NAME`: the cluster's key prefix in etcd
+//!   (default `durable`), for several clusters on one etcd.
 //!
 //! Two processes, a front end and an object server:
 //!
@@ -36,7 +46,8 @@
 //! ```
 //!
 //! Ctrl-C or SIGTERM stops the server (open connections get 10 s to finish), then shuts the
-//! runtime down, so every write is synced and the data directory released; a second signal
+//! runtime down, so every write is synced and the data directory released (a cluster node
+//! hands its rooms over to the other nodes, then leaves the cluster); a second signal
 //! exits at once. Logs go to stderr; `RUST_LOG` sets their level (`target=level` directives,
 //! for example `RUST_LOG=debug` or `RUST_LOG=info,durable_runtime=trace`).
 

@@ -31,7 +31,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use axum::Router;
-use durable_runtime::{Runtime, RuntimeBuilder};
+use durable_runtime::{Cluster, Runtime, RuntimeBuilder};
 use tokio::sync::oneshot;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
@@ -68,7 +68,12 @@ impl Program {
         if idle_timeout {
             usage.push_str(" [--idle-timeout SECS]");
         }
-        usage.push_str(" [--listen ADDR | --connect ADDR] [--secret S]\n\n");
+        usage.push_str(" [--listen ADDR | --connect ADDR] [--secret S]\n");
+        usage.push_str(&format!(
+            "{:width$}[--cluster ETCD_URLS [--node-id ID] [--lease-ttl SECS] [--cluster-name NAME]]\n\n",
+            "",
+            width = "usage: ".len() + name.len() + 1
+        ));
         let mut line = |flag: &str, text: String| {
             usage.push_str(&format!("  {flag:<20} {text}\n"));
         };
@@ -95,7 +100,7 @@ impl Program {
         }
         line(
             "--listen ADDR",
-            format!("also serve the {objects} to other processes (env DURABLE_LISTEN)"),
+            format!("also serve the {objects} to front ends or other nodes (env DURABLE_LISTEN)"),
         );
         line(
             "--connect ADDR",
@@ -103,7 +108,34 @@ impl Program {
         );
         line(
             "--secret S",
-            "the secret shared with the object server or front ends (env DURABLE_SECRET)".into(),
+            "the secret shared with the object server, front ends or other nodes \
+             (env DURABLE_SECRET)"
+                .into(),
+        );
+        line(
+            "--cluster ETCD_URLS",
+            "run as a cluster node; comma-separated etcd endpoints (env DURABLE_CLUSTER); \
+             needs --postgres and --listen"
+                .into(),
+        );
+        line(
+            "--node-id ID",
+            "this node's ID in the cluster (env DURABLE_NODE_ID, default random)".into(),
+        );
+        line(
+            "--lease-ttl SECS",
+            format!(
+                "a dead node's {objects} move to the others after this long (env \
+                 DURABLE_LEASE_TTL, default {})",
+                DEFAULT_LEASE_TTL.as_secs()
+            ),
+        );
+        line(
+            "--cluster-name NAME",
+            format!(
+                "the cluster's key prefix in etcd (env DURABLE_CLUSTER_NAME, default \
+                 {DEFAULT_CLUSTER_NAME})"
+            ),
         );
         usage
     }
@@ -112,6 +144,17 @@ impl Program {
 /// The runtime's own idle timeout (`RuntimeBuilder::idle_timeout`), shown in the usage
 /// text; without `--idle-timeout` the runtime keeps its default.
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(70);
+
+/// The library's lease TTL (`Cluster::lease_ttl`), shown in the usage text; without
+/// `--lease-ttl` the cluster keeps its default.
+const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
+
+/// The library's cluster name (`Cluster::name`), shown in the usage text.
+const DEFAULT_CLUSTER_NAME: &str = "durable";
+
+/// The longest lease TTL `--lease-ttl` takes, in seconds (a day): a node that dies keeps its
+/// objects unavailable this long, so anything longer is a typo.
+const MAX_LEASE_TTL_SECS: u64 = 86_400;
 
 /// A server's settings, from its flags, then the environment, then the defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,13 +173,46 @@ pub struct Options {
     pub secret: Option<String>,
     /// `--idle-timeout`: the runtime's idle timeout; `None` keeps the runtime's default.
     pub idle_timeout: Option<Duration>,
+    /// `--cluster`: run as a node of a cluster (with `postgres` and `listen` set).
+    pub cluster: Option<ClusterOptions>,
+}
+
+/// How a node joins its cluster: `--cluster` and the flags that go with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterOptions {
+    /// `--cluster`: the etcd endpoints (`http://127.0.0.1:2379`), at least one.
+    pub etcd: Vec<String>,
+    /// `--node-id`: this node's ID; `None` lets the runtime pick a random one.
+    pub node_id: Option<String>,
+    /// `--lease-ttl`: the node's lease TTL; `None` keeps the library's default (10 s).
+    pub lease_ttl: Option<Duration>,
+    /// `--cluster-name`: the cluster's key prefix in etcd; `None` keeps the library's
+    /// default (`durable`).
+    pub name: Option<String>,
+}
+
+impl ClusterOptions {
+    /// The runtime's [`Cluster`] settings.
+    pub fn cluster(&self) -> Cluster {
+        let mut cluster = Cluster::etcd(self.etcd.iter().cloned());
+        if let Some(name) = &self.name {
+            cluster = cluster.name(name.as_str());
+        }
+        if let Some(node_id) = &self.node_id {
+            cluster = cluster.node_id(node_id.as_str());
+        }
+        if let Some(ttl) = self.lease_ttl {
+            cluster = cluster.lease_ttl(ttl);
+        }
+        cluster
+    }
 }
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Serve with these options.
-    Run(Options),
+    Run(Box<Options>),
     /// Print the usage text (`-h`, `--help`).
     Help,
 }
@@ -149,7 +225,9 @@ pub enum Command {
 ///
 /// A message for an unknown flag, a missing or invalid value, or flags that do not go
 /// together (`--listen` with `--connect`; `--data-dir`, `--postgres` or `--idle-timeout` with
-/// `--connect`; `--data-dir` with `--postgres`).
+/// `--connect`; `--data-dir` with `--postgres`; `--cluster` with `--connect` or `--data-dir`,
+/// or without `--postgres` or `--listen`; `--node-id`, `--lease-ttl` or `--cluster-name`
+/// without `--cluster`).
 pub fn parse(
     program: &Program,
     args: impl IntoIterator<Item = String>,
@@ -162,6 +240,10 @@ pub fn parse(
     let mut listen = None;
     let mut connect = None;
     let mut secret = None;
+    let mut cluster = None;
+    let mut node_id = None;
+    let mut lease_ttl = None;
+    let mut cluster_name = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -178,6 +260,10 @@ pub fn parse(
             "--listen" => &mut listen,
             "--connect" => &mut connect,
             "--secret" => &mut secret,
+            "--cluster" => &mut cluster,
+            "--node-id" => &mut node_id,
+            "--lease-ttl" => &mut lease_ttl,
+            "--cluster-name" => &mut cluster_name,
             "-h" | "--help" => return Ok(Command::Help),
             _ => return Err(format!("unknown argument `{arg}`")),
         };
@@ -211,6 +297,16 @@ pub fn parse(
              (--connect) holds no {objects} to serve"
         ));
     }
+    let cluster = cluster.or_else(|| env("DURABLE_CLUSTER"));
+    let node_id = node_id.or_else(|| env("DURABLE_NODE_ID"));
+    let lease_ttl = lease_ttl.or_else(|| env("DURABLE_LEASE_TTL"));
+    let cluster_name = cluster_name.or_else(|| env("DURABLE_CLUSTER_NAME"));
+    if cluster.is_some() && connect.is_some() {
+        return Err(format!(
+            "`--cluster` and `--connect` do not go together: a front end (--connect) holds no \
+             {objects} and joins no cluster; point it at any node's `--listen` address instead"
+        ));
+    }
     if connect.is_some() && data_dir.is_some() {
         return Err(format!(
             "`--connect` holds no {objects}, so it takes no `--data-dir`"
@@ -234,7 +330,80 @@ pub fn parse(
             )),
         })
         .transpose()?;
-    Ok(Command::Run(Options {
+    let cluster = match cluster {
+        Some(endpoints) => {
+            if data_dir.is_some() {
+                return Err(format!(
+                    "`--cluster` keeps the {objects} in PostgreSQL, shared by every node, so it \
+                     takes no `--data-dir`"
+                ));
+            }
+            if postgres.is_none() {
+                return Err(format!(
+                    "`--cluster` needs `--postgres URL`: every node of a cluster keeps the \
+                     {objects} in one shared PostgreSQL database"
+                ));
+            }
+            if listen.is_none() {
+                return Err(
+                    "`--cluster` needs `--listen ADDR`: the address the other nodes forward \
+                     calls to (one they can reach)"
+                        .to_owned(),
+                );
+            }
+            let etcd: Vec<String> = endpoints
+                .split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if etcd.is_empty() {
+                return Err(format!(
+                    "`--cluster` takes comma-separated etcd endpoints \
+                     (http://127.0.0.1:2379,...), not `{endpoints}`"
+                ));
+            }
+            if node_id.as_deref().is_some_and(|id| id.trim().is_empty()) {
+                return Err("`--node-id` cannot be blank".to_owned());
+            }
+            if cluster_name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+                return Err("`--cluster-name` cannot be blank".to_owned());
+            }
+            let lease_ttl = lease_ttl
+                .map(|secs| match secs.parse::<u64>() {
+                    Ok(secs) if secs > 0 && secs <= MAX_LEASE_TTL_SECS => {
+                        Ok(Duration::from_secs(secs))
+                    }
+                    _ => Err(format!(
+                        "`--lease-ttl` takes a whole number of seconds from 1 to \
+                         {MAX_LEASE_TTL_SECS}, not `{secs}`"
+                    )),
+                })
+                .transpose()?;
+            Some(ClusterOptions {
+                etcd,
+                node_id,
+                lease_ttl,
+                name: cluster_name,
+            })
+        }
+        None => {
+            for (flag, variable, value) in [
+                ("--node-id", "DURABLE_NODE_ID", &node_id),
+                ("--lease-ttl", "DURABLE_LEASE_TTL", &lease_ttl),
+                ("--cluster-name", "DURABLE_CLUSTER_NAME", &cluster_name),
+            ] {
+                if value.is_some() {
+                    return Err(format!(
+                        "`{flag}` (or {variable}) is for a cluster node: it needs \
+                         `--cluster ETCD_URLS`"
+                    ));
+                }
+            }
+            None
+        }
+    };
+    Ok(Command::Run(Box::new(Options {
         addr: addr
             .or_else(|| env("DURABLE_ADDR"))
             .unwrap_or_else(|| program.default_addr.to_owned()),
@@ -246,7 +415,8 @@ pub fn parse(
         connect,
         secret: secret.or_else(|| env("DURABLE_SECRET")),
         idle_timeout,
-    }))
+        cluster,
+    })))
 }
 
 /// A PostgreSQL URL without its password, for logs and errors:
@@ -292,7 +462,7 @@ pub async fn main(
     let options = match parse(program, std::env::args().skip(1), |name| {
         std::env::var(name).ok()
     }) {
-        Ok(Command::Run(options)) => options,
+        Ok(Command::Run(options)) => *options,
         Ok(Command::Help) => {
             print!("{}", program.usage());
             return ExitCode::SUCCESS;
@@ -320,11 +490,14 @@ pub async fn main(
 }
 
 /// The runtime: an object server's (storage, and with `--listen` a server for other
-/// processes), or a front end's (`--connect`: no storage, every call goes to the server).
+/// processes), a front end's (`--connect`: no storage, every call goes to the server), or a
+/// cluster node's (`--cluster`: PostgreSQL shared with the other nodes, etcd, and `--listen`
+/// for the calls they forward).
 ///
 /// # Errors
 ///
-/// A message naming the data directory or the server when the runtime does not open.
+/// A message naming the data directory, the server or the cluster when the runtime does not
+/// open.
 pub fn open_runtime(
     program: &Program,
     options: &Options,
@@ -352,8 +525,32 @@ pub fn open_runtime(
     if let Some(idle_timeout) = options.idle_timeout {
         builder = builder.idle_timeout(idle_timeout);
     }
+    if let Some(cluster) = &options.cluster {
+        builder = builder.cluster(cluster.cluster());
+    }
     if let Some(listen) = &options.listen {
         builder = builder.listen(listen.as_str()).secret(secret);
+    }
+    if let Some(cluster) = &options.cluster {
+        let node = describe_node(cluster);
+        let etcd = cluster.etcd.join(",");
+        let rt = builder.open().map_err(|e| {
+            format!("cannot join the cluster at {etcd} as {node}, with {storage}: {e}")
+        })?;
+        let listen = rt
+            .local_addr()
+            .map_or_else(|| "?".to_owned(), |addr| addr.to_string());
+        tracing::info!(
+            "cluster node {node} of cluster `{}`: etcd {etcd}, {objects} in {storage}, \
+             serving the other nodes on {listen}{}",
+            cluster.name.as_deref().unwrap_or(DEFAULT_CLUSTER_NAME),
+            if secret.is_empty() {
+                " (no secret: loopback only)"
+            } else {
+                ""
+            }
+        );
+        return Ok(rt);
     }
     let rt = builder
         .open()
@@ -372,9 +569,19 @@ pub fn open_runtime(
     Ok(rt)
 }
 
+/// A cluster node's name in logs: `n1`, or `a random ID` when the runtime picks it.
+fn describe_node(cluster: &ClusterOptions) -> String {
+    match &cluster.node_id {
+        Some(id) => format!("`{id}`"),
+        None => "(a random ID)".to_owned(),
+    }
+}
+
 /// Serves `app` on `options.addr` until Ctrl-C or SIGTERM; then stops taking connections,
 /// gives open ones [`GRACE`] to finish, and shuts `rt` down (queued calls finish, writes are
-/// synced, the data directory is released). A second signal exits at once.
+/// synced, the data directory is released). A cluster node hands its shards over to the
+/// other nodes in that shutdown, after its HTTP server stopped and before it leaves the
+/// cluster. A second signal exits at once.
 ///
 /// # Errors
 ///
@@ -385,9 +592,19 @@ pub async fn serve(
     rt: Runtime,
     app: Router,
 ) -> Result<(), String> {
+    // HTTP first: no new requests, the open ones finish (their calls still reach the
+    // objects, here or on other nodes).
     let served = serve_http(program, options, app).await;
-    // Stop the runtime even if the server failed: queued calls finish, writes are synced.
+    // Then the runtime, even if the server failed: queued calls finish, writes are synced.
+    // A cluster node hands its shards over first (calls meanwhile go to their new owners),
+    // then leaves the cluster.
+    if options.cluster.is_some() {
+        tracing::info!("handing shards over to the other nodes");
+    }
     let closed = rt.shutdown().await;
+    if closed.is_ok() && options.cluster.is_some() {
+        tracing::info!("left the cluster");
+    }
     let data_dir = served?;
     closed.map_err(|e| format!("shutting the runtime down failed: {e}"))?;
     match &options.connect {
@@ -508,9 +725,14 @@ mod tests {
                 .map(|(_, v)| (*v).to_owned())
         };
         match parse(program, args, env)? {
-            Command::Run(options) => Ok(options),
+            Command::Run(options) => Ok(*options),
             Command::Help => Err("help".into()),
         }
+    }
+
+    /// The arguments of `parts`, one after the other.
+    fn join(parts: &[&[&'static str]]) -> Vec<&'static str> {
+        parts.concat()
     }
 
     #[test]
@@ -526,6 +748,7 @@ mod tests {
                 connect: None,
                 secret: None,
                 idle_timeout: None,
+                cluster: None,
             }
         );
         let env = [
@@ -591,16 +814,319 @@ mod tests {
     #[test]
     fn usage_lists_the_flags() {
         let usage = CHAT.usage();
-        assert!(usage.starts_with(
-            "usage: chat [--addr ADDR] [--data-dir PATH | --postgres URL] [--idle-timeout SECS] \
-             [--listen ADDR | --connect ADDR] [--secret S]\n\n"
-        ));
+        assert!(
+            usage.starts_with(
+                "usage: chat [--addr ADDR] [--data-dir PATH | --postgres URL] \
+                 [--idle-timeout SECS] [--listen ADDR | --connect ADDR] [--secret S]\n            \
+                 [--cluster ETCD_URLS [--node-id ID] [--lease-ttl SECS] [--cluster-name NAME]]\n\n"
+            ),
+            "{usage}"
+        );
         assert!(usage.contains("default 127.0.0.1:8788"), "{usage}");
         assert!(
             usage.contains("--idle-timeout SECS  unload rooms idle"),
             "{usage}"
         );
         assert!(!COUNTER.usage().contains("idle"));
+        // Both programs take the cluster flags, each with its variable and default.
+        for program in [&CHAT, &COUNTER] {
+            let usage = program.usage();
+            for line in [
+                "  --cluster ETCD_URLS  run as a cluster node; comma-separated etcd endpoints \
+                 (env DURABLE_CLUSTER); needs --postgres and --listen\n",
+                "  --node-id ID         this node's ID in the cluster (env DURABLE_NODE_ID, \
+                 default random)\n",
+                "  --lease-ttl SECS     a dead node's rooms move to the others after this long \
+                 (env DURABLE_LEASE_TTL, default 10)\n",
+                "  --cluster-name NAME  the cluster's key prefix in etcd (env \
+                 DURABLE_CLUSTER_NAME, default durable)\n",
+            ] {
+                assert!(usage.contains(line), "no {line:?} in\n{usage}");
+            }
+        }
+        let counter = Program {
+            name: "counter",
+            ..COUNTER
+        };
+        assert!(
+            counter
+                .usage()
+                .contains("[--secret S]\n               [--cluster ETCD_URLS [--node-id ID]"),
+            "the second line lines up under the first's flags:\n{}",
+            counter.usage()
+        );
+    }
+
+    #[test]
+    fn cluster_flags_and_environment() {
+        let node = [
+            "--postgres",
+            "postgres://a@b/c",
+            "--listen",
+            "127.0.0.1:7001",
+        ];
+        let cluster = |args: &[&'static str], env: &[(&str, &str)]| {
+            run(&COUNTER, &join(&[&node, args]), env)
+                .unwrap()
+                .cluster
+                .expect("a cluster node")
+        };
+        let full = [
+            ("DURABLE_CLUSTER", "http://e1:2379,http://e2:2379"),
+            ("DURABLE_NODE_ID", "n-env"),
+            ("DURABLE_LEASE_TTL", "3"),
+            ("DURABLE_CLUSTER_NAME", "env-name"),
+        ];
+        for (args, env, expected) in [
+            (
+                &["--cluster", "http://127.0.0.1:2379"][..],
+                &[][..],
+                ClusterOptions {
+                    etcd: vec!["http://127.0.0.1:2379".into()],
+                    node_id: None,
+                    lease_ttl: None,
+                    name: None,
+                },
+            ),
+            (
+                &[
+                    "--cluster=http://e1:2379, http://e2:2379,",
+                    "--node-id",
+                    "n1",
+                    "--lease-ttl=2",
+                    "--cluster-name",
+                    "app",
+                ][..],
+                &[][..],
+                ClusterOptions {
+                    etcd: vec!["http://e1:2379".into(), "http://e2:2379".into()],
+                    node_id: Some("n1".into()),
+                    lease_ttl: Some(Duration::from_secs(2)),
+                    name: Some("app".into()),
+                },
+            ),
+            (
+                &[][..],
+                &full[..],
+                ClusterOptions {
+                    etcd: vec!["http://e1:2379".into(), "http://e2:2379".into()],
+                    node_id: Some("n-env".into()),
+                    lease_ttl: Some(Duration::from_secs(3)),
+                    name: Some("env-name".into()),
+                },
+            ),
+            // A flag wins over its variable.
+            (
+                &[
+                    "--cluster",
+                    "http://e3:2379",
+                    "--node-id",
+                    "n2",
+                    "--lease-ttl",
+                    "20",
+                ][..],
+                &full[..],
+                ClusterOptions {
+                    etcd: vec!["http://e3:2379".into()],
+                    node_id: Some("n2".into()),
+                    lease_ttl: Some(Duration::from_secs(20)),
+                    name: Some("env-name".into()),
+                },
+            ),
+        ] {
+            assert_eq!(cluster(args, env), expected, "{args:?} {env:?}");
+        }
+        // The rest of a node's options are as without a cluster; the chat takes the flags too.
+        let options = run(&CHAT, &join(&[&node, &["--cluster", "http://e:2379"]]), &[]).unwrap();
+        assert_eq!(options.postgres.as_deref(), Some("postgres://a@b/c"));
+        assert_eq!(options.listen.as_deref(), Some("127.0.0.1:7001"));
+        assert!(options.cluster.is_some());
+        // Without the flag and its variable, no cluster; empty variables are unset.
+        let empty = [
+            ("DURABLE_CLUSTER", ""),
+            ("DURABLE_NODE_ID", ""),
+            ("DURABLE_LEASE_TTL", ""),
+            ("DURABLE_CLUSTER_NAME", ""),
+        ];
+        assert_eq!(run(&COUNTER, &node, &empty).unwrap().cluster, None);
+    }
+
+    #[test]
+    fn cluster_misuse_is_explained() {
+        let node = [
+            "--postgres",
+            "postgres://a@b/c",
+            "--listen",
+            "127.0.0.1:7001",
+        ];
+        let cluster = ["--cluster", "http://127.0.0.1:2379"];
+        let with = join;
+        // The arguments, the environment, the message.
+        type Case = (
+            Vec<&'static str>,
+            &'static [(&'static str, &'static str)],
+            String,
+        );
+        let cases: Vec<Case> =
+            vec![
+            (
+                with(&[&["--cluster", "http://e:2379", "--listen", "127.0.0.1:7001"]]),
+                &[],
+                "`--cluster` needs `--postgres URL`: every node of a cluster keeps the rooms in \
+                 one shared PostgreSQL database"
+                    .into(),
+            ),
+            (
+                with(&[&["--cluster", "http://e:2379", "--postgres", "postgres://a@b/c"]]),
+                &[],
+                "`--cluster` needs `--listen ADDR`: the address the other nodes forward calls \
+                 to (one they can reach)"
+                    .into(),
+            ),
+            (
+                with(&[&cluster, &["--data-dir", "d", "--listen", "127.0.0.1:7001"]]),
+                &[],
+                "`--cluster` keeps the rooms in PostgreSQL, shared by every node, so it takes \
+                 no `--data-dir`"
+                    .into(),
+            ),
+            // The variables count as the flags.
+            (
+                with(&[&["--listen", "127.0.0.1:7001"]]),
+                &[("DURABLE_CLUSTER", "http://e:2379"), ("DURABLE_DATA_DIR", "d")],
+                "`--cluster` keeps the rooms in PostgreSQL, shared by every node, so it takes \
+                 no `--data-dir`"
+                    .into(),
+            ),
+            (
+                with(&[&cluster, &["--connect", "127.0.0.1:7001"]]),
+                &[],
+                "`--cluster` and `--connect` do not go together: a front end (--connect) holds \
+                 no rooms and joins no cluster; point it at any node's `--listen` address \
+                 instead"
+                    .into(),
+            ),
+            (
+                with(&[&["--connect", "127.0.0.1:7001"]]),
+                &[("DURABLE_CLUSTER", "http://e:2379")],
+                "`--cluster` and `--connect` do not go together: a front end (--connect) holds \
+                 no rooms and joins no cluster; point it at any node's `--listen` address \
+                 instead"
+                    .into(),
+            ),
+            (
+                with(&[&node, &["--cluster", " , "]]),
+                &[],
+                "`--cluster` takes comma-separated etcd endpoints (http://127.0.0.1:2379,...), \
+                 not ` , `"
+                    .into(),
+            ),
+            (
+                with(&[&node, &cluster, &["--node-id", " "]]),
+                &[],
+                "`--node-id` cannot be blank".into(),
+            ),
+            (
+                with(&[&node, &cluster, &["--cluster-name="]]),
+                &[],
+                "`--cluster-name` cannot be blank".into(),
+            ),
+            (
+                with(&[&node, &cluster, &["--lease-ttl"]]),
+                &[],
+                "`--lease-ttl` needs a value".into(),
+            ),
+            (
+                with(&[&node, &["--node-id", "n1"]]),
+                &[],
+                "`--node-id` (or DURABLE_NODE_ID) is for a cluster node: it needs \
+                 `--cluster ETCD_URLS`"
+                    .into(),
+            ),
+            (
+                with(&[&node]),
+                &[("DURABLE_NODE_ID", "n1")],
+                "`--node-id` (or DURABLE_NODE_ID) is for a cluster node: it needs \
+                 `--cluster ETCD_URLS`"
+                    .into(),
+            ),
+            (
+                with(&[&["--lease-ttl", "5"]]),
+                &[],
+                "`--lease-ttl` (or DURABLE_LEASE_TTL) is for a cluster node: it needs \
+                 `--cluster ETCD_URLS`"
+                    .into(),
+            ),
+            (
+                with(&[&["--cluster-name", "app"]]),
+                &[],
+                "`--cluster-name` (or DURABLE_CLUSTER_NAME) is for a cluster node: it needs \
+                 `--cluster ETCD_URLS`"
+                    .into(),
+            ),
+        ];
+        for (args, env, message) in cases {
+            assert_eq!(
+                run(&CHAT, &args, env).unwrap_err(),
+                message,
+                "{args:?} {env:?}"
+            );
+        }
+        for bad in [
+            "0",
+            "-1",
+            "1.5",
+            "soon",
+            "",
+            "86401",
+            "99999999999999999999",
+        ] {
+            let args = [&node[..], &cluster, &["--lease-ttl", bad]].concat();
+            assert_eq!(
+                run(&CHAT, &args, &[]).unwrap_err(),
+                format!(
+                    "`--lease-ttl` takes a whole number of seconds from 1 to 86400, not `{bad}`"
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn cluster_options_make_the_runtimes_cluster() {
+        let options = ClusterOptions {
+            etcd: vec!["http://e1:2379".into(), "http://e2:2379".into()],
+            node_id: Some("n1".into()),
+            lease_ttl: Some(Duration::from_secs(2)),
+            name: Some("app".into()),
+        };
+        let cluster = format!("{:?}", options.cluster());
+        for part in [
+            r#"endpoints: ["http://e1:2379", "http://e2:2379"]"#,
+            r#"name: "app""#,
+            r#"node_id: Some("n1")"#,
+            "lease_ttl: 2s",
+        ] {
+            assert!(cluster.contains(part), "{part} in {cluster}");
+        }
+        // Unset, the library's defaults: a random node ID, and the constants of the usage.
+        let defaults = format!(
+            "{:?}",
+            ClusterOptions {
+                etcd: vec!["http://e1:2379".into()],
+                node_id: None,
+                lease_ttl: None,
+                name: None,
+            }
+            .cluster()
+        );
+        for part in [
+            "node_id: None".to_owned(),
+            format!("name: {DEFAULT_CLUSTER_NAME:?}"),
+            format!("lease_ttl: {DEFAULT_LEASE_TTL:?}"),
+        ] {
+            assert!(defaults.contains(&part), "{part} in {defaults}");
+        }
     }
 
     #[test]

@@ -203,11 +203,12 @@ fn json(value: Result<i64>) -> Response {
     }
 }
 
-/// A failed call: 503 when the object is overloaded (retry later), 500 otherwise, as an
-/// exception thrown from a Worker's `fetch` would give.
+/// A failed call: 503 when the object is overloaded or unavailable for now (retry later),
+/// 500 otherwise, as an exception thrown from a Worker's `fetch` would give.
 fn failure(e: &durable_runtime::Error) -> Response {
     tracing::warn!(error = %e, "counter call failed");
-    // Overloaded, or transient (storage, a lost connection to the object server): 503.
+    // Overloaded, or transient (storage, a lost connection to the object server, in a
+    // cluster no reachable owner of the object's shard, `ErrorKind::Unavailable`): 503.
     if e.is_overloaded() || e.is_retryable() {
         text(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -218,5 +219,51 @@ fn failure(e: &durable_runtime::Error) -> Response {
             StatusCode::INTERNAL_SERVER_ERROR,
             "Internal Server Error".to_owned(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use durable_runtime::{Error, ErrorKind};
+
+    /// An error of a kind only the runtime makes, as it crosses the wire.
+    fn runtime_error(repr: serde_json::Value) -> Error {
+        serde_json::from_value(repr).expect("an error's wire form")
+    }
+
+    #[tokio::test]
+    async fn failed_calls_answer_503_when_a_retry_may_succeed_and_500_otherwise() {
+        let unavailable = runtime_error(serde_json::json!({
+            "Unavailable": "shard 17 has no reachable owner"
+        }));
+        assert_eq!(unavailable.kind(), ErrorKind::Unavailable);
+        let overloaded = runtime_error(serde_json::json!("Overloaded"));
+        assert_eq!(overloaded.kind(), ErrorKind::Overloaded);
+        let disconnected = runtime_error(serde_json::json!({ "Disconnected": "reset" }));
+        assert_eq!(disconnected.kind(), ErrorKind::Disconnected);
+        let closed = runtime_error(serde_json::json!("Closed"));
+        assert_eq!(closed.kind(), ErrorKind::Closed);
+        for (error, status, body) in [
+            (unavailable, 503, "Service Unavailable"),
+            (overloaded, 503, "Service Unavailable"),
+            (disconnected, 503, "Service Unavailable"),
+            (Error::storage("disk full"), 503, "Service Unavailable"),
+            (Error::app("Oops", "a bug"), 500, "Internal Server Error"),
+            (closed, 500, "Internal Server Error"),
+            (Error::internal("broken"), 500, "Internal Server Error"),
+        ] {
+            let response = failure(&error);
+            assert_eq!(response.status().as_u16(), status, "{error:?}");
+            assert_eq!(
+                response.headers().get(header::CONTENT_TYPE).unwrap(),
+                TEXT_PLAIN,
+                "{error:?}"
+            );
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 10)
+                .await
+                .unwrap();
+            assert_eq!(&bytes[..], body.as_bytes(), "{error:?}");
+        }
     }
 }
