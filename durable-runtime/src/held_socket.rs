@@ -27,7 +27,7 @@ use crate::sockets::{
     AutoResponse, Closing, HeldSockets, HeldTicket, Outgoing, SocketEvent, SocketHolder, SocketId,
     SocketRecord, SocketTarget,
 };
-use crate::transport::client::HoldGuard;
+use crate::stub::SocketRegistration;
 use crate::websocket::Message;
 
 /// How many messages may wait for a client that reads slowly before its socket is closed
@@ -95,7 +95,7 @@ impl HeldSocket {
         socket: AxumSocket,
         target: Arc<dyn SocketTarget>,
         held: &Arc<HeldSockets>,
-        registration: Option<HoldGuard>,
+        registration: Option<SocketRegistration>,
     ) -> SocketTask {
         SocketTask {
             closing: held.closing(),
@@ -277,7 +277,7 @@ pin_project_lite::pin_project! {
         target: Arc<dyn SocketTarget>,
         step: Option<Step>,
         _ticket: HeldTicket,
-        _registration: Option<HoldGuard>,
+        _registration: Option<SocketRegistration>,
         #[pin]
         closing: Closing,
     }

@@ -367,7 +367,8 @@ impl<T: DurableObject> NamespaceCore<T> {
     /// Cluster mode: lets go of the live objects whose shard `lost` picks (the shard was
     /// handed over, or the lease lapsed). Their mailboxes close: calls already queued meet
     /// the ownership check when they would start (a draining shard still runs them; a lost
-    /// one refuses them, unrun). Their WebSockets hibernate. Returns their stores: once only
+    /// one refuses them, unrun). Their WebSocket records are let go: the nodes holding the
+    /// sockets tell the object's next owner about them. Returns their stores: once only
     /// the caller holds them, the actors are gone and their last commits are done.
     pub(crate) fn drop_objects(&self, lost: &dyn Fn(u32) -> bool) -> Vec<Arc<ObjectStore>> {
         let mut dropped = Vec::new();
@@ -381,12 +382,15 @@ impl<T: DurableObject> NamespaceCore<T> {
                 .collect();
             for key in leaving {
                 if let Some(live) = stripe.live.remove(&key) {
+                    // Its sockets' holders place them with the object's next owner.
                     live.mailbox.close();
-                    if !live.sockets.is_empty() {
-                        stripe.hibernating.insert(key, live.sockets);
-                    }
                     dropped.push(live.store);
                 }
+            }
+            if let Some(ownership) = &self.host.ownership {
+                stripe
+                    .hibernating
+                    .retain(|key, _| !lost(ownership.shard_of(key)));
             }
         }
         dropped

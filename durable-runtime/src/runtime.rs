@@ -11,15 +11,17 @@ use tokio::sync::watch;
 
 use crate::class::DurableObject;
 use crate::cluster::balance::Objects;
+use crate::cluster::sockets::Homes;
 use crate::cluster::{Cluster, Running};
 use crate::commit::OutputGate;
 use crate::context::Directory;
 use crate::error::{Error, Result};
 use crate::host::{Config, Host};
-use crate::id::ClassTag;
+use crate::id::{ClassTag, ObjectId};
 pub use crate::metrics::Metrics;
 use crate::namespace::{namespace_of, ClassControl, Namespace, OpenClass};
 use crate::sockets::CLOSE_GRACE;
+use crate::sockets::{SocketHolder, SocketId, SocketRecord};
 use crate::storage::{Backend, Durability, FjallBackend, MemoryBackend, ObjectStore};
 use crate::stub::RemoteClass;
 use crate::transport::client::Client;
@@ -83,6 +85,25 @@ impl RuntimeShared {
 
     fn close_storage(&self) -> Result<()> {
         self.host.close_storage()
+    }
+}
+
+impl Homes for RuntimeShared {
+    fn adopt_held(
+        &self,
+        object: &ObjectId,
+        socket: SocketId,
+        holder: Arc<dyn SocketHolder>,
+        record: SocketRecord,
+    ) -> Result<()> {
+        let mut tag = [0u8; 8];
+        tag.copy_from_slice(&object.as_bytes()[..8]);
+        match self.served_class(&tag) {
+            Some(class) => class.adopt_held(object, socket, holder, record),
+            None => Err(Error::unknown_method(
+                "a WebSocket of a class this node does not know",
+            )),
+        }
     }
 }
 
@@ -662,6 +683,10 @@ impl RuntimeBuilder {
                 Arc::downgrade(&shared),
                 self.transport,
             ));
+        }
+        if let Some(router) = &shared.host.router {
+            let homes: std::sync::Weak<dyn Homes> = Arc::downgrade(&shared) as _;
+            router.set_homes(homes);
         }
         let cluster = joined.map(|joined| {
             let objects: std::sync::Weak<dyn Objects> = Arc::downgrade(&shared) as _;

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 
 use crate::actor::{Envelope, ReplyTo};
 use crate::class::{Call, DurableObject};
-use crate::cluster::router::Hop;
+use crate::cluster::router::{Hop, SocketGuard};
 use crate::cluster::Router;
 use crate::cycle;
 use crate::error::{Error, Result};
@@ -221,6 +221,7 @@ impl<T: DurableObject> Stub<T> {
             let changes = router.changes();
             let refused = match router.locate(self.id.as_bytes()) {
                 Hop::Here => {
+                    router.place_here(&self.id);
                     let call = match typed.take() {
                         Some(call) => call,
                         None => T::decode_call(method, &args)?,
@@ -234,6 +235,7 @@ impl<T: DurableObject> Stub<T> {
                     }
                 }
                 Hop::Peer(client) => {
+                    router.place_at_peer(&self.id, &client);
                     let outgoing = OutgoingCall {
                         object: &self.id,
                         method,
@@ -350,17 +352,22 @@ impl<T: DurableObject> Stub<T> {
 
 impl<T: DurableObject> Stub<T> {
     /// Has output for socket `id` of this object reach `holder`: across a connection, the
-    /// client routes the server's socket frames to it until the returned guard is dropped.
-    /// In this process the object reaches the holder directly.
+    /// client routes the server's socket frames to it until the returned guard is dropped;
+    /// in a cluster, the socket follows its object from node to node. In this process the
+    /// object reaches the holder directly.
     #[cfg_attr(not(feature = "axum"), allow(dead_code))] // used by `axum::forward`
     pub(crate) fn hold_socket(
         &self,
         id: SocketId,
         holder: Arc<dyn SocketHolder>,
-    ) -> Option<HoldGuard> {
+    ) -> Option<SocketRegistration> {
         match &self.route {
-            Route::Local(_) => None,
-            Route::Remote(remote) => Some(remote.client.hold_socket(id, &self.id, holder)),
+            Route::Local(ns) => ns.router().map(|router| SocketRegistration::Cluster {
+                _guard: router.hold_socket(id, &self.id, holder),
+            }),
+            Route::Remote(remote) => Some(SocketRegistration::Client {
+                _guard: remote.client.hold_socket(id, &self.id, holder),
+            }),
         }
     }
 
@@ -380,6 +387,16 @@ impl<T: DurableObject> Stub<T> {
     }
 }
 
+/// Keeps a held WebSocket registered where its object's output comes from (see
+/// [`Stub::hold_socket`]); dropped when the socket closes.
+#[cfg_attr(not(feature = "axum"), allow(dead_code))] // used by `axum::forward`
+pub(crate) enum SocketRegistration {
+    /// With the client of the runtime that holds the object.
+    Client { _guard: HoldGuard },
+    /// With the cluster's router, which keeps it where the object runs.
+    Cluster { _guard: SocketGuard },
+}
+
 /// A WebSocket's object, reached through a stub: its events travel as the object's calls do.
 #[cfg_attr(not(feature = "axum"), allow(dead_code))] // used by `axum::forward`
 struct ObjectTarget<T: DurableObject> {
@@ -394,6 +411,9 @@ impl<T: DurableObject> SocketTarget for ObjectTarget<T> {
     ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + '_>> {
         Box::pin(async move {
             match &self.stub.route {
+                Route::Local(ns) if ns.router().is_some() => {
+                    self.stub.socket_event_routed(ns, socket, event).await
+                }
                 Route::Local(ns) => {
                     let (reply, rx) = oneshot::channel();
                     ns.send(
@@ -415,6 +435,69 @@ impl<T: DurableObject> SocketTarget for ObjectTarget<T> {
                 }
             }
         })
+    }
+}
+
+impl<T: DurableObject> Stub<T> {
+    /// A WebSocket event in cluster mode: handed to the object where it runs, as routed calls
+    /// are (the socket is placed there first), retried while it is refused unrun.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))] // used by `axum::forward`
+    async fn socket_event_routed(
+        &self,
+        ns: &Arc<dyn LocalClass<T>>,
+        socket: SocketId,
+        event: SocketEvent,
+    ) -> Result<()> {
+        let Some(router) = ns.router() else {
+            return Err(Error::internal(
+                "a routed socket event outside cluster mode",
+            ));
+        };
+        let started = Instant::now();
+        let until = started + router.patience();
+        let mut attempt = 0;
+        loop {
+            let changes = router.changes();
+            let refused = match router.locate(self.id.as_bytes()) {
+                Hop::Here => {
+                    router.place_here(&self.id);
+                    let (reply, rx) = oneshot::channel();
+                    let sent = ns.send(
+                        &self.id,
+                        Envelope::Socket {
+                            socket,
+                            event: event.clone(),
+                            reply: ReplyTo::Local(reply),
+                        },
+                    );
+                    let result = match sent {
+                        Ok(()) => rx.await.unwrap_or_else(|_| Err(Error::closed())),
+                        Err(e) => Err(e),
+                    };
+                    match result {
+                        Err(e) if e.is_not_here() => e,
+                        other => return other,
+                    }
+                }
+                Hop::Peer(client) => {
+                    router.place_at_peer(&self.id, &client);
+                    match client.socket_event(&self.id, socket, event.clone()).await {
+                        Err(e) if e.is_not_here() => e,
+                        other => return other,
+                    }
+                }
+                Hop::Wait(why) => Error::unavailable(why),
+            };
+            if !router.settle(changes, attempt, until).await {
+                return Err(Error::unavailable(format!(
+                    "no node of the cluster took a WebSocket event for {} within {:?}; last: {}",
+                    self.id,
+                    until - started,
+                    refused.message()
+                )));
+            }
+            attempt += 1;
+        }
     }
 }
 

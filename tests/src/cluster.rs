@@ -103,6 +103,7 @@ pub struct Node {
     child: Child,
     lines: Receiver<String>,
     addr: String,
+    http: String,
     paused: bool,
 }
 
@@ -145,11 +146,14 @@ impl Node {
             child,
             lines,
             addr: String::new(),
+            http: String::new(),
             paused: false,
         };
         match node.lines.recv_timeout(Duration::from_secs(30)) {
             Ok(line) if line.starts_with("LISTENING ") => {
-                node.addr = line["LISTENING ".len()..].to_owned();
+                let mut words = line.split(' ').skip(1);
+                node.addr = words.next().unwrap_or_default().to_owned();
+                node.http = words.nth(1).unwrap_or_default().to_owned();
                 Ok(node)
             }
             Ok(line) => Err(format!("node {id} did not open: {line}")),
@@ -160,6 +164,13 @@ impl Node {
     /// The address the node listens on.
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// The address of the node's HTTP server (`/room/{room}`: WebSockets to rooms).
+    pub fn http(&self) -> std::net::SocketAddr {
+        self.http
+            .parse()
+            .expect("the node printed its HTTP address")
     }
 
     /// The node's process ID.

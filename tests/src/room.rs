@@ -108,6 +108,14 @@ impl Room {
         Ok(self.ctx.websockets(None).len())
     }
 
+    /// The ID of the cluster node running the room (`?` outside the cluster tests).
+    pub async fn node(&self) -> Result<String> {
+        Ok(self
+            .ctx
+            .env::<crate::cluster::NodeInfo>()
+            .map_or_else(|| "?".to_owned(), |info| info.id.clone()))
+    }
+
     /// Accepting outside an upgrade is an error.
     pub async fn accept_plain(&self) -> Result<String> {
         let request = ObjectRequest::get("/").body(Default::default())?;

@@ -537,3 +537,72 @@ async fn a_peer_without_the_secret_is_refused() {
     // The cluster still serves.
     assert_eq!(tally(&n1.front(SECRET), "x").increment(1).await.unwrap(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn websockets_held_by_any_node_reach_their_room_wherever_it_moves() {
+    use durable_tests::room::{join, next_text, say, Room};
+    let _one = lock().await;
+    let ttl = 2;
+    let s = setup(ttl);
+    let mut nodes: Vec<Node> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|id| Node::start(&s.config, id))
+        .collect();
+    let front = nodes[0].front(SECRET);
+    let names = names(24);
+    spread_over(&front, &names, &["n1", "n2", "n3"], Duration::from_secs(30)).await;
+    let rooms = front.namespace::<Room>();
+    let owner = rooms.get_by_name("lobby").node().await.unwrap();
+    let owner_at = nodes.iter().position(|n| n.id == owner).unwrap();
+    let others: Vec<usize> = (0..3).filter(|&i| i != owner_at).collect();
+    // A client on every node, each held by the node it connected to.
+    let mut on_owner = join(nodes[owner_at].http(), "lobby", "name=o").await;
+    let mut a = join(nodes[others[0]].http(), "lobby", "name=a").await;
+    let mut b = join(nodes[others[1]].http(), "lobby", "name=b").await;
+    say(&mut a, "all:hello").await;
+    for client in [&mut on_owner, &mut a, &mut b] {
+        assert_eq!(next_text(client).await, "a: hello");
+    }
+    say(&mut b, "count").await;
+    assert_eq!(next_text(&mut b).await, "1 count");
+    // The room's node dies; the room comes back on another node, and the sockets held by
+    // the survivors follow it: a broadcast reaches both, and the stored count goes on.
+    drop(on_owner);
+    nodes[owner_at].kill9();
+    let killed = Instant::now();
+    // Asked through b's node: nothing but the placement change tells a's node where the
+    // room went, and a must still hear b.
+    let survivor = nodes[others[1]].front(SECRET);
+    loop {
+        match survivor
+            .namespace::<Room>()
+            .get_by_name("lobby")
+            .with_timeout(Duration::from_secs(1))
+            .node()
+            .await
+        {
+            Ok(node) => {
+                assert_ne!(node, owner);
+                break;
+            }
+            Err(e) if killed.elapsed() < Duration::from_secs(4 * ttl) => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("the room did not come back: {e}"),
+        }
+    }
+    say(&mut b, "all:again").await;
+    assert_eq!(next_text(&mut a).await, "b: again");
+    assert_eq!(next_text(&mut b).await, "b: again");
+    say(&mut a, "count").await;
+    assert_eq!(next_text(&mut a).await, "2 count");
+    // The room knows both sockets (and not the one that died with its node... which closed).
+    let open = survivor
+        .namespace::<Room>()
+        .get_by_name("lobby")
+        .open_sockets()
+        .await
+        .unwrap();
+    assert_eq!(open, 2, "the room's sockets after failover");
+}

@@ -18,6 +18,7 @@ pub(crate) mod fence;
 mod membership;
 mod placement;
 pub(crate) mod router;
+pub(crate) mod sockets;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -233,6 +234,7 @@ impl Cluster {
 impl Joined {
     /// Starts taking shards, for the runtime's `objects`, with its `backend`.
     pub(crate) fn start(self, backend: Arc<dyn Backend>, objects: Weak<dyn Objects>) -> Running {
+        tokio::spawn(router::follow_sockets(Arc::downgrade(&self.router)));
         let leave = Balancer {
             coordinator: self.membership.clone() as Arc<dyn Coordinator>,
             ownership: self.ownership,

@@ -12,14 +12,17 @@
 //! with [`Disconnected`](crate::ErrorKind::Disconnected) as any remote call does.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use super::fence::{Ownership, Standing};
+use super::sockets::{FollowGuard, Following, Homes, Place};
 use super::View;
-use crate::id::ID_BYTES;
+use crate::id::{ObjectId, ID_BYTES};
+use crate::sockets::{SocketHolder, SocketId};
 use crate::transport::client::Client;
 use crate::transport::TransportConfig;
 
@@ -46,6 +49,12 @@ pub(crate) struct Router {
     /// A client per peer address, made on first use.
     peers: Mutex<HashMap<String, Arc<Client>>>,
     patience: Duration,
+    /// The WebSockets held here, following their objects (see `sockets.rs`).
+    following: Arc<Following>,
+    /// How many sockets are followed: calls skip the map when there are none.
+    followed: Arc<AtomicUsize>,
+    /// The runtime, to adopt sockets whose object runs here.
+    homes: OnceLock<Weak<dyn Homes>>,
 }
 
 impl std::fmt::Debug for Router {
@@ -78,7 +87,50 @@ impl Router {
             transport,
             peers: Mutex::default(),
             patience,
+            following: Arc::default(),
+            followed: Arc::default(),
+            homes: OnceLock::new(),
         }
+    }
+
+    /// The runtime whose namespaces adopt sockets held here for objects that run here.
+    pub(crate) fn set_homes(&self, homes: Weak<dyn Homes>) {
+        let _ = self.homes.set(homes);
+    }
+
+    /// Follows WebSocket `id` of `object`, held here by `holder`, until the guard is dropped:
+    /// wherever the object runs, it knows the socket.
+    pub(crate) fn hold_socket(
+        &self,
+        id: SocketId,
+        object: &ObjectId,
+        holder: Arc<dyn SocketHolder>,
+    ) -> SocketGuard {
+        self.followed.fetch_add(1, Ordering::AcqRel);
+        SocketGuard {
+            _guard: self.following.hold(id, object, holder),
+            followed: self.followed.clone(),
+        }
+    }
+
+    /// Before a call or event for `object` runs here: the sockets held here for it are known
+    /// to its namespace.
+    pub(crate) fn place_here(&self, object: &ObjectId) {
+        if self.followed.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let homes = self.homes.get().and_then(Weak::upgrade);
+        self.following.place(object, Place::Here, homes.as_deref());
+    }
+
+    /// Before a call or event for `object` goes to the peer of `client`: the sockets held here
+    /// for it are registered and announced there.
+    pub(crate) fn place_at_peer(&self, object: &ObjectId, client: &Arc<Client>) {
+        if self.followed.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        self.following
+            .place(object, Place::Peer(client.addr(), client), None);
     }
 
     /// How long a call without a timeout waits for a reachable owner.
@@ -181,11 +233,59 @@ impl Router {
         Instant::now() < until
     }
 
+    /// Re-places every followed socket where its object is now (after a placement change).
+    fn place_all(&self) {
+        if self.followed.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        for object in self.following.objects() {
+            match self.locate(object.as_bytes()) {
+                Hop::Here => self.place_here(&object),
+                Hop::Peer(client) => self.place_at_peer(&object, &client),
+                Hop::Wait(_) => {}
+            }
+        }
+    }
+
     /// Closes the connections to peers.
     pub(crate) fn close(&self) {
         let peers = std::mem::take(&mut *self.peers.lock().unwrap_or_else(|p| p.into_inner()));
         for client in peers.values() {
             client.close();
         }
+    }
+}
+
+/// Keeps a WebSocket followed (see [`Router::hold_socket`]).
+pub(crate) struct SocketGuard {
+    _guard: FollowGuard,
+    followed: Arc<AtomicUsize>,
+}
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        self.followed.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The router's task: on every change of the placement, the WebSockets held here follow
+/// their objects (an object that moved reaches its sockets even before they speak).
+pub(crate) async fn follow_sockets(router: Weak<Router>) {
+    let Some(Changes {
+        mut ownership,
+        mut view,
+    }) = router.upgrade().map(|r| r.changes())
+    else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            changed = ownership.changed() => if changed.is_err() { return },
+            changed = view.changed() => if changed.is_err() { return },
+        }
+        let Some(router) = router.upgrade() else {
+            return;
+        };
+        router.place_all();
     }
 }

@@ -260,6 +260,30 @@ impl Client {
         }
     }
 
+    /// Tells the server, on the live connection, about a socket held here that it does not
+    /// know yet (cluster mode: its object just moved there). Without a live connection there
+    /// is nothing to do: the next connection announces every socket registered here.
+    pub(crate) fn announce(&self, id: SocketId, object: &ObjectId, record: &SocketRecord) {
+        let Some(connection) = self.live() else {
+            return;
+        };
+        let mut out = Vec::new();
+        let frame = ClientFrame::Sockets(vec![HeldRecord {
+            object: *object.as_bytes(),
+            name: object.name(),
+            socket: id.0,
+            tags: record.tags.iter().map(String::as_str).collect(),
+            attachment: record.attachment.as_deref(),
+        }]);
+        if frame::encode(&frame, &mut out).is_ok() {
+            // Under the pending lock, as requests are: frames leave in order.
+            let state = connection.pending.lock();
+            if state.lost.is_none() {
+                let _ = connection.outbox.send(&out, state.waiters.is_empty());
+            }
+        }
+    }
+
     /// Hands an event of a WebSocket held here to its object at the server; resolves once
     /// the object handled it.
     #[cfg_attr(not(feature = "axum"), allow(dead_code))] // used by `axum::forward`

@@ -46,7 +46,9 @@ use crate::error::{Error, Result};
 use crate::id::{ObjectId, ID_BYTES};
 use crate::namespace::{NamespaceCore, Refused};
 use crate::runtime::RuntimeShared;
-use crate::sockets::{OfferSite, SocketEntry, SocketEvent, SocketId, OFFER_SITE};
+use crate::sockets::{
+    OfferSite, SocketEntry, SocketEvent, SocketHolder, SocketId, SocketRecord, OFFER_SITE,
+};
 use crate::stub::{LocalClass, Route, Stub};
 use crate::websocket::{check_tags, Message, MAX_ATTACHMENT_BYTES};
 
@@ -91,6 +93,16 @@ pub(crate) trait ServedClass: Send + Sync {
 
     /// The socket's holder is gone: its object gets a close (1006).
     fn socket_gone(&self, object: &ObjectId, socket: SocketId);
+
+    /// Cluster mode: records a socket held in this process by `holder` for `object`, which
+    /// runs here now (it moved here from another node).
+    fn adopt_held(
+        &self,
+        object: &ObjectId,
+        socket: SocketId,
+        holder: Arc<dyn SocketHolder>,
+        record: SocketRecord,
+    ) -> Result<()>;
 }
 
 impl<T: DurableObject> ServedClass for NamespaceCore<T> {
@@ -244,6 +256,23 @@ impl<T: DurableObject> ServedClass for NamespaceCore<T> {
             closed: std::sync::atomic::AtomicBool::new(false),
         });
         NamespaceCore::adopt_socket(&self, &id, entry)
+    }
+
+    fn adopt_held(
+        &self,
+        object: &ObjectId,
+        socket: SocketId,
+        holder: Arc<dyn SocketHolder>,
+        record: SocketRecord,
+    ) -> Result<()> {
+        let entry = Arc::new(SocketEntry {
+            id: socket,
+            holder,
+            tags: record.tags,
+            attachment: std::sync::Mutex::new(record.attachment),
+            closed: std::sync::atomic::AtomicBool::new(false),
+        });
+        NamespaceCore::adopt_socket(self, object, entry)
     }
 
     fn socket_gone(&self, object: &ObjectId, socket: SocketId) {

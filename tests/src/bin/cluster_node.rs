@@ -2,8 +2,9 @@
 //! in cluster mode, on PostgreSQL and etcd, on a free loopback port.
 //!
 //! `cluster_node --etcd URL --postgres URL --node-id ID --secret S --lease-ttl SECS --shards N
-//! --name NAME`: prints `LISTENING <addr>` once open (or `ERR <message>` and exits with status
-//! 2), serves until SIGTERM, then shuts down cleanly (hands its shards over), prints `LEFT` and
+//! --name NAME`: prints `LISTENING <addr> HTTP <http addr>` once open (or `ERR <message>` and
+//! exits with status 2), serves `durable_tests::room::app` (WebSockets to `Room`s) on the HTTP
+//! address, until SIGTERM; then shuts down cleanly (hands its shards over), prints `LEFT` and
 //! exits.
 
 use std::collections::HashMap;
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use durable_runtime::{Cluster, Runtime};
 use durable_tests::cluster::{NodeInfo, Tally};
+use durable_tests::room::{app, Room};
 
 fn say(line: &str) {
     let mut out = std::io::stdout().lock();
@@ -46,6 +48,7 @@ async fn main() -> ExitCode {
         .secret(flag("secret"))
         .env(NodeInfo { id: node })
         .register::<Tally>()
+        .register::<Room>()
         .open();
     let rt = match rt {
         Ok(rt) => rt,
@@ -54,8 +57,18 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let http = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+        Ok(listener) => listener,
+        Err(e) => {
+            say(&format!("ERR {e}"));
+            return ExitCode::from(2);
+        }
+    };
+    let http_addr = http.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let rooms = app(rt.namespace::<Room>());
+    tokio::spawn(async move { axum::serve(http, rooms).await });
     say(&format!(
-        "LISTENING {}",
+        "LISTENING {} HTTP {http_addr}",
         rt.local_addr().map(|a| a.to_string()).unwrap_or_default()
     ));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
