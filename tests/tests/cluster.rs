@@ -313,7 +313,10 @@ async fn a_killed_node_s_objects_are_served_by_the_others_within_two_lease_ttls(
     assert!(after.values().all(|n| n != "n2"), "{after:?}");
     let total = check_accounts(&fronts[2], &seen).await;
     assert!(total > 100, "{total}");
-    eprintln!("errors during failover: {:?}", seen.errors);
+    eprintln!(
+        "during failover: {total} acknowledged, errors {:?}, ambiguous {:?}",
+        seen.errors, seen.ambiguous
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
