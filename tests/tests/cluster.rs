@@ -609,3 +609,46 @@ async fn websockets_held_by_any_node_reach_their_room_wherever_it_moves() {
         .unwrap();
     assert_eq!(open, 2, "the room's sockets after failover");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn list_ids_and_delete_all_objects_span_the_cluster() {
+    let _one = lock().await;
+    let s = setup(3);
+    let nodes: Vec<Node> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|id| Node::start(&s.config, id))
+        .collect();
+    let fronts: Vec<Runtime> = nodes.iter().map(|n| n.front(SECRET)).collect();
+    let names = names(30);
+    spread_over(
+        &fronts[0],
+        &names,
+        &["n1", "n2", "n3"],
+        Duration::from_secs(30),
+    )
+    .await;
+    for name in &names {
+        tally(&fronts[0], name).increment(1).await.unwrap();
+    }
+    let tallies = |front: &Runtime| front.namespace::<durable_tests::cluster::Tally>();
+    let expected: BTreeSet<String> = names
+        .iter()
+        .map(|n| tallies(&fronts[0]).id_from_name(n).to_string())
+        .collect();
+    for front in &fronts {
+        let listed: BTreeSet<String> = tallies(front)
+            .list_ids()
+            .await
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(listed, expected, "list_ids through one node");
+    }
+    // Deleted by their owners, whichever node is asked.
+    assert_eq!(tallies(&fronts[2]).delete_all_objects().await.unwrap(), 30);
+    assert!(tallies(&fronts[1]).list_ids().await.unwrap().is_empty());
+    for name in &names {
+        assert_eq!(tally(&fronts[1], name).get().await.unwrap(), 0, "{name}");
+    }
+}
