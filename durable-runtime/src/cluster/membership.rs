@@ -813,6 +813,50 @@ async fn register(
     ))))
 }
 
+/// Waits for a previous registration of this node ID to expire: a node restarted right after
+/// a crash finds its old key, under a lease that is no longer renewed. The wait lasts at most
+/// that lease's granted TTL (and a second); a key still there then is renewed by another live
+/// process with this ID, and the join is refused.
+async fn await_previous(etcd: &Etcd, name: &str, node_id: &str, key: &str) -> Result<()> {
+    let mut deadline: Option<Instant> = None;
+    loop {
+        let found = etcd
+            .ask(
+                "reading the node key",
+                REQUEST_TIMEOUT,
+                etcd.client.clone().get(key, None),
+            )
+            .await?;
+        let Some(kv) = found.kvs().first() else {
+            return Ok(());
+        };
+        let lease = kv.lease();
+        let deadline = match deadline {
+            Some(deadline) => deadline,
+            None => {
+                let granted = etcd
+                    .ask(
+                        "reading the lease of the node key",
+                        REQUEST_TIMEOUT,
+                        etcd.client.clone().lease_time_to_live(lease, None),
+                    )
+                    .await
+                    .map_or(0, |ttl| ttl.granted_ttl().max(0));
+                tracing::info!(
+                    node = node_id,
+                    "node ID `{node_id}` is still registered (lease {lease:x}); waiting up to \
+                     {granted} s for that registration to expire"
+                );
+                *deadline.insert(Instant::now() + secs(granted) + Duration::from_secs(1))
+            }
+        };
+        if Instant::now() >= deadline {
+            return Err(in_use(name, node_id, key, lease));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// The error of a node ID held by another live process.
 fn in_use(name: &str, node_id: &str, key: &str, lease: i64) -> Error {
     Error::config(format!(
@@ -932,6 +976,8 @@ async fn join_cluster(config: MembershipConfig, ttl_secs: i64) -> Result<Arc<Sha
     let prefix = format!("{}/", config.name);
     check_config(&etcd, &config.name, &prefix, config.shards).await?;
     check_secret(&etcd, &config.name, &prefix, &config.secret_check).await?;
+    let key = format!("{prefix}nodes/{}", config.node_id);
+    await_previous(&etcd, &config.name, &config.node_id, &key).await?;
 
     let sent = Instant::now();
     let grant = etcd
@@ -1710,11 +1756,18 @@ mod tests {
     #[tokio::test]
     async fn joins_are_refused_for_a_taken_id_another_shard_count_or_bad_names() {
         let etcd = TestEtcd::start();
-        let a = Membership::join(config(&etcd, "a", 30)).unwrap();
+        // A short TTL: a second process with a's ID waits that long for a's key to expire
+        // (it might be a's crashed predecessor) before it is refused.
+        let a = Membership::join(config(&etcd, "a", 2)).unwrap();
 
+        let waited = Instant::now();
         let err = Membership::join(config(&etcd, "a", 30))
             .err()
             .expect("a is taken");
+        assert!(
+            waited.elapsed() >= Duration::from_secs(2),
+            "refused without waiting"
+        );
         assert_eq!(err.kind(), ErrorKind::Config, "{err}");
         assert!(err.to_string().contains("`a`"), "{err}");
         let mut other = config(&etcd, "b", 30);
@@ -1924,5 +1977,23 @@ mod tests {
         assert!(crashed.elapsed() >= Duration::from_secs(1));
         assert!(b.take(2).await.unwrap().is_some());
         assert!(b.is_live());
+    }
+
+    /// A node restarted right after a crash, with its ID, waits for its old registration to
+    /// expire, and joins.
+    #[tokio::test]
+    async fn a_crashed_node_restarted_with_its_id_joins_once_its_old_lease_expires() {
+        let etcd = TestEtcd::start();
+        let a = Membership::join(config(&etcd, "a", 2)).unwrap();
+        a.crash();
+        let restarted = Instant::now();
+        let again = Membership::join(config(&etcd, "a", 2)).expect("the restarted node joins");
+        assert!(
+            restarted.elapsed() >= Duration::from_millis(500),
+            "joined while the old registration was live"
+        );
+        assert!(restarted.elapsed() < Duration::from_secs(5));
+        assert!(again.is_live());
+        assert!(again.take(1).await.unwrap().is_some());
     }
 }
