@@ -28,6 +28,11 @@ pub struct Metrics {
     pub websockets_held: u64,
     /// WebSocket events (messages and closes) handled by this runtime's objects.
     pub websocket_events: u64,
+    /// Cluster mode: the shards this node owns now (0 outside a cluster).
+    pub shards_owned: u64,
+    /// Cluster mode: calls (and WebSocket events) this node sent on to the node owning their
+    /// object.
+    pub calls_forwarded: u64,
 }
 
 /// A Prometheus metric type.
@@ -69,6 +74,8 @@ impl Metrics {
             ("durable_syncs_total", Counter, "Syncs of storage completed.", self.syncs),
             ("durable_websockets_held", Gauge, "WebSockets this runtime holds open now.", self.websockets_held),
             ("durable_websocket_events_total", Counter, "WebSocket messages and closes handled by objects.", self.websocket_events),
+            ("durable_shards_owned", Gauge, "Cluster shards this node owns now.", self.shards_owned),
+            ("durable_calls_forwarded_total", Counter, "Calls sent on to the cluster node owning their object.", self.calls_forwarded),
         ]
         .into_iter()
     }
@@ -89,6 +96,8 @@ impl Metrics {
     /// | `durable_syncs_total` | counter | [`syncs`](Metrics::syncs) |
     /// | `durable_websockets_held` | gauge | [`websockets_held`](Metrics::websockets_held) |
     /// | `durable_websocket_events_total` | counter | [`websocket_events`](Metrics::websocket_events) |
+    /// | `durable_shards_owned` | gauge | [`shards_owned`](Metrics::shards_owned) |
+    /// | `durable_calls_forwarded_total` | counter | [`calls_forwarded`](Metrics::calls_forwarded) |
     ///
     /// ```
     /// use durable_runtime::{durable_object, Context, Metrics, Result, Runtime};
@@ -144,6 +153,8 @@ mod tests {
             syncs: 8,
             websockets_held: 9,
             websocket_events: 10,
+            shards_owned: 11,
+            calls_forwarded: 12,
         };
         let text = m.to_prometheus();
         let expected = [
@@ -157,6 +168,8 @@ mod tests {
             ("durable_syncs_total", "counter", 8),
             ("durable_websockets_held", "gauge", 9),
             ("durable_websocket_events_total", "counter", 10),
+            ("durable_shards_owned", "gauge", 11),
+            ("durable_calls_forwarded_total", "counter", 12),
         ];
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3 * expected.len(), "{text}");

@@ -321,6 +321,8 @@ impl Runtime {
             syncs: shared.host.gate.syncs(),
             websockets_held: shared.host.held.count() as u64,
             websocket_events: m.socket_events.get(),
+            shards_owned: shared.host.router.as_ref().map_or(0, |r| r.shards_owned()),
+            calls_forwarded: shared.host.router.as_ref().map_or(0, |r| r.forwarded()),
         }
     }
 

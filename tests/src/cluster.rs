@@ -178,6 +178,26 @@ impl Node {
         self.child.id() as i32
     }
 
+    /// The value of metric `name` in the node's `/metrics`.
+    pub async fn metric(&self, name: &str) -> u64 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.http())
+            .await
+            .expect("connect to the node's HTTP server");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("send the request");
+        let mut text = String::new();
+        stream
+            .read_to_string(&mut text)
+            .await
+            .expect("read the response");
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no metric {name} in {text}"))
+    }
+
     /// A runtime connected to this node: its calls reach every object of the cluster.
     pub fn front(&self, secret: &str) -> Runtime {
         Runtime::builder()

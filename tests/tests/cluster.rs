@@ -244,6 +244,18 @@ async fn every_node_answers_for_every_object_with_one_live_instance_per_id() {
     );
     let total = check_accounts(&fronts[1], &seen).await;
     assert!(total > 300, "only {total} calls were acknowledged in 3 s");
+    // The shards are spread, and every node forwarded calls to the others.
+    let mut owned = Vec::new();
+    for node in &nodes {
+        owned.push(node.metric("durable_shards_owned").await);
+        assert!(
+            node.metric("durable_calls_forwarded_total").await > 0,
+            "{}",
+            node.id
+        );
+    }
+    assert_eq!(owned.iter().sum::<u64>(), 16, "{owned:?}");
+    assert!(owned.iter().all(|&n| (5..=6).contains(&n)), "{owned:?}");
     // No call went astray: each object's stored value is exactly its acknowledged calls.
     for (name, acks) in &seen.acks {
         let stored = tally(&fronts[2], name).get().await.unwrap();

@@ -12,7 +12,7 @@
 //! with [`Disconnected`](crate::ErrorKind::Disconnected) as any remote call does.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -55,6 +55,8 @@ pub(crate) struct Router {
     followed: Arc<AtomicUsize>,
     /// The runtime, to adopt sockets whose object runs here.
     homes: OnceLock<Weak<dyn Homes>>,
+    /// Calls and events sent on to another node.
+    forwarded: AtomicU64,
 }
 
 impl std::fmt::Debug for Router {
@@ -90,7 +92,18 @@ impl Router {
             following: Arc::default(),
             followed: Arc::default(),
             homes: OnceLock::new(),
+            forwarded: AtomicU64::new(0),
         }
+    }
+
+    /// How many calls and events this node sent on to another node.
+    pub(crate) fn forwarded(&self) -> u64 {
+        self.forwarded.load(Ordering::Relaxed)
+    }
+
+    /// How many shards this node owns now.
+    pub(crate) fn shards_owned(&self) -> u64 {
+        self.ownership.held().len() as u64
     }
 
     /// The runtime whose namespaces adopt sockets held here for objects that run here.
@@ -123,9 +136,10 @@ impl Router {
         self.following.place(object, Place::Here, homes.as_deref());
     }
 
-    /// Before a call or event for `object` goes to the peer of `client`: the sockets held here
-    /// for it are registered and announced there.
+    /// Before a call or event for `object` goes to the peer of `client` (counted as
+    /// forwarded): the sockets held here for it are registered and announced there.
     pub(crate) fn place_at_peer(&self, object: &ObjectId, client: &Arc<Client>) {
+        self.forwarded.fetch_add(1, Ordering::Relaxed);
         if self.followed.load(Ordering::Acquire) == 0 {
             return;
         }
@@ -241,7 +255,10 @@ impl Router {
         for object in self.following.objects() {
             match self.locate(object.as_bytes()) {
                 Hop::Here => self.place_here(&object),
-                Hop::Peer(client) => self.place_at_peer(&object, &client),
+                Hop::Peer(client) => {
+                    self.following
+                        .place(&object, Place::Peer(client.addr(), &client), None)
+                }
                 Hop::Wait(_) => {}
             }
         }

@@ -3,8 +3,8 @@
 //!
 //! `cluster_node --etcd URL --postgres URL --node-id ID --secret S --lease-ttl SECS --shards N
 //! --name NAME`: prints `LISTENING <addr> HTTP <http addr>` once open (or `ERR <message>` and
-//! exits with status 2), serves `durable_tests::room::app` (WebSockets to `Room`s) on the HTTP
-//! address, until SIGTERM; then shuts down cleanly (hands its shards over), prints `LEFT` and
+//! exits with status 2), serves `durable_tests::room::app` (WebSockets to `Room`s) and
+//! `/metrics` (Prometheus text) on the HTTP address, until SIGTERM; then shuts down cleanly (hands its shards over), prints `LEFT` and
 //! exits.
 
 use std::collections::HashMap;
@@ -65,7 +65,14 @@ async fn main() -> ExitCode {
         }
     };
     let http_addr = http.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    let rooms = app(rt.namespace::<Room>());
+    let metrics = rt.clone();
+    let rooms = app(rt.namespace::<Room>()).route(
+        "/metrics",
+        axum::routing::get(move || {
+            let text = metrics.metrics().to_prometheus();
+            async move { text }
+        }),
+    );
     tokio::spawn(async move { axum::serve(http, rooms).await });
     say(&format!(
         "LISTENING {} HTTP {http_addr}",
