@@ -101,6 +101,25 @@ async fn spread_over(front: &Runtime, names: &[String], expected: &[&str], patie
     }
 }
 
+/// Starts nodes n1, n2 and n3 and a front on each, and waits until `count` objects are
+/// spread over the three.
+async fn three_nodes(s: &Setup, count: usize) -> (Vec<Node>, Vec<Runtime>, Vec<String>) {
+    let nodes: Vec<Node> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|id| Node::start(&s.config, id))
+        .collect();
+    let fronts: Vec<Runtime> = nodes.iter().map(|n| n.front(SECRET)).collect();
+    let names = names(count);
+    spread_over(
+        &fronts[0],
+        &names,
+        &["n1", "n2", "n3"],
+        Duration::from_secs(30),
+    )
+    .await;
+    (nodes, fronts, names)
+}
+
 /// What a load run saw, per object name.
 #[derive(Default, Debug)]
 struct Seen {
@@ -214,19 +233,7 @@ async fn check_accounts(front: &Runtime, seen: &Seen) -> u64 {
 async fn every_node_answers_for_every_object_with_one_live_instance_per_id() {
     let _one = lock().await;
     let s = setup(3);
-    let nodes: Vec<Node> = ["n1", "n2", "n3"]
-        .iter()
-        .map(|id| Node::start(&s.config, id))
-        .collect();
-    let fronts: Vec<Runtime> = nodes.iter().map(|n| n.front(SECRET)).collect();
-    let names = names(24);
-    spread_over(
-        &fronts[0],
-        &names,
-        &["n1", "n2", "n3"],
-        Duration::from_secs(30),
-    )
-    .await;
+    let (nodes, fronts, names) = three_nodes(&s, 24).await;
     // Every node sees the same owner for every object.
     let first = owners(&fronts[0], &names, Duration::from_secs(10)).await;
     for front in &fronts[1..] {
@@ -268,19 +275,7 @@ async fn a_killed_node_s_objects_are_served_by_the_others_within_two_lease_ttls(
     let _one = lock().await;
     let ttl = 3;
     let s = setup(ttl);
-    let mut nodes: Vec<Node> = ["n1", "n2", "n3"]
-        .iter()
-        .map(|id| Node::start(&s.config, id))
-        .collect();
-    let fronts: Vec<Runtime> = nodes.iter().map(|n| n.front(SECRET)).collect();
-    let names = names(24);
-    spread_over(
-        &fronts[0],
-        &names,
-        &["n1", "n2", "n3"],
-        Duration::from_secs(30),
-    )
-    .await;
+    let (mut nodes, fronts, names) = three_nodes(&s, 24).await;
     let before = owners(&fronts[0], &names, Duration::from_secs(10)).await;
     let moved: Vec<String> = before
         .iter()
@@ -336,19 +331,7 @@ async fn a_paused_node_s_late_commit_is_refused_by_the_fence() {
     let _one = lock().await;
     let ttl = 2;
     let s = setup(ttl);
-    let mut nodes: Vec<Node> = ["n1", "n2", "n3"]
-        .iter()
-        .map(|id| Node::start(&s.config, id))
-        .collect();
-    let fronts: Vec<Runtime> = nodes.iter().map(|n| n.front(SECRET)).collect();
-    let names = names(24);
-    spread_over(
-        &fronts[0],
-        &names,
-        &["n1", "n2", "n3"],
-        Duration::from_secs(30),
-    )
-    .await;
+    let (mut nodes, fronts, names) = three_nodes(&s, 24).await;
     let before = owners(&fronts[0], &names, Duration::from_secs(10)).await;
     let name = before
         .iter()
@@ -444,19 +427,7 @@ async fn service_resumes_after_etcd_was_down_longer_than_the_lease() {
     let _one = lock().await;
     let ttl = 2;
     let mut s = setup(ttl);
-    let nodes: Vec<Node> = ["n1", "n2", "n3"]
-        .iter()
-        .map(|id| Node::start(&s.config, id))
-        .collect();
-    let fronts: Vec<Runtime> = nodes.iter().map(|n| n.front(SECRET)).collect();
-    let names = names(12);
-    spread_over(
-        &fronts[0],
-        &names,
-        &["n1", "n2", "n3"],
-        Duration::from_secs(30),
-    )
-    .await;
+    let (_nodes, fronts, names) = three_nodes(&s, 12).await;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let running = load(fronts.clone(), names.clone(), 4, stop.clone());
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -491,19 +462,7 @@ async fn alarms_fire_on_the_owner_only_and_survive_failover() {
     let _one = lock().await;
     let ttl = 2;
     let s = setup(ttl);
-    let mut nodes: Vec<Node> = ["n1", "n2", "n3"]
-        .iter()
-        .map(|id| Node::start(&s.config, id))
-        .collect();
-    let fronts: Vec<Runtime> = nodes.iter().map(|n| n.front(SECRET)).collect();
-    let names = names(18);
-    spread_over(
-        &fronts[0],
-        &names,
-        &["n1", "n2", "n3"],
-        Duration::from_secs(30),
-    )
-    .await;
+    let (mut nodes, fronts, names) = three_nodes(&s, 18).await;
     let before = owners(&fronts[0], &names, Duration::from_secs(10)).await;
     // Every object schedules an alarm; the node of a third of them dies before it is due.
     for name in &names {
@@ -626,19 +585,7 @@ async fn websockets_held_by_any_node_reach_their_room_wherever_it_moves() {
 async fn list_ids_and_delete_all_objects_span_the_cluster() {
     let _one = lock().await;
     let s = setup(3);
-    let nodes: Vec<Node> = ["n1", "n2", "n3"]
-        .iter()
-        .map(|id| Node::start(&s.config, id))
-        .collect();
-    let fronts: Vec<Runtime> = nodes.iter().map(|n| n.front(SECRET)).collect();
-    let names = names(30);
-    spread_over(
-        &fronts[0],
-        &names,
-        &["n1", "n2", "n3"],
-        Duration::from_secs(30),
-    )
-    .await;
+    let (_nodes, fronts, names) = three_nodes(&s, 30).await;
     for name in &names {
         tally(&fronts[0], name).increment(1).await.unwrap();
     }
