@@ -476,9 +476,9 @@ impl Client {
             .await
             .map_err(|e| match e.kind() {
                 crate::ErrorKind::Unauthenticated => Error::unauthenticated(format!(
-                    "{} refused this runtime's secret: {}",
+                    "the handshake with {} failed: {}",
                     self.addr,
-                    e.message()
+                    e.message().trim_start_matches("unauthenticated: ")
                 )),
                 _ => e,
             })?;
