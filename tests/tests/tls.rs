@@ -122,10 +122,14 @@ async fn a_call_over_tls_returns_what_it_returns_locally() {
         let front = front(&server, Some(tls), SECRET);
         let remote = front.namespace::<Counter>().get_by_name("A");
         let local = server.namespace::<Counter>().get_by_name("A");
-        let before = local.get_counter_value().await.unwrap();
-        assert_eq!(remote.increment(1).await.unwrap(), before + 1);
-        assert_eq!(local.increment(1).await.unwrap(), before + 2);
-        assert_eq!(remote.get_counter_value().await.unwrap(), before + 2);
+        let before = within("a local read", local.get_counter_value()).await;
+        assert_eq!(
+            within("a call over TLS", remote.increment(1)).await,
+            before + 1
+        );
+        assert_eq!(within("a local call", local.increment(1)).await, before + 2);
+        let after = within("a read over TLS", remote.get_counter_value()).await;
+        assert_eq!(after, before + 2);
     }
 
     // Many callers at once on one TLS connection: every increment exactly once.
@@ -154,15 +158,14 @@ async fn a_call_over_tls_returns_what_it_returns_locally() {
     let blobs = front.namespace::<Blobs>().get_by_name("b");
     let big = vec![7u8; 3 * 1024 * 1024];
     let (sent, got, n) = tokio::join!(
-        blobs.length(big),
-        blobs.blob(2 * 1024 * 1024 + 5),
-        stub.increment(1)
+        within("3 MiB to the server", blobs.length(big)),
+        within("2 MiB from the server", blobs.blob(2 * 1024 * 1024 + 5)),
+        within("a small call meanwhile", stub.increment(1))
     );
-    assert_eq!(sent.unwrap(), 3 * 1024 * 1024);
-    let got = got.unwrap();
+    assert_eq!(sent, 3 * 1024 * 1024);
     assert_eq!(got.len(), 2 * 1024 * 1024 + 5);
     assert!(got.iter().enumerate().all(|(i, b)| *b == i as u8));
-    assert_eq!(n.unwrap(), 1281);
+    assert_eq!(n, 1281);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
