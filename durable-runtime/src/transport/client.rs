@@ -431,7 +431,9 @@ impl Client {
                 return Err(err.clone());
             }
         }
-        match tokio::time::timeout(CONNECT_TIMEOUT, self.dial()).await {
+        // Boxed: dialing (a TLS handshake's state included) is large and rare, and would
+        // otherwise be part of every call's future.
+        match tokio::time::timeout(CONNECT_TIMEOUT, Box::pin(self.dial())).await {
             Ok(Ok(connection)) => {
                 *backoff = Backoff::default();
                 let connection = Arc::new(connection);
