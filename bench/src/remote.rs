@@ -21,6 +21,10 @@
 //! reader task routing replies by request ID to oneshots), whose one-caller latency is also
 //! reported, as the floor of a multiplexed client.
 //!
+//! Ours runs twice in each round: over plain TCP, and over TLS (`RuntimeBuilder::tls`, a
+//! certificate for 127.0.0.1 from a CA made at start with rcgen; TLS 1.3, rustls with
+//! ring): the TLS line is its ratio to the plain one, measured in the same round.
+//!
 //! Every contestant is a closure making one call, driven by [`measure_latency`] and
 //! [`measure_concurrent`] (or [`measure`], which runs both); see [`run`] for where the
 //! durable remote call plugs in.
@@ -32,7 +36,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use durable_runtime::{MethodSchema, Runtime};
+use durable_runtime::{MethodSchema, Runtime, Tls};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -420,12 +424,63 @@ pub struct Results {
     pub tonic: Figures,
     /// A remote call of `Pinger::bump` through a connected runtime.
     pub ours: Figures,
+    /// The same over TLS.
+    pub ours_tls: Figures,
+}
+
+/// A listening runtime's and a connecting runtime's TLS: a fresh CA, and a certificate for
+/// 127.0.0.1 it signed.
+fn tls_pair() -> (Tls, Tls) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let server = Tls::from_pem(cert.pem(), key.serialize_pem(), ca.pem()).unwrap();
+    (server, Tls::client(ca.pem()).unwrap())
+}
+
+/// Ours: a connected runtime calling an in-memory object server, through one connection,
+/// over TLS when `tls` is given. `Pinger::bump` keeps its state in a field, like the
+/// baselines' counters (no storage write, so no durability wait: the transport alone is
+/// measured).
+async fn ours(cfg: &Config, tls: Option<(Tls, Tls)>) -> Figures {
+    let (server_tls, client_tls) = tls.unzip();
+    let mut server = Runtime::builder()
+        .in_memory()
+        .register::<Pinger>()
+        .listen("127.0.0.1:0")
+        .secret("bench");
+    if let Some(tls) = server_tls {
+        server = server.tls(tls);
+    }
+    let server = server.open().unwrap();
+    let addr = server.local_addr().unwrap();
+    let mut front = Runtime::builder().connect(addr.to_string()).secret("bench");
+    if let Some(tls) = client_tls {
+        front = front.tls(tls);
+    }
+    let front = front.open().unwrap();
+    let stub = front.namespace::<Pinger>().get_by_name("A");
+    let figures = measure(cfg, move || {
+        let stub = stub.clone();
+        async move { stub.bump(1).await.unwrap() }
+    })
+    .await;
+    drop(front);
+    server.shutdown().await.unwrap();
+    figures
 }
 
 /// Runs the raw and tonic contestants, interleaved, `cfg.rounds` times (fresh servers and
 /// connections each round), and returns the medians.
 pub async fn run(cfg: &Config) -> Results {
     let payload = raw_payload();
+    let tls = tls_pair();
     let mut rounds = Vec::new();
     for _ in 0..cfg.rounds {
         let (raw_addr, _raw_server) = raw_server().await;
@@ -456,30 +511,8 @@ pub async fn run(cfg: &Config) -> Results {
         })
         .await;
 
-        // Ours: a connected runtime calling an in-memory object server, through one
-        // connection. `Pinger::bump` keeps its state in a field, like the baselines' counters
-        // (no storage write, so no durability wait: the transport alone is measured).
-        let server = Runtime::builder()
-            .in_memory()
-            .register::<Pinger>()
-            .listen("127.0.0.1:0")
-            .secret("bench")
-            .open()
-            .unwrap();
-        let addr = server.local_addr().unwrap();
-        let front = Runtime::builder()
-            .connect(addr.to_string())
-            .secret("bench")
-            .open()
-            .unwrap();
-        let stub = front.namespace::<Pinger>().get_by_name("A");
-        let ours = measure(cfg, move || {
-            let stub = stub.clone();
-            async move { stub.bump(1).await.unwrap() }
-        })
-        .await;
-        drop(front);
-        server.shutdown().await.unwrap();
+        let ours_plain = ours(cfg, None).await;
+        let ours_tls = ours(cfg, Some(tls.clone())).await;
 
         rounds.push(Results {
             raw: Figures {
@@ -488,7 +521,8 @@ pub async fn run(cfg: &Config) -> Results {
             },
             raw_mux_latency_ns: raw_mux.latency_ns,
             tonic,
-            ours,
+            ours: ours_plain,
+            ours_tls,
         });
     }
     let med = |f: fn(&Results) -> f64| median(rounds.iter().map(f).collect());
@@ -505,6 +539,10 @@ pub async fn run(cfg: &Config) -> Results {
         ours: Figures {
             latency_ns: med(|r| r.ours.latency_ns),
             calls_per_sec: med(|r| r.ours.calls_per_sec),
+        },
+        ours_tls: Figures {
+            latency_ns: med(|r| r.ours_tls.latency_ns),
+            calls_per_sec: med(|r| r.ours_tls.calls_per_sec),
         },
     }
 }
@@ -548,6 +586,23 @@ pub fn print(r: &Results) {
         o.calls_per_sec,
         "tonic",
         r.tonic.calls_per_sec,
+        "calls/s",
+        false,
+    );
+    // TLS against plain, both ours: the ratio is what TLS costs (< 1: slower).
+    crate::line(
+        "remote call latency over TLS, 1 caller",
+        r.ours_tls.latency_ns / 1e3,
+        "ours plain TCP",
+        o.latency_ns / 1e3,
+        "us",
+        true,
+    );
+    crate::line(
+        &format!("remote calls over TLS, {CALLERS} callers on 1 connection"),
+        r.ours_tls.calls_per_sec,
+        "ours plain TCP",
+        o.calls_per_sec,
         "calls/s",
         false,
     );

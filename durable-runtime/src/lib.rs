@@ -86,6 +86,8 @@ pub use crate::storage::{
 #[cfg(feature = "postgres")]
 pub use crate::storage::{PostgresBackend, PostgresOptions};
 pub use crate::stub::{ObjectStub, Stub};
+#[cfg(feature = "tls")]
+pub use crate::transport::tls::Tls;
 pub use crate::wire::{Access, MethodSchema};
 pub use durable_macros::durable_object;
 

@@ -558,6 +558,47 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Encrypt the connections between runtimes with TLS: a runtime that
+    /// [`listen`](Self::listen)s accepts TLS connections only, presenting the certificate of
+    /// `tls`; a runtime that [`connect`](Self::connect)s (or a cluster node that calls
+    /// another) connects with TLS and checks the server's certificate against the CA of
+    /// `tls`, for the host it dials (an IP address must be an IP SAN of the certificate, a
+    /// host name a DNS SAN). Both sides need it.
+    ///
+    /// No client certificate is asked for: inside TLS, each side still proves it holds the
+    /// [`secret`](Self::secret), which stays mandatory to listen beyond loopback. A peer
+    /// without TLS, or with a certificate the CA did not sign, is refused: its calls fail with
+    /// [`Unauthenticated`](crate::ErrorKind::Unauthenticated) (or
+    /// [`Disconnected`](crate::ErrorKind::Disconnected) when the connection itself broke).
+    /// A runtime that listens with [`Tls::client`](crate::Tls::client) (no certificate) is
+    /// refused at [`open`](Self::open).
+    ///
+    /// ```no_run
+    /// use durable_runtime::{Runtime, Tls};
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // The object server presents its certificate (it names 10.0.0.1 as an IP SAN).
+    /// let server = Runtime::builder()
+    ///     .data_dir("./data")
+    ///     .listen("10.0.0.1:7001")
+    ///     .secret("a shared secret")
+    ///     .tls(Tls::from_pem_files("node.crt", "node.key", "ca.crt")?)
+    ///     .open()?;
+    ///
+    /// // A front end trusts certificates signed by the CA.
+    /// let front = Runtime::builder()
+    ///     .connect("10.0.0.1:7001")
+    ///     .secret("a shared secret")
+    ///     .tls(Tls::client(std::fs::read("ca.crt")?)?)
+    ///     .open()?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::Tls) -> Self {
+        self.transport.tls = Some(tls);
+        self
+    }
+
     /// The largest frame sent or accepted on a connection, in bytes (default 16 MiB): bounds
     /// a call's encoded arguments and its reply. A larger call fails with
     /// [`InvalidArgument`](crate::ErrorKind::InvalidArgument) before it is sent; a peer
@@ -582,7 +623,9 @@ impl RuntimeBuilder {
     /// # Errors
     ///
     /// A [`Config`](crate::ErrorKind::Config) error for settings that do not go together, a
-    /// port that cannot be bound, or a non-loopback `listen` without a secret; a
+    /// port that cannot be bound, a non-loopback `listen` without a secret, a `listen` with
+    /// a [`tls`](Self::tls) that has no certificate, or a `connect` address that TLS cannot
+    /// check a certificate for; a
     /// [`Storage`](crate::ErrorKind::Storage) error if the storage cannot be opened (a data
     /// directory held by another runtime, an I/O error).
     pub fn open(self) -> Result<Runtime> {
@@ -606,6 +649,10 @@ impl RuntimeBuilder {
                      does not go with .cluster (connect to any node of the cluster instead)",
                 ));
             }
+            #[cfg(feature = "tls")]
+            if self.transport.tls.is_some() {
+                crate::transport::tls::server_name(&addr)?;
+            }
             return Ok(Runtime {
                 owner: Arc::new(Owner {
                     kind: Kind::Connected(Arc::new(Client::new(addr, self.transport))),
@@ -627,6 +674,10 @@ impl RuntimeBuilder {
                      .data_dir or .in_memory)",
                 ));
             }
+        }
+        #[cfg(feature = "tls")]
+        if let (Some(_), Some(tls)) = (&self.listen, &self.transport.tls) {
+            tls.check_listen()?;
         }
         let listener = match &self.listen {
             Some(addr) => Some(server::bind(addr, &self.transport)?),

@@ -26,7 +26,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Notify};
 
@@ -36,6 +35,7 @@ use super::frame::{
 };
 use super::handshake;
 use super::outbox::Outbox;
+use super::stream::{self, ReadHalf};
 use super::TransportConfig;
 use crate::error::{Error, Result};
 use crate::id::{ObjectId, ID_BYTES};
@@ -506,7 +506,9 @@ impl Client {
                 return Err(err.clone());
             }
         }
-        match tokio::time::timeout(CONNECT_TIMEOUT, self.dial()).await {
+        // Boxed: dialing (a TLS handshake's state included) is large and rare, and would
+        // otherwise be part of every call's future.
+        match tokio::time::timeout(CONNECT_TIMEOUT, Box::pin(self.dial())).await {
             Ok(Ok(connection)) => {
                 *backoff = Backoff::default();
                 let connection = Arc::new(connection);
@@ -544,16 +546,16 @@ impl Client {
             .await
             .map_err(|e| Error::disconnected(format!("cannot connect to {}: {e}", self.addr)))?;
         let _ = stream.set_nodelay(true);
-        let (mut reader, mut writer) = stream.into_split();
+        let (mut reader, mut writer) = stream::connect(stream, &self.addr, &self.config).await?;
         // Until the peer proved the secret, frames are bounded by the handshake's size.
         let mut buffer = FrameBuffer::new(frame::HANDSHAKE_FRAME_BYTES);
         handshake::client(&mut reader, &mut writer, &mut buffer, &self.config.secret)
             .await
             .map_err(|e| match e.kind() {
                 crate::ErrorKind::Unauthenticated => Error::unauthenticated(format!(
-                    "{} refused this runtime's secret: {}",
+                    "the handshake with {} failed: {}",
                     self.addr,
-                    e.message()
+                    e.message().trim_start_matches("unauthenticated: ")
                 )),
                 _ => e,
             })?;
@@ -659,7 +661,7 @@ async fn keep_connected(client: std::sync::Weak<Client>, sockets: Arc<ClientSock
 
 /// Routes replies to their callers until the connection ends.
 async fn read_loop(
-    mut reader: OwnedReadHalf,
+    mut reader: ReadHalf,
     mut buffer: FrameBuffer,
     pending: Arc<Pending>,
     addr: String,

@@ -103,6 +103,19 @@ fn broken(e: ReadError) -> Error {
     Error::disconnected(format!("handshake: {e}"))
 }
 
+/// Whether a frame's length prefix is the start of a TLS record instead (content type 20 to
+/// 23, then version 3.x): the peer speaks TLS. Such a length is always over the handshake's
+/// frame limit, so it is seen before anything else is read.
+fn is_tls_record(len: usize) -> bool {
+    let [kind, major, minor, _] = u32::try_from(len).unwrap_or(0).to_be_bytes();
+    (20..=23).contains(&kind) && major == 3 && minor <= 4
+}
+
+/// A TLS alert record: fatal (2), `protocol_version` (70). What a runtime without TLS
+/// answers a TLS client with, so that the client reads a clear refusal rather than a closed
+/// connection.
+const TLS_REFUSAL: [u8; 7] = [21, 3, 3, 0, 2, 2, 70];
+
 async fn send<W: AsyncWrite + Unpin, T: serde::Serialize>(writer: &mut W, body: &T) -> Result<()> {
     let mut out = Vec::with_capacity(80);
     frame::encode(body, &mut out)?;
@@ -131,7 +144,14 @@ where
 {
     let ours = nonce()?;
     send(writer, &ClientFrame::Hello { nonce: ours }).await?;
-    let body = read_frame(reader, buffer).await.map_err(broken)?;
+    let body = read_frame(reader, buffer).await.map_err(|e| match e {
+        ReadError::Frame(FrameError::TooLarge { len, .. }) if is_tls_record(len) => {
+            Error::unauthenticated(
+                "the server speaks TLS and this runtime does not: give it .tls(..) too",
+            )
+        }
+        e => broken(e),
+    })?;
     let theirs = match frame::decode::<ServerFrame<'_>>(body) {
         Ok(ServerFrame::Challenge { nonce, mac }) => {
             if !verify(secret, SERVER_LABEL, &ours, &nonce, &mac) {
@@ -180,7 +200,18 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let body = read_frame(reader, buffer).await.map_err(broken)?;
+    let body = match read_frame(reader, buffer).await {
+        Ok(body) => body,
+        Err(ReadError::Frame(FrameError::TooLarge { len, .. })) if is_tls_record(len) => {
+            // Best effort: the client learns it from the alert, or from the close.
+            let _ = writer.write_all(&TLS_REFUSAL).await;
+            let _ = writer.flush().await;
+            return Err(Error::unauthenticated(
+                "the client speaks TLS and this runtime does not: give it .tls(..) too",
+            ));
+        }
+        Err(e) => return Err(broken(e)),
+    };
     let theirs = match frame::decode::<ClientFrame<'_>>(body) {
         Ok(ClientFrame::Hello { nonce }) => nonce,
         Ok(_) => {
@@ -250,6 +281,16 @@ mod tests {
             // on a server proof it could not verify.
             assert!(s.is_err());
         }
+    }
+
+    #[test]
+    fn tls_records_are_told_from_frame_lengths() {
+        // A ClientHello (handshake, TLS 1.0 record version) and a fatal alert.
+        assert!(is_tls_record(0x1603_0100 | 0xf1));
+        assert!(is_tls_record(0x1503_0300));
+        assert!(!is_tls_record(34));
+        assert!(!is_tls_record(0xffff_ffff));
+        assert!(!is_tls_record(0x1604_0000));
     }
 
     #[test]

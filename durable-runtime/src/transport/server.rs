@@ -11,7 +11,8 @@
 //!   the connection task only starts them;
 //! - at most `max_calls_in_flight` calls of one connection run at once; beyond it a call is
 //!   answered [`Overloaded`](crate::ErrorKind::Overloaded) at once, unrun;
-//! - at most 4096 connections are served at once (a handshake must finish within 10 s);
+//! - at most 4096 connections are served at once (a handshake, TLS's included, must finish
+//!   within 10 s);
 //! - a peer that does not read its replies is not read either: past 4 MiB of replies
 //!   waiting to be written, the server stops reading its calls until they drain;
 //! - a frame is never buffered beyond `max_frame_bytes` (256 bytes until the peer proved
@@ -26,7 +27,6 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore};
 
@@ -37,6 +37,7 @@ use super::frame::{
 use super::handshake;
 use super::outbox::Outbox;
 use super::peers::{Peer, PeerSocket, Peers, SocketHome};
+use super::stream::{self, ReadHalf};
 use super::TransportConfig;
 use crate::actor::{Envelope, ReplyTo};
 use crate::class::DurableObject;
@@ -376,12 +377,16 @@ async fn serve(
     peers: Arc<Peers>,
 ) {
     let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
     // Until the peer proved the secret, frames are bounded by the handshake's size.
     let mut buffer = FrameBuffer::new(frame::HANDSHAKE_FRAME_BYTES);
-    let handshake = handshake::server(&mut reader, &mut writer, &mut buffer, &config.secret);
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-        Ok(Ok(())) => {}
+    // The TLS handshake (with TLS configured), then the secret's, within one timeout.
+    let handshake = async {
+        let (mut reader, mut writer) = stream::accept(stream, &config).await?;
+        handshake::server(&mut reader, &mut writer, &mut buffer, &config.secret).await?;
+        Ok::<_, Error>((reader, writer))
+    };
+    let (mut reader, writer) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok(halves)) => halves,
         Ok(Err(e)) => {
             tracing::warn!(%peer, error = %e, "refused a connection at the handshake");
             return;
@@ -390,7 +395,7 @@ async fn serve(
             tracing::warn!(%peer, "a connection did not finish its handshake in time");
             return;
         }
-    }
+    };
     buffer.set_max_frame_bytes(config.max_frame_bytes);
     let (outbox, write_queued) = Outbox::new(writer);
     tokio::spawn(async move {
@@ -540,7 +545,7 @@ impl Connection {
     /// answered first).
     async fn run(
         &mut self,
-        reader: &mut OwnedReadHalf,
+        reader: &mut ReadHalf,
         buffer: &mut FrameBuffer,
     ) -> std::result::Result<(), String> {
         let mut closing = match self.runtime.upgrade() {
