@@ -10,7 +10,7 @@ use std::process::Child;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use durable_runtime::{durable_object, AlarmInfo, Context, Result, Runtime};
+use durable_runtime::{durable_object, AlarmInfo, Context, Result, Runtime, Tls};
 
 use crate::process::alive;
 
@@ -95,6 +95,9 @@ pub struct ClusterConfig {
     pub shards: u32,
     /// The cluster's name (its prefix in etcd).
     pub name: String,
+    /// TLS between the nodes (and to them): a directory holding `cert.pem`, `key.pem` (the
+    /// nodes' certificate for 127.0.0.1 and its key) and `ca.pem`.
+    pub tls: Option<PathBuf>,
 }
 
 /// One node of a test cluster: a `cluster_node` child process. Killed when dropped.
@@ -105,6 +108,7 @@ pub struct Node {
     addr: String,
     http: String,
     paused: bool,
+    tls: Option<PathBuf>,
 }
 
 impl Node {
@@ -122,25 +126,31 @@ impl Node {
     ) -> std::result::Result<Node, String> {
         let ttl = config.lease_ttl_secs.to_string();
         let shards = config.shards.to_string();
-        let (child, lines) = crate::spawn_with_lines(
-            config.binary.to_str().expect("a UTF-8 path"),
-            &[
-                "--etcd",
-                &config.etcd,
-                "--postgres",
-                &config.postgres,
-                "--node-id",
-                id,
-                "--secret",
-                secret,
-                "--lease-ttl",
-                &ttl,
-                "--shards",
-                &shards,
-                "--name",
-                &config.name,
-            ],
-        );
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|dir| dir.to_str().expect("a UTF-8 path").to_owned());
+        let mut args = vec![
+            "--etcd",
+            &config.etcd,
+            "--postgres",
+            &config.postgres,
+            "--node-id",
+            id,
+            "--secret",
+            secret,
+            "--lease-ttl",
+            &ttl,
+            "--shards",
+            &shards,
+            "--name",
+            &config.name,
+        ];
+        if let Some(dir) = &tls {
+            args.extend(["--tls", dir.as_str()]);
+        }
+        let (child, lines) =
+            crate::spawn_with_lines(config.binary.to_str().expect("a UTF-8 path"), &args);
         let mut node = Node {
             id: id.to_owned(),
             child,
@@ -148,6 +158,7 @@ impl Node {
             addr: String::new(),
             http: String::new(),
             paused: false,
+            tls: config.tls.clone(),
         };
         match node.lines.recv_timeout(Duration::from_secs(30)) {
             Ok(line) if line.starts_with("LISTENING ") => {
@@ -200,11 +211,12 @@ impl Node {
 
     /// A runtime connected to this node: its calls reach every object of the cluster.
     pub fn front(&self, secret: &str) -> Runtime {
-        Runtime::builder()
-            .connect(self.addr.clone())
-            .secret(secret)
-            .open()
-            .expect("open a runtime connected to a node")
+        let mut builder = Runtime::builder().connect(self.addr.clone()).secret(secret);
+        if let Some(dir) = &self.tls {
+            let ca = std::fs::read(dir.join("ca.pem")).expect("the CA certificate");
+            builder = builder.tls(Tls::client(ca).expect("a client's Tls"));
+        }
+        builder.open().expect("open a runtime connected to a node")
     }
 
     /// SIGKILL, and waits until the process is gone.

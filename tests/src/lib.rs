@@ -33,6 +33,7 @@ impl Counter {
     }
 }
 
+pub mod certs;
 pub mod cluster;
 pub mod etcd;
 pub mod faults;

@@ -36,6 +36,7 @@ fn setup(lease_ttl_secs: u64) -> Setup {
         lease_ttl_secs,
         shards: 16,
         name: "test".to_owned(),
+        tls: None,
     };
     Setup {
         etcd,
@@ -610,4 +611,38 @@ async fn list_ids_and_delete_all_objects_span_the_cluster() {
     for name in &names {
         assert_eq!(tally(&fronts[1], name).get().await.unwrap(), 0, "{name}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_forward_calls_to_each_other_over_tls() {
+    let _one = lock().await;
+    let mut s = setup(3);
+    let ca = durable_tests::certs::Ca::new("cluster CA");
+    let (cert, key) = ca.node(&["127.0.0.1"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert).unwrap();
+    std::fs::write(dir.path().join("key.pem"), key).unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+    s.config.tls = Some(dir.path().to_owned());
+    // The spread is checked through n1: calls to the objects of n2 and n3 cross TLS.
+    let (nodes, fronts, names) = three_nodes(&s, 24).await;
+    for (i, name) in names.iter().enumerate() {
+        let front = &fronts[i % 3];
+        assert_eq!(tally(front, name).increment(1).await.unwrap(), 1, "{name}");
+    }
+    for node in &nodes {
+        assert!(
+            node.metric("durable_calls_forwarded_total").await > 0,
+            "{}",
+            node.id
+        );
+    }
+    // A runtime without TLS is refused by a node.
+    let plain = Runtime::builder()
+        .connect(nodes[0].addr().to_owned())
+        .secret(SECRET)
+        .open()
+        .unwrap();
+    let err = tally(&plain, &names[0]).get().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unauthenticated, "{err}");
 }

@@ -7,58 +7,11 @@
 use std::time::{Duration, Instant};
 
 use durable_runtime::{durable_object, ErrorKind, Result, Runtime, Tls};
+use durable_tests::certs::Ca;
 use durable_tests::{within, Counter};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
-};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SECRET: &str = "a test secret";
-
-/// A certificate authority made for one test.
-struct Ca {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        Ca { issuer }
-    }
-
-    fn pem(&self) -> String {
-        self.issuer.pem()
-    }
-
-    /// A node's certificate for these names (IP addresses become IP SANs) and its key, PEM.
-    fn node(&self, names: &[&str]) -> (String, String) {
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut params = CertificateParams::new(names).unwrap();
-        params.distinguished_name.push(DnType::CommonName, "node");
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-
-    /// What a node with a certificate for 127.0.0.1 from this CA configures.
-    fn node_tls(&self) -> Tls {
-        let (cert, key) = self.node(&["127.0.0.1"]);
-        Tls::from_pem(cert, key, self.pem()).expect("a node's Tls")
-    }
-
-    /// What a runtime that only connects configures.
-    fn client_tls(&self) -> Tls {
-        Tls::client(self.pem()).expect("a client's Tls")
-    }
-}
 
 /// An object that sends and takes large values (frames over many TLS records).
 #[durable_object]

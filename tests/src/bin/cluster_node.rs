@@ -2,7 +2,7 @@
 //! in cluster mode, on PostgreSQL and etcd, on a free loopback port.
 //!
 //! `cluster_node --etcd URL --postgres URL --node-id ID --secret S --lease-ttl SECS --shards N
-//! --name NAME`: prints `LISTENING <addr> HTTP <http addr>` once open (or `ERR <message>` and
+//! --name NAME [--tls DIR]`: prints `LISTENING <addr> HTTP <http addr>` once open (or `ERR <message>` and
 //! exits with status 2), serves `durable_tests::room::app` (WebSockets to `Room`s) and
 //! `/metrics` (Prometheus text) on the HTTP address, until SIGTERM; then shuts down cleanly (hands its shards over), prints `LEFT` and
 //! exits.
@@ -12,7 +12,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use durable_runtime::{Cluster, Runtime};
+use durable_runtime::{Cluster, Runtime, Tls};
 use durable_tests::cluster::{NodeInfo, Tally};
 use durable_tests::room::{app, Room};
 
@@ -35,7 +35,22 @@ async fn main() -> ExitCode {
     let ttl: u64 = flag("lease-ttl").parse().unwrap_or(10);
     let shards: u32 = flag("shards").parse().unwrap_or(16);
     let node = flag("node-id").to_owned();
-    let rt = Runtime::builder()
+    let mut builder = Runtime::builder();
+    if let Some(dir) = flags.get("tls") {
+        let dir = std::path::Path::new(dir);
+        match Tls::from_pem_files(
+            dir.join("cert.pem"),
+            dir.join("key.pem"),
+            dir.join("ca.pem"),
+        ) {
+            Ok(tls) => builder = builder.tls(tls),
+            Err(e) => {
+                say(&format!("ERR {e}"));
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let rt = builder
         .postgres(flag("postgres"))
         .cluster(
             Cluster::etcd([flag("etcd")])
