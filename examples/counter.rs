@@ -28,7 +28,12 @@
 //! - `--lease-ttl SECS` or `DURABLE_LEASE_TTL`: the TTL of the node's etcd lease, in whole
 //!   seconds (default 10): a node that dies loses its counters to the others this long after;
 //! - `--cluster-name NAME` or `DURABLE_CLUSTER_NAME`: the cluster's key prefix in etcd
-//!   (default `durable`), for several clusters on one etcd.
+//!   (default `durable`), for several clusters on one etcd;
+//! - `--tls-cert FILE`, `--tls-key FILE`, `--tls-ca FILE` or `DURABLE_TLS_CERT`,
+//!   `DURABLE_TLS_KEY`, `DURABLE_TLS_CA`: TLS between runtimes (PEM files). A runtime that
+//!   listens (`--listen`, a cluster node) needs all three: its certificate chain (naming its
+//!   `--listen` address), its key, and the CA; a front end (`--connect`) needs only the CA
+//!   that the server's certificate chains to (a node's three files work too).
 //!
 //! Two processes, a front end and an object server:
 //!

@@ -31,7 +31,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use axum::Router;
-use durable_runtime::{Cluster, Runtime, RuntimeBuilder};
+use durable_runtime::{Cluster, Runtime, RuntimeBuilder, Tls};
 use tokio::sync::oneshot;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
@@ -69,10 +69,14 @@ impl Program {
             usage.push_str(" [--idle-timeout SECS]");
         }
         usage.push_str(" [--listen ADDR | --connect ADDR] [--secret S]\n");
+        let indent = "usage: ".len() + name.len() + 1;
         usage.push_str(&format!(
-            "{:width$}[--cluster ETCD_URLS [--node-id ID] [--lease-ttl SECS] [--cluster-name NAME]]\n\n",
-            "",
-            width = "usage: ".len() + name.len() + 1
+            "{:indent$}[--cluster ETCD_URLS [--node-id ID] [--lease-ttl SECS] [--cluster-name NAME]]\n",
+            ""
+        ));
+        usage.push_str(&format!(
+            "{:indent$}[--tls-ca FILE [--tls-cert FILE --tls-key FILE]]\n\n",
+            ""
         ));
         let mut line = |flag: &str, text: String| {
             usage.push_str(&format!("  {flag:<20} {text}\n"));
@@ -137,6 +141,23 @@ impl Program {
                  {DEFAULT_CLUSTER_NAME})"
             ),
         );
+        line(
+            "--tls-cert FILE",
+            "TLS between runtimes: this runtime's certificate chain, PEM, naming its --listen \
+             address (env DURABLE_TLS_CERT)"
+                .into(),
+        );
+        line(
+            "--tls-key FILE",
+            "the certificate's private key, PEM (env DURABLE_TLS_KEY)".into(),
+        );
+        line(
+            "--tls-ca FILE",
+            "the CA the other runtimes' certificates chain to, PEM (env DURABLE_TLS_CA); \
+             --listen (a server, a cluster node) needs all three --tls-* flags, --connect \
+             only --tls-ca (or all three)"
+                .into(),
+        );
         usage
     }
 }
@@ -175,6 +196,58 @@ pub struct Options {
     pub idle_timeout: Option<Duration>,
     /// `--cluster`: run as a node of a cluster (with `postgres` and `listen` set).
     pub cluster: Option<ClusterOptions>,
+    /// `--tls-cert`, `--tls-key`, `--tls-ca`: TLS for the calls between runtimes (with
+    /// `listen` or `connect` set).
+    pub tls: Option<TlsOptions>,
+}
+
+/// TLS for the connections between runtimes, from `--tls-cert`, `--tls-key` and `--tls-ca`
+/// (PEM files, read when the runtime opens).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsOptions {
+    /// All three: the certificate chain and key this runtime presents when it listens, and
+    /// the CA that the certificates of the runtimes it calls chain to. A front end given
+    /// them (a node's files) uses the CA only.
+    Node {
+        /// `--tls-cert`: the certificate chain, this runtime's own certificate first.
+        cert: PathBuf,
+        /// `--tls-key`: the certificate's private key.
+        key: PathBuf,
+        /// `--tls-ca`: the CA certificate(s).
+        ca: PathBuf,
+    },
+    /// `--tls-ca` alone, for a front end (`--connect`): it trusts the servers whose
+    /// certificates chain to this CA, and presents none itself.
+    Client {
+        /// `--tls-ca`: the CA certificate(s).
+        ca: PathBuf,
+    },
+}
+
+impl TlsOptions {
+    /// The runtime's [`Tls`] ([`Tls::from_pem_files`] or [`Tls::client`]), from the files.
+    ///
+    /// # Errors
+    ///
+    /// The runtime's configuration error, as a message, when a file cannot be read or holds
+    /// no usable PEM (no certificate, no key, a key that does not match the certificate).
+    pub fn tls(&self) -> Result<Tls, String> {
+        match self {
+            TlsOptions::Node { cert, key, ca } => {
+                Tls::from_pem_files(cert, key, ca).map_err(|e| e.to_string())
+            }
+            TlsOptions::Client { ca } => {
+                // The runtime's own words for an unreadable file (`Tls::from_pem_files`).
+                let pem = std::fs::read(ca).map_err(|e| {
+                    format!(
+                        "runtime configuration: TLS: cannot read the CA certificate {}: {e}",
+                        ca.display()
+                    )
+                })?;
+                Tls::client(pem).map_err(|e| e.to_string())
+            }
+        }
+    }
 }
 
 /// How a node joins its cluster: `--cluster` and the flags that go with it.
@@ -227,7 +300,9 @@ pub enum Command {
 /// together (`--listen` with `--connect`; `--data-dir`, `--postgres` or `--idle-timeout` with
 /// `--connect`; `--data-dir` with `--postgres`; `--cluster` with `--connect` or `--data-dir`,
 /// or without `--postgres` or `--listen`; `--node-id`, `--lease-ttl` or `--cluster-name`
-/// without `--cluster`).
+/// without `--cluster`; a `--tls-*` flag without `--listen` or `--connect`, `--listen`
+/// without all three, `--connect` without `--tls-ca` or with only one of `--tls-cert` and
+/// `--tls-key`).
 pub fn parse(
     program: &Program,
     args: impl IntoIterator<Item = String>,
@@ -244,6 +319,9 @@ pub fn parse(
     let mut node_id = None;
     let mut lease_ttl = None;
     let mut cluster_name = None;
+    let mut tls_cert = None;
+    let mut tls_key = None;
+    let mut tls_ca = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -264,6 +342,9 @@ pub fn parse(
             "--node-id" => &mut node_id,
             "--lease-ttl" => &mut lease_ttl,
             "--cluster-name" => &mut cluster_name,
+            "--tls-cert" => &mut tls_cert,
+            "--tls-key" => &mut tls_key,
+            "--tls-ca" => &mut tls_ca,
             "-h" | "--help" => return Ok(Command::Help),
             _ => return Err(format!("unknown argument `{arg}`")),
         };
@@ -403,6 +484,13 @@ pub fn parse(
             None
         }
     };
+    let tls = tls_options(
+        listen.is_some(),
+        connect.is_some(),
+        tls_cert.or_else(|| env("DURABLE_TLS_CERT")),
+        tls_key.or_else(|| env("DURABLE_TLS_KEY")),
+        tls_ca.or_else(|| env("DURABLE_TLS_CA")),
+    )?;
     Ok(Command::Run(Box::new(Options {
         addr: addr
             .or_else(|| env("DURABLE_ADDR"))
@@ -416,7 +504,77 @@ pub fn parse(
         secret: secret.or_else(|| env("DURABLE_SECRET")),
         idle_timeout,
         cluster,
+        tls,
     })))
+}
+
+/// The TLS flags' part of [`parse`]: `None` without any of them. A runtime that listens
+/// needs all three; a front end (`--connect`) needs `--tls-ca`, and takes `--tls-cert` and
+/// `--tls-key` only together.
+fn tls_options(
+    listen: bool,
+    connect: bool,
+    cert: Option<String>,
+    key: Option<String>,
+    ca: Option<String>,
+) -> Result<Option<TlsOptions>, String> {
+    let flags = [
+        ("--tls-cert", "DURABLE_TLS_CERT", &cert),
+        ("--tls-key", "DURABLE_TLS_KEY", &key),
+        ("--tls-ca", "DURABLE_TLS_CA", &ca),
+    ];
+    let Some(&(first, variable, _)) = flags.iter().find(|(_, _, value)| value.is_some()) else {
+        return Ok(None);
+    };
+    if !listen && !connect {
+        return Err(format!(
+            "`{first}` (or {variable}) is for TLS between runtimes: it needs `--listen ADDR` \
+             or `--connect ADDR` (without them there is no connection to encrypt)"
+        ));
+    }
+    for (flag, _, value) in flags {
+        if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            return Err(format!("`{flag}` cannot be blank"));
+        }
+    }
+    let missing: Vec<&str> = flags
+        .iter()
+        .filter(|(_, _, value)| value.is_none())
+        .map(|&(flag, _, _)| flag)
+        .collect();
+    match (cert, key, ca) {
+        (Some(cert), Some(key), Some(ca)) => Ok(Some(TlsOptions::Node {
+            cert: cert.into(),
+            key: key.into(),
+            ca: ca.into(),
+        })),
+        (None, None, Some(ca)) if connect => Ok(Some(TlsOptions::Client { ca: ca.into() })),
+        _ if listen => Err(format!(
+            "`--listen` over TLS needs `--tls-cert FILE`, `--tls-key FILE` and `--tls-ca FILE` \
+             (the certificate it presents, its key, and the CA): {}",
+            is_missing(&missing)
+        )),
+        (_, _, None) => Err(
+            "`--connect` over TLS needs `--tls-ca FILE`: the CA that the object server's \
+             certificate chains to"
+                .to_owned(),
+        ),
+        _ => Err(format!(
+            "`--connect` over TLS takes `--tls-ca` alone, or all three of `--tls-cert`, \
+             `--tls-key` and `--tls-ca`: {}",
+            is_missing(&missing)
+        )),
+    }
+}
+
+/// "`--a` is missing", "`--a` and `--b` are missing".
+fn is_missing(flags: &[&str]) -> String {
+    let quoted: Vec<String> = flags.iter().map(|flag| format!("`{flag}`")).collect();
+    match quoted.as_slice() {
+        [one] => format!("{one} is missing"),
+        [init @ .., last] => format!("{} and {last} are missing", init.join(", ")),
+        [] => "nothing is missing".to_owned(),
+    }
 }
 
 /// A PostgreSQL URL without its password, for logs and errors:
@@ -492,12 +650,12 @@ pub async fn main(
 /// The runtime: an object server's (storage, and with `--listen` a server for other
 /// processes), a front end's (`--connect`: no storage, every call goes to the server), or a
 /// cluster node's (`--cluster`: PostgreSQL shared with the other nodes, etcd, and `--listen`
-/// for the calls they forward).
+/// for the calls they forward); over TLS with `--tls-*`.
 ///
 /// # Errors
 ///
 /// A message naming the data directory, the server or the cluster when the runtime does not
-/// open.
+/// open (a TLS file that cannot be read, or holds no usable PEM, among the reasons).
 pub fn open_runtime(
     program: &Program,
     options: &Options,
@@ -505,13 +663,19 @@ pub fn open_runtime(
 ) -> Result<Runtime, String> {
     let objects = program.objects;
     let secret = options.secret.as_deref().unwrap_or_default();
+    let over_tls = if options.tls.is_some() {
+        " over TLS"
+    } else {
+        ""
+    };
     if let Some(server) = &options.connect {
-        let rt = Runtime::builder()
-            .connect(server.as_str())
-            .secret(secret)
-            .open()
-            .map_err(|e| format!("cannot connect to {server}: {e}"))?;
-        tracing::info!("front end: holding no {objects}; every call goes to {server}");
+        let cannot = |e: String| format!("cannot connect to {server}: {e}");
+        let mut builder = Runtime::builder().connect(server.as_str()).secret(secret);
+        if let Some(tls) = &options.tls {
+            builder = builder.tls(tls.tls().map_err(cannot)?);
+        }
+        let rt = builder.open().map_err(|e| cannot(e.to_string()))?;
+        tracing::info!("front end: holding no {objects}; every call goes to {server}{over_tls}");
         return Ok(rt);
     }
     let (builder, storage) = match &options.postgres {
@@ -531,18 +695,27 @@ pub fn open_runtime(
     if let Some(listen) = &options.listen {
         builder = builder.listen(listen.as_str()).secret(secret);
     }
+    let cannot = |e: String| match &options.cluster {
+        Some(cluster) => format!(
+            "cannot join the cluster at {} as {}, with {storage}: {e}",
+            cluster.etcd.join(","),
+            describe_node(cluster)
+        ),
+        None => format!("cannot open the runtime on {storage}: {e}"),
+    };
+    if let Some(tls) = &options.tls {
+        builder = builder.tls(tls.tls().map_err(cannot)?);
+    }
+    let rt = builder.open().map_err(|e| cannot(e.to_string()))?;
     if let Some(cluster) = &options.cluster {
         let node = describe_node(cluster);
         let etcd = cluster.etcd.join(",");
-        let rt = builder.open().map_err(|e| {
-            format!("cannot join the cluster at {etcd} as {node}, with {storage}: {e}")
-        })?;
         let listen = rt
             .local_addr()
             .map_or_else(|| "?".to_owned(), |addr| addr.to_string());
         tracing::info!(
             "cluster node {node} of cluster `{}`: etcd {etcd}, {objects} in {storage}, \
-             serving the other nodes on {listen}{}",
+             serving the other nodes on {listen}{over_tls}{}",
             cluster.name.as_deref().unwrap_or(DEFAULT_CLUSTER_NAME),
             if secret.is_empty() {
                 " (no secret: loopback only)"
@@ -552,13 +725,10 @@ pub fn open_runtime(
         );
         return Ok(rt);
     }
-    let rt = builder
-        .open()
-        .map_err(|e| format!("cannot open the runtime on {storage}: {e}"))?;
     tracing::info!("{objects} stored in {storage}");
     if let Some(addr) = rt.local_addr() {
         tracing::info!(
-            "object server: serving {objects} to other processes on {addr}{}",
+            "object server: serving {objects} to other processes on {addr}{over_tls}{}",
             if secret.is_empty() {
                 " (no secret: loopback only)"
             } else {
@@ -749,6 +919,7 @@ mod tests {
                 secret: None,
                 idle_timeout: None,
                 cluster: None,
+                tls: None,
             }
         );
         let env = [
@@ -818,7 +989,8 @@ mod tests {
             usage.starts_with(
                 "usage: chat [--addr ADDR] [--data-dir PATH | --postgres URL] \
                  [--idle-timeout SECS] [--listen ADDR | --connect ADDR] [--secret S]\n            \
-                 [--cluster ETCD_URLS [--node-id ID] [--lease-ttl SECS] [--cluster-name NAME]]\n\n"
+                 [--cluster ETCD_URLS [--node-id ID] [--lease-ttl SECS] [--cluster-name NAME]]\n            \
+                 [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]\n\n"
             ),
             "{usage}"
         );
@@ -840,6 +1012,13 @@ mod tests {
                  (env DURABLE_LEASE_TTL, default 10)\n",
                 "  --cluster-name NAME  the cluster's key prefix in etcd (env \
                  DURABLE_CLUSTER_NAME, default durable)\n",
+                "  --tls-cert FILE      TLS between runtimes: this runtime's certificate chain, \
+                 PEM, naming its --listen address (env DURABLE_TLS_CERT)\n",
+                "  --tls-key FILE       the certificate's private key, PEM (env \
+                 DURABLE_TLS_KEY)\n",
+                "  --tls-ca FILE        the CA the other runtimes' certificates chain to, PEM \
+                 (env DURABLE_TLS_CA); --listen (a server, a cluster node) needs all three \
+                 --tls-* flags, --connect only --tls-ca (or all three)\n",
             ] {
                 assert!(usage.contains(line), "no {line:?} in\n{usage}");
             }
@@ -1126,6 +1305,300 @@ mod tests {
             format!("lease_ttl: {DEFAULT_LEASE_TTL:?}"),
         ] {
             assert!(defaults.contains(&part), "{part} in {defaults}");
+        }
+    }
+
+    #[test]
+    fn tls_flags_and_environment() {
+        let node = |cert: &str, key: &str, ca: &str| {
+            Some(TlsOptions::Node {
+                cert: cert.into(),
+                key: key.into(),
+                ca: ca.into(),
+            })
+        };
+        let client = |ca: &str| Some(TlsOptions::Client { ca: ca.into() });
+        let listen = ["--listen", "127.0.0.1:7001"];
+        let connect = ["--connect", "127.0.0.1:7001"];
+        let all = [
+            "--tls-cert",
+            "n.pem",
+            "--tls-key=n.key",
+            "--tls-ca",
+            "ca.pem",
+        ];
+        let env = [
+            ("DURABLE_TLS_CERT", "env.pem"),
+            ("DURABLE_TLS_KEY", "env.key"),
+            ("DURABLE_TLS_CA", "env-ca.pem"),
+        ];
+        let env_ca = [("DURABLE_TLS_CA", "env-ca.pem")];
+        let empty = [
+            ("DURABLE_TLS_CERT", ""),
+            ("DURABLE_TLS_KEY", ""),
+            ("DURABLE_TLS_CA", ""),
+        ];
+        // The arguments, the environment, the TLS options.
+        type Case<'a> = (
+            Vec<&'static str>,
+            &'a [(&'static str, &'static str)],
+            Option<TlsOptions>,
+        );
+        let cases: Vec<Case<'_>> = vec![
+            // An object server, a front end, without TLS.
+            (join(&[&listen]), &[], None),
+            (join(&[&connect]), &[], None),
+            (join(&[&listen]), &empty, None),
+            // A server: all three.
+            (
+                join(&[&listen, &all]),
+                &[],
+                node("n.pem", "n.key", "ca.pem"),
+            ),
+            (
+                join(&[&listen]),
+                &env,
+                node("env.pem", "env.key", "env-ca.pem"),
+            ),
+            // A flag wins over its variable.
+            (
+                join(&[&listen, &["--tls-key", "n.key"]]),
+                &env,
+                node("env.pem", "n.key", "env-ca.pem"),
+            ),
+            // A front end: the CA alone, or a node's three files.
+            (
+                join(&[&connect, &["--tls-ca", "ca.pem"]]),
+                &[],
+                client("ca.pem"),
+            ),
+            (join(&[&connect]), &env_ca, client("env-ca.pem")),
+            (
+                join(&[&connect, &all]),
+                &[],
+                node("n.pem", "n.key", "ca.pem"),
+            ),
+            (
+                join(&[&connect]),
+                &env,
+                node("env.pem", "env.key", "env-ca.pem"),
+            ),
+        ];
+        for program in [&COUNTER, &CHAT] {
+            for (args, env, expected) in &cases {
+                assert_eq!(
+                    run(program, args, env).unwrap().tls,
+                    *expected,
+                    "{args:?} {env:?}"
+                );
+            }
+        }
+        // A cluster node listens: TLS as a server's.
+        let cluster_node = [
+            "--cluster",
+            "http://e:2379",
+            "--postgres",
+            "postgres://a@b/c",
+        ];
+        let options = run(&COUNTER, &join(&[&cluster_node, &listen, &all]), &[]).unwrap();
+        assert!(options.cluster.is_some());
+        assert_eq!(options.tls, node("n.pem", "n.key", "ca.pem"));
+    }
+
+    #[test]
+    fn tls_misuse_is_explained() {
+        let listen = ["--listen", "127.0.0.1:7001"];
+        let connect = ["--connect", "127.0.0.1:7001"];
+        let cluster_node = [
+            "--cluster",
+            "http://e:2379",
+            "--postgres",
+            "postgres://a@b/c",
+            "--listen",
+            "127.0.0.1:7001",
+        ];
+        let nothing = |flag: &str, variable: &str| {
+            format!(
+                "`{flag}` (or {variable}) is for TLS between runtimes: it needs `--listen ADDR` \
+                 or `--connect ADDR` (without them there is no connection to encrypt)"
+            )
+        };
+        let listener = |missing: &str| {
+            format!(
+                "`--listen` over TLS needs `--tls-cert FILE`, `--tls-key FILE` and `--tls-ca \
+                 FILE` (the certificate it presents, its key, and the CA): {missing}"
+            )
+        };
+        let no_ca = "`--connect` over TLS needs `--tls-ca FILE`: the CA that the object \
+                     server's certificate chains to"
+            .to_owned();
+        let half_pair = |missing: &str| {
+            format!(
+                "`--connect` over TLS takes `--tls-ca` alone, or all three of `--tls-cert`, \
+                 `--tls-key` and `--tls-ca`: {missing}"
+            )
+        };
+        // The arguments, the environment, the message.
+        type Case = (
+            Vec<&'static str>,
+            &'static [(&'static str, &'static str)],
+            String,
+        );
+        let cases: Vec<Case> = vec![
+            // Nothing to encrypt: no --listen, no --connect.
+            (
+                vec![
+                    "--tls-cert",
+                    "n.pem",
+                    "--tls-key",
+                    "n.key",
+                    "--tls-ca",
+                    "ca.pem",
+                ],
+                &[],
+                nothing("--tls-cert", "DURABLE_TLS_CERT"),
+            ),
+            (
+                vec!["--tls-key", "n.key"],
+                &[],
+                nothing("--tls-key", "DURABLE_TLS_KEY"),
+            ),
+            (
+                vec![],
+                &[("DURABLE_TLS_CA", "ca.pem")],
+                nothing("--tls-ca", "DURABLE_TLS_CA"),
+            ),
+            // A listener needs all three, and says which are missing.
+            (
+                join(&[&listen, &["--tls-cert", "n.pem", "--tls-ca", "ca.pem"]]),
+                &[],
+                listener("`--tls-key` is missing"),
+            ),
+            (
+                join(&[&listen, &["--tls-key", "n.key", "--tls-ca", "ca.pem"]]),
+                &[],
+                listener("`--tls-cert` is missing"),
+            ),
+            (
+                join(&[&listen, &["--tls-cert", "n.pem", "--tls-key", "n.key"]]),
+                &[],
+                listener("`--tls-ca` is missing"),
+            ),
+            (
+                join(&[&listen, &["--tls-ca", "ca.pem"]]),
+                &[],
+                listener("`--tls-cert` and `--tls-key` are missing"),
+            ),
+            (
+                join(&[&listen, &["--tls-cert", "n.pem"]]),
+                &[],
+                listener("`--tls-key` and `--tls-ca` are missing"),
+            ),
+            (
+                join(&[&listen]),
+                &[("DURABLE_TLS_KEY", "n.key")],
+                listener("`--tls-cert` and `--tls-ca` are missing"),
+            ),
+            // A cluster node listens.
+            (
+                join(&[&cluster_node, &["--tls-ca", "ca.pem"]]),
+                &[],
+                listener("`--tls-cert` and `--tls-key` are missing"),
+            ),
+            // A front end needs the CA, and takes the certificate and key only together.
+            (
+                join(&[&connect, &["--tls-cert", "n.pem", "--tls-key", "n.key"]]),
+                &[],
+                no_ca.clone(),
+            ),
+            (join(&[&connect, &["--tls-key", "n.key"]]), &[], no_ca),
+            (
+                join(&[&connect, &["--tls-cert", "n.pem", "--tls-ca", "ca.pem"]]),
+                &[],
+                half_pair("`--tls-key` is missing"),
+            ),
+            (
+                join(&[&connect, &["--tls-ca", "ca.pem"]]),
+                &[("DURABLE_TLS_KEY", "n.key")],
+                half_pair("`--tls-cert` is missing"),
+            ),
+            // Blank paths.
+            (
+                join(&[&listen, &["--tls-cert=", "--tls-key", "k", "--tls-ca", "c"]]),
+                &[],
+                "`--tls-cert` cannot be blank".into(),
+            ),
+            (
+                join(&[&connect, &["--tls-ca", " "]]),
+                &[],
+                "`--tls-ca` cannot be blank".into(),
+            ),
+            (
+                join(&[&connect, &["--tls-ca"]]),
+                &[],
+                "`--tls-ca` needs a value".into(),
+            ),
+        ];
+        for (args, env, message) in cases {
+            assert_eq!(
+                run(&COUNTER, &args, env).unwrap_err(),
+                message,
+                "{args:?} {env:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn tls_options_make_the_runtimes_tls_or_say_which_file_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name);
+        let ca = durable_tests::certs::Ca::new("cli test CA");
+        let (cert, key) = ca.node(&["127.0.0.1"]);
+        std::fs::write(path("node.pem"), cert).unwrap();
+        std::fs::write(path("node.key"), key).unwrap();
+        std::fs::write(path("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(path("garbage.pem"), "not a certificate").unwrap();
+        let node = |cert: &str, key: &str, ca: &str| TlsOptions::Node {
+            cert: path(cert),
+            key: path(key),
+            ca: path(ca),
+        };
+        let client = |ca: &str| TlsOptions::Client { ca: path(ca) };
+        let tls = |options: TlsOptions| format!("{:?}", options.tls().unwrap());
+        assert!(tls(node("node.pem", "node.key", "ca.pem")).contains("server: true"));
+        assert!(tls(client("ca.pem")).contains("server: false"));
+        // The runtime's configuration errors, naming the file.
+        let missing = path("missing.pem").display().to_string();
+        for (options, start) in [
+            (
+                node("missing.pem", "node.key", "ca.pem"),
+                format!(
+                    "runtime configuration: TLS: cannot read the certificate chain {missing}: "
+                ),
+            ),
+            (
+                node("node.pem", "missing.pem", "ca.pem"),
+                format!("runtime configuration: TLS: cannot read the private key {missing}: "),
+            ),
+            (
+                node("node.pem", "node.key", "missing.pem"),
+                format!("runtime configuration: TLS: cannot read the CA certificate {missing}: "),
+            ),
+            (
+                client("missing.pem"),
+                format!("runtime configuration: TLS: cannot read the CA certificate {missing}: "),
+            ),
+            (
+                client("garbage.pem"),
+                "runtime configuration: TLS: no certificate in the CA".to_owned(),
+            ),
+            (
+                node("node.pem", "ca.pem", "ca.pem"),
+                "runtime configuration: TLS: no usable private key".to_owned(),
+            ),
+        ] {
+            let err = options.tls().unwrap_err();
+            assert!(err.starts_with(&start), "{err}\nshould start with\n{start}");
         }
     }
 
