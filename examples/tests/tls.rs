@@ -5,7 +5,9 @@
 //!
 //! The front end's increments reach the server's counters; a front end without TLS, or one
 //! that trusts another CA, is refused and its calls fail (the count stays where it was); a
-//! server whose certificate file cannot be read does not start, and says why.
+//! server whose certificate file cannot be read does not start, and says why. And two
+//! cluster nodes (a private etcd and PostgreSQL) forward calls to each other over TLS, as
+//! the README's "Encrypted between nodes" runs them.
 
 mod common;
 
@@ -17,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use common::{assert_json, assert_text, count, free_addr, send, Process};
 use durable_tests::certs::Ca;
+use durable_tests::etcd::EtcdServer;
+use durable_tests::postgres::PgServer;
 
 /// The secret the server and its front ends share.
 const SECRET: &str = "s3cret";
@@ -275,4 +279,94 @@ async fn a_server_whose_tls_files_are_wrong_does_not_start_and_says_why() {
         "complete.log",
     );
     complete.wait_up(http.parse().unwrap()).await;
+}
+
+/// Increments counter `name` through the node answering HTTP on `http`, retrying while it
+/// answers 503 (a shard between owners as the nodes join); returns the new value.
+async fn increment(http: SocketAddr, name: &str, node: &Counter) -> i64 {
+    let start = Instant::now();
+    loop {
+        let reply = send(http, "POST", &format!("/{name}/increment")).await;
+        if reply.status == 200 {
+            let body: serde_json::Value = serde_json::from_str(reply.body()).unwrap();
+            return body["value"].as_i64().expect("a value");
+        }
+        assert_eq!(reply.status, 503, "{reply:?}\n{}", node.log());
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "counter {name} unavailable through {http} for 30 s:\n{}",
+            node.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn cluster_nodes_forward_calls_to_each_other_over_tls() {
+    let etcd = EtcdServer::start();
+    let pg = PgServer::start();
+    pg.create_database("counters");
+    let postgres = pg.url("counters");
+    let dir = tempfile::tempdir().unwrap();
+    write_certificates(dir.path());
+    let file = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let (ca, cert, key) = (file("ca.pem"), file("node.pem"), file("node.key"));
+    // Two nodes with the same certificate (for 127.0.0.1: a certificate names hosts, not
+    // ports).
+    let mut nodes = Vec::new();
+    for id in ["n1", "n2"] {
+        let (http, listen) = (free_addr(), free_addr());
+        let (http_s, listen_s) = (http.to_string(), listen.to_string());
+        let node = Counter::start(
+            &[
+                "--cluster",
+                &etcd.endpoint(),
+                "--postgres",
+                &postgres,
+                "--secret",
+                SECRET,
+                "--node-id",
+                id,
+                "--addr",
+                &http_s,
+                "--listen",
+                &listen_s,
+                "--tls-cert",
+                &cert,
+                "--tls-key",
+                &key,
+                "--tls-ca",
+                &ca,
+            ],
+            file(&format!("{id}.log")),
+        );
+        nodes.push((node, http, listen));
+    }
+    for (node, http, listen) in &mut nodes {
+        node.wait_up(*http).await;
+        let line = format!("serving the other nodes on {listen} over TLS");
+        assert!(node.log().contains(&line), "no {line:?} in\n{}", node.log());
+    }
+
+    // Each counter is owned by one node and incremented through both: the other node
+    // forwards its calls to the owner, over TLS.
+    let names = ["A", "B", "C", "D", "E"];
+    for round in 0..2 {
+        for name in names {
+            for (i, (node, http, _)) in nodes.iter().enumerate() {
+                let expected = (round * nodes.len() + i + 1) as i64;
+                assert_eq!(
+                    increment(*http, name, node).await,
+                    expected,
+                    "counter {name} through {http}"
+                );
+            }
+        }
+    }
+    for (node, http, _) in &nodes {
+        for name in names {
+            let reply = send(*http, "GET", &format!("/{name}/value")).await;
+            assert_eq!(reply.body(), "{\"value\":4}", "{name}:\n{}", node.log());
+        }
+    }
 }
