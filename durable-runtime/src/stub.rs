@@ -217,9 +217,17 @@ impl<T: DurableObject> Stub<T> {
         let method = T::encode_call(&call, &mut args)?;
         let mut typed = Some(call);
         let mut attempt = 0;
+        let mut last = String::new();
         loop {
             let changes = router.changes();
-            let refused = match router.locate(self.id.as_bytes()) {
+            let hop = router.locate(self.id.as_bytes());
+            // A new place to try (the view moved on): try it after the first delay, not after
+            // the delay the last one grew to.
+            if hop.target() != last {
+                last = hop.target().to_owned();
+                attempt = 0;
+            }
+            let refused = match hop {
                 Hop::Here => {
                     router.place_here(&self.id);
                     let call = match typed.take() {
@@ -456,9 +464,17 @@ impl<T: DurableObject> Stub<T> {
         let started = Instant::now();
         let until = started + router.patience();
         let mut attempt = 0;
+        let mut last = String::new();
         loop {
             let changes = router.changes();
-            let refused = match router.locate(self.id.as_bytes()) {
+            let hop = router.locate(self.id.as_bytes());
+            // A new place to try (the view moved on): try it after the first delay, not after
+            // the delay the last one grew to.
+            if hop.target() != last {
+                last = hop.target().to_owned();
+                attempt = 0;
+            }
+            let refused = match hop {
                 Hop::Here => {
                     router.place_here(&self.id);
                     let (reply, rx) = oneshot::channel();

@@ -36,6 +36,17 @@ pub(crate) enum Hop {
     Wait(String),
 }
 
+impl Hop {
+    /// Where the call goes, to tell one attempt's target from the last one's.
+    pub(crate) fn target(&self) -> &str {
+        match self {
+            Hop::Here => "",
+            Hop::Peer(client) => client.addr(),
+            Hop::Wait(_) => "(none)",
+        }
+    }
+}
+
 /// How long to wait before trying a peer that could not be reached again, when nothing
 /// changes meanwhile: from the first value, doubling up to the last.
 const FIRST_RETRY: Duration = Duration::from_millis(20);

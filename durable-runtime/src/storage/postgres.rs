@@ -287,8 +287,14 @@ struct Statements {
     scan_open_rev: Statement,
     /// Deletes `$1`, upserts `$2` → `$3`.
     commit: Statement,
+    /// Upserts `$1` → `$2`: a commit that deletes nothing. Its own statement: PostgreSQL
+    /// caches a generic plan for a prepared statement, and one made while the table was small
+    /// and not yet analyzed deletes by a sequential scan even when `$1` is empty.
+    commit_upserts: Statement,
     /// As `commit`, if the shards `$4` hold the terms `$5`; returns the stale shards.
     commit_fenced: Statement,
+    /// As `commit_upserts` (`$1` → `$2`), if the shards `$3` hold the terms `$4`.
+    commit_fenced_upserts: Statement,
     /// Records term `$2` for shard `$1` if newer; returns it if so.
     claim: Statement,
     /// The term recorded for shard `$1`.
@@ -669,6 +675,27 @@ impl Inner {
                      ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
                 ))
                 .await?,
+            commit_upserts: client
+                .prepare(&format!(
+                    "INSERT INTO {kv} (key, value) \
+                     SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
+                     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+                ))
+                .await?,
+            commit_fenced_upserts: client
+                .prepare(&format!(
+                    "WITH held AS (SELECT shard, term FROM {shards} \
+                                   WHERE shard = ANY($3::int[]) FOR SHARE), \
+                     stale AS (SELECT f.shard FROM unnest($3::int[], $4::bigint[]) AS f(shard, term) \
+                               WHERE NOT EXISTS (SELECT 1 FROM held h \
+                                                 WHERE h.shard = f.shard AND h.term = f.term)), \
+                     inserted AS (INSERT INTO {kv} (key, value) \
+                                  SELECT k, v FROM unnest($1::bytea[], $2::bytea[]) AS u(k, v) \
+                                  WHERE NOT EXISTS (SELECT 1 FROM stale) \
+                                  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value) \
+                     SELECT shard FROM stale"
+                ))
+                .await?,
             // The shards' rows are read FOR SHARE: a claim's update of a term waits for this
             // commit, and this commit sees a claim committed before it (in READ COMMITTED, a
             // locking read re-reads the newest version of its rows).
@@ -948,21 +975,34 @@ impl Inner {
             session.relaxed.store(relaxed, Ordering::Release);
         }
         let using = Use::new(&session);
+        let statements = &session.statements;
         if fences.is_empty() {
-            let done = session
-                .client
-                .execute(&session.statements.commit, &[&deletes, &keys, &values])
-                .await;
+            let done = if deletes.is_empty() {
+                let upserts = &statements.commit_upserts;
+                session.client.execute(upserts, &[&keys, &values]).await
+            } else {
+                let commit = &statements.commit;
+                session
+                    .client
+                    .execute(commit, &[&deletes, &keys, &values])
+                    .await
+            };
             return using.finish(done).map(|_| ());
         }
         let (shards, terms) = fence_arrays(&fences)?;
-        let done = session
-            .client
-            .query(
-                &session.statements.commit_fenced,
-                &[&deletes, &keys, &values, &shards, &terms],
-            )
-            .await;
+        let done = if deletes.is_empty() {
+            let upserts = &statements.commit_fenced_upserts;
+            session
+                .client
+                .query(upserts, &[&keys, &values, &shards, &terms])
+                .await
+        } else {
+            let commit = &statements.commit_fenced;
+            session
+                .client
+                .query(commit, &[&deletes, &keys, &values, &shards, &terms])
+                .await
+        };
         let stale: Vec<i32> = using.finish(done)?.iter().map(|row| row.get(0)).collect();
         if stale.is_empty() {
             Ok(())
