@@ -1,0 +1,1302 @@
+//! `--cluster [--quick]`: the seed's HTTP counter as a cluster, each node a process of the
+//! release build of `examples/counter` (`--cluster`), on a private etcd and a private
+//! PostgreSQL started for the run (`durable_tests::etcd::EtcdServer`,
+//! `durable_tests::postgres::PgServer`, on free loopback ports, removed at exit). Every
+//! configuration gets a database and a cluster name (its etcd prefix) of its own.
+//!
+//! 1. **Three nodes against one**: 256 HTTP/1.1 keep-alive connections (one request in flight
+//!    each), spread over the nodes' HTTP ports, each incrementing a random name out of 10,000
+//!    (`GET /increment?name=cK`); every name is incremented once before each window (warm).
+//!    Acknowledged (200) increments per second, and the CPU time per increment of the nodes
+//!    (by thread group), PostgreSQL, etcd and the load generator, from `/proc`. Both clusters
+//!    run for the whole part (the idle one costs nothing measurable); rounds alternate which
+//!    goes first.
+//! 2. **A call entering a non-owner node against the owner**, on the three-node cluster: the
+//!    owner of each name is found by measuring: the name is incremented once through node 1,
+//!    and the node whose `durable_calls_total` (`GET /metrics`) rose by exactly one ran it.
+//!    Then one caller, each name through its owner and through another node in turn (order
+//!    alternating): latency p50 / p99; and 64 connections (spread over the nodes), each
+//!    incrementing random names owned by the node it is connected to, or by another node:
+//!    requests per second.
+//! 3. **Failover**: a fresh three-node cluster per round (lease TTL 10 s, the default, and
+//!    3 s); names owned by node 3 found as above; node 3 killed with SIGKILL; then, for each
+//!    of those names, a loop through a surviving node (the two alternate) sends an increment,
+//!    and after any answer but 200 waits 20 ms and sends again. Kill → first 200, per name;
+//!    an etcd watch on the cluster's keys times the lease's expiry (node 3's key deleted) and
+//!    the last of its shards taken by a survivor.
+//!
+//! The counter binary: `--counter-bin PATH`, or else the bench runs `cargo build --release -p
+//! durable-examples --example counter` into its own target directory (the one its executable
+//! is in) and uses `<target>/release/examples/counter`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use durable_tests::etcd::EtcdServer;
+use durable_tests::postgres::PgServer;
+use etcd_client::{EventType, GetOptions, WatchOptions};
+
+use crate::http::{die_with_parent, free_port, log_file, Conn};
+use crate::median;
+use crate::tput::task_cpu_ns;
+
+/// Part 1: names, and HTTP connections.
+const NAMES: usize = 10_000;
+const CONNECTIONS: usize = 256;
+/// Part 2: concurrent callers.
+const FORWARD_CALLERS: usize = 64;
+/// Part 3: the lease TTLs, in seconds (10: the default).
+const TTLS: [u64; 2] = [10, 3];
+/// Part 3: how long a name's loop waits after an answer other than 200.
+const RETRY: Duration = Duration::from_millis(20);
+
+/// How long a node may take to answer HTTP, or a cluster to balance its shards.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+struct Config {
+    rounds: usize,
+    window: Duration,
+    /// Names whose owner part 2 finds, and calls through each (sequential latency).
+    owned_names: usize,
+    failover_rounds: usize,
+    /// Names of the killed node followed through a failover.
+    moved_names: usize,
+}
+
+impl Config {
+    fn new(quick: bool) -> Config {
+        if quick {
+            Config {
+                rounds: 1,
+                window: Duration::from_secs(2),
+                owned_names: 300,
+                failover_rounds: 1,
+                moved_names: 15,
+            }
+        } else {
+            Config {
+                rounds: 3,
+                window: Duration::from_secs(5),
+                owned_names: 900,
+                failover_rounds: 3,
+                moved_names: 30,
+            }
+        }
+    }
+}
+
+/// The private servers, the counter binary, and where the nodes log.
+struct Infra {
+    pg: PgServer,
+    etcd: EtcdServer,
+    etcd_client: etcd_client::Client,
+    counter: PathBuf,
+    logs: tempfile::TempDir,
+    secret: String,
+}
+
+/// One node: a `counter` process, killed (SIGKILL) when dropped.
+struct Node {
+    id: String,
+    http: SocketAddr,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Node {
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL, at once; the process is reaped when the node is dropped.
+    fn kill9(&mut self) {
+        if let Some(child) = &self.child {
+            // SAFETY: a plain kill(2) of our own child, not yet reaped.
+            unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A cluster of counter nodes: `n1`, `n2`, ... in its own database and etcd prefix.
+struct Cluster {
+    name: String,
+    nodes: Vec<Node>,
+}
+
+impl Cluster {
+    /// Starts `nodes` nodes (lease TTL `ttl`, or the default), waits until each answers HTTP
+    /// and the shards are spread evenly over them in etcd.
+    async fn start(infra: &mut Infra, name: &str, nodes: usize, ttl: Option<u64>) -> Cluster {
+        infra.pg.create_database(name);
+        let url = infra.pg.url(name);
+        let mut cluster = Cluster {
+            name: name.to_owned(),
+            nodes: Vec::new(),
+        };
+        for i in 1..=nodes {
+            let id = format!("n{i}");
+            let (http, listen) = (free_port(), free_port());
+            let log = infra.logs.path().join(format!("{name}-{id}.log"));
+            let mut command = Command::new(&infra.counter);
+            for (var, _) in std::env::vars() {
+                if var.starts_with("DURABLE_") {
+                    command.env_remove(var);
+                }
+            }
+            command
+                .args(["--addr", &http.to_string(), "--postgres", &url])
+                .args(["--cluster", &infra.etcd.endpoint(), "--cluster-name", name])
+                .args(["--node-id", &id, "--listen", &listen.to_string()])
+                .args(["--secret", &infra.secret]);
+            if let Some(ttl) = ttl {
+                command.args(["--lease-ttl", &ttl.to_string()]);
+            }
+            let child = die_with_parent(&mut command)
+                .env("RUST_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log_file(infra.logs.path(), &format!("{name}-{id}.log")))
+                .spawn()
+                .unwrap_or_else(|e| panic!("start {}: {e}", infra.counter.display()));
+            cluster.nodes.push(Node {
+                id,
+                http,
+                child: Some(child),
+                log,
+            });
+        }
+        let deadline = Instant::now() + PATIENCE;
+        for node in &mut cluster.nodes {
+            while tokio::net::TcpStream::connect(node.http).await.is_err() {
+                let child = node.child.as_mut().expect("a running node");
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!(
+                        "node {} of {name} exited at start ({status}):\n{}",
+                        node.id,
+                        node.log_tail()
+                    );
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "node {} of {name} does not answer on {}:\n{}",
+                    node.id,
+                    node.http,
+                    node.log_tail()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let ids: Vec<String> = cluster.nodes.iter().map(|n| n.id.clone()).collect();
+        loop {
+            let (live, owners, shards) = placement(&mut infra.etcd_client, name).await;
+            if balanced(&ids, &live, &owners, shards) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cluster {name} not balanced after {PATIENCE:?}: live {live:?}, owners {owners:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        cluster
+    }
+
+    fn https(&self) -> Vec<SocketAddr> {
+        self.nodes.iter().map(|n| n.http).collect()
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        self.nodes.iter().filter_map(Node::pid).collect()
+    }
+
+    /// What the nodes logged (they log at `warn`): the last lines of each non-empty log.
+    fn logged(&self) -> String {
+        let mut out = String::new();
+        for node in &self.nodes {
+            let tail = node.log_tail();
+            if !tail.is_empty() {
+                out += &format!("{} {}:\n{tail}\n", self.name, node.id);
+            }
+        }
+        out
+    }
+}
+
+/// From etcd: the live nodes of cluster `name`, the owner of each owned shard, and the shard
+/// count (0 before the first node created the cluster).
+async fn placement(
+    etcd: &mut etcd_client::Client,
+    name: &str,
+) -> (Vec<String>, BTreeMap<u32, String>, u32) {
+    let prefix = |p: &str| (format!("{name}/{p}"), Some(GetOptions::new().with_prefix()));
+    let (key, options) = prefix("nodes/");
+    let nodes = etcd.get(key.clone(), options).await.expect("etcd: nodes");
+    let live = nodes
+        .kvs()
+        .iter()
+        .filter_map(|kv| Some(kv.key_str().ok()?.strip_prefix(&key)?.to_owned()))
+        .collect();
+    let (key, options) = prefix("shards/");
+    let shards = etcd.get(key.clone(), options).await.expect("etcd: shards");
+    let owners = shards
+        .kvs()
+        .iter()
+        .filter_map(|kv| {
+            let shard = kv.key_str().ok()?.strip_prefix(&key)?.parse().ok()?;
+            Some((shard, kv.value_str().ok()?.to_owned()))
+        })
+        .collect();
+    let config = etcd
+        .get(format!("{name}/config"), None)
+        .await
+        .expect("etcd: config");
+    let count = config
+        .kvs()
+        .first()
+        .and_then(|kv| kv.value_str().ok()?.trim().parse().ok())
+        .unwrap_or(0);
+    (live, owners, count)
+}
+
+/// Every shard owned by one of `ids`, all of them live, each holding its fair share.
+fn balanced(ids: &[String], live: &[String], owners: &BTreeMap<u32, String>, shards: u32) -> bool {
+    let live: HashSet<&String> = live.iter().collect();
+    if shards == 0 || owners.len() != shards as usize || ids.iter().any(|id| !live.contains(id))
+    {
+        return false;
+    }
+    let n = ids.len() as u32;
+    ids.iter().all(|id| {
+        let held = owners.values().filter(|owner| *owner == id).count() as u32;
+        held == shards / n || held == shards / n + 1
+    })
+}
+
+/// The `counter` example to run: `--counter-bin PATH`, or built now in release mode into the
+/// bench's own target directory.
+fn counter_binary(argv: &[String]) -> PathBuf {
+    if let Some(i) = argv.iter().position(|a| a == "--counter-bin") {
+        return PathBuf::from(&argv[i + 1]);
+    }
+    let exe = std::env::current_exe().expect("the bench's own path");
+    let profile = exe.parent().expect("the bench's directory");
+    let target = profile.parent().expect("the target directory");
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    eprintln!(
+        "cluster: cargo build --release -p durable-examples --example counter \
+         (target directory {})",
+        target.display()
+    );
+    let status = Command::new(cargo)
+        .args(["build", "--release", "-p", "durable-examples", "--example", "counter"])
+        .env("CARGO_TARGET_DIR", target)
+        .current_dir(workspace)
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "building the counter example failed");
+    target.join("release").join("examples").join("counter")
+}
+
+/// Whose CPU time it is.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+enum Part {
+    /// The nodes' tokio threads: HTTP, the objects' actors, the transport between nodes.
+    NodeWorkers,
+    NodeCommit,
+    NodePgClient,
+    NodeMembership,
+    NodeOther,
+    Postgres,
+    Etcd,
+    /// This process: the load generator.
+    Client,
+}
+
+impl Part {
+    const ALL: [Part; 8] = [
+        Part::NodeWorkers,
+        Part::NodeCommit,
+        Part::NodePgClient,
+        Part::NodeMembership,
+        Part::NodeOther,
+        Part::Postgres,
+        Part::Etcd,
+        Part::Client,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Part::NodeWorkers => "nodes: tokio workers (HTTP, actors, forwarding)",
+            Part::NodeCommit => "nodes: commit threads",
+            Part::NodePgClient => "nodes: PostgreSQL client threads",
+            Part::NodeMembership => "nodes: membership (etcd) threads",
+            Part::NodeOther => "nodes: other threads",
+            Part::Postgres => "PostgreSQL server",
+            Part::Etcd => "etcd",
+            Part::Client => "load generator (this process)",
+        }
+    }
+
+    fn of_node_thread(comm: &str) -> Part {
+        if comm.starts_with("tokio-runtime") {
+            Part::NodeWorkers
+        } else if comm.starts_with("durable-commit") {
+            Part::NodeCommit
+        } else if comm.starts_with("durable-postgre") {
+            Part::NodePgClient
+        } else if comm.starts_with("durable-member") {
+            Part::NodeMembership
+        } else {
+            Part::NodeOther
+        }
+    }
+}
+
+/// CPU time so far of every thread of the processes that matter, by (process, thread).
+struct CpuMark {
+    threads: HashMap<(u32, u32), (Part, u64)>,
+    /// The whole machine's busy time so far, in clock ticks (`/proc/stat`).
+    machine_busy: u64,
+}
+
+/// Every thread of process `pid`: its ID, name and CPU time so far.
+fn threads_of(pid: u32) -> Vec<(u32, String, u64)> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|entry| {
+            let tid = entry.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+            let ns = task_cpu_ns(&entry.path())?;
+            Some((tid, comm.trim().to_owned(), ns))
+        })
+        .collect()
+}
+
+/// The machine's busy time so far (every CPU, every process), in clock ticks.
+fn machine_busy_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal: everything but idle and iowait.
+    fields
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4 && *i < 8)
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// Clock ticks per second of `/proc/stat`.
+fn ticks_per_s() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
+    }
+}
+
+impl CpuMark {
+    fn now(infra: &Infra, nodes: &[u32]) -> CpuMark {
+        let mut threads = HashMap::new();
+        let mut add = |pid: u32, part: &dyn Fn(&str) -> Part| {
+            for (tid, comm, ns) in threads_of(pid) {
+                threads.insert((pid, tid), (part(&comm), ns));
+            }
+        };
+        for &pid in nodes {
+            add(pid, &Part::of_node_thread);
+        }
+        for pid in infra.pg.processes() {
+            add(pid as u32, &|_| Part::Postgres);
+        }
+        if let Some(pid) = infra.etcd.pid() {
+            add(pid, &|_| Part::Etcd);
+        }
+        add(std::process::id(), &|_| Part::Client);
+        CpuMark {
+            threads,
+            machine_busy: machine_busy_ticks(),
+        }
+    }
+
+    /// CPU seconds by part since `self` (a thread that started since counts from zero, one
+    /// that ended is not counted), and the machine's busy seconds.
+    fn since(&self, infra: &Infra, nodes: &[u32]) -> (BTreeMap<Part, f64>, f64) {
+        let now = CpuMark::now(infra, nodes);
+        let mut out = BTreeMap::new();
+        for (key, (part, ns)) in &now.threads {
+            let before = self.threads.get(key).map_or(0, |(_, ns)| *ns);
+            *out.entry(*part).or_insert(0.0) += ns.saturating_sub(before) as f64 / 1e9;
+        }
+        let machine = now.machine_busy.saturating_sub(self.machine_busy) as f64 / ticks_per_s();
+        (out, machine)
+    }
+}
+
+/// The counters of a node's `GET /metrics`.
+async fn metrics(conn: &mut Conn) -> HashMap<String, u64> {
+    let status = conn.get("/metrics").await.expect("GET /metrics");
+    assert_eq!(status, 200, "GET /metrics");
+    String::from_utf8_lossy(conn.body())
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (name, value) = l.split_once(' ')?;
+            Some((name.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// One counter of every node's `/metrics`.
+async fn node_counts(conns: &mut [Conn], name: &str) -> Vec<u64> {
+    let mut out = Vec::new();
+    for conn in conns {
+        out.push(metrics(conn).await.get(name).copied().unwrap_or(0));
+    }
+    out
+}
+
+async fn open_all(addrs: &[SocketAddr]) -> Vec<Conn> {
+    let mut conns = Vec::new();
+    for &addr in addrs {
+        conns.push(Conn::open(addr).await.expect("connect to a node"));
+    }
+    conns
+}
+
+/// A measured window: acknowledged calls, their latencies, where the CPU went, and the
+/// nodes' counters.
+#[derive(Clone, Default)]
+struct Window {
+    acks: u64,
+    secs: f64,
+    /// Answers other than 200, and broken connections.
+    errors: u64,
+    lat_us: Vec<u32>,
+    cpu: BTreeMap<Part, f64>,
+    machine_busy_s: f64,
+    /// `durable_calls_total` and `durable_syncs_total` growth, per node.
+    calls: Vec<u64>,
+    syncs: Vec<u64>,
+}
+
+impl Window {
+    fn rate(&self) -> f64 {
+        self.acks as f64 / self.secs
+    }
+
+    fn pool(windows: &[Window]) -> Window {
+        let mut out = Window::default();
+        for w in windows {
+            out.acks += w.acks;
+            out.secs += w.secs;
+            out.errors += w.errors;
+            out.lat_us.extend(&w.lat_us);
+            for (part, s) in &w.cpu {
+                *out.cpu.entry(*part).or_insert(0.0) += s;
+            }
+            out.machine_busy_s += w.machine_busy_s;
+            out.calls.resize(w.calls.len(), 0);
+            out.syncs.resize(w.syncs.len(), 0);
+            for (i, c) in w.calls.iter().enumerate() {
+                out.calls[i] += c;
+            }
+            for (i, s) in w.syncs.iter().enumerate() {
+                out.syncs[i] += s;
+            }
+        }
+        out.lat_us.sort_unstable();
+        out
+    }
+
+    fn cpu_s(&self, part: Option<Part>) -> f64 {
+        self.cpu
+            .iter()
+            .filter(|(p, _)| part.is_none_or(|want| **p == want))
+            .map(|(_, s)| s)
+            .sum::<f64>()
+            + 0.0
+    }
+
+    fn cpu_us_per_ack(&self, part: Option<Part>) -> f64 {
+        self.cpu_s(part) * 1e6 / self.acks.max(1) as f64
+    }
+
+    /// CPU µs per acknowledgement of the servers: nodes, PostgreSQL, etcd (not the client).
+    fn server_cpu_us_per_ack(&self) -> f64 {
+        (self.cpu_s(None) - self.cpu_s(Some(Part::Client))) * 1e6 / self.acks.max(1) as f64
+    }
+
+    fn pct_ms(&self, p: f64) -> f64 {
+        let mut lat = self.lat_us.clone();
+        lat.sort_unstable();
+        percentile_us(&lat, p) / 1e3
+    }
+}
+
+fn percentile_us(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize] as f64
+}
+
+/// xorshift64: a cheap, different random stream per connection.
+fn next(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
+}
+
+/// Each connection (to a node, with the paths it picks from at random) sends requests back
+/// to back for `dur`; a window of the 200s, with the CPU and the nodes' counters.
+async fn measure(
+    infra: &Infra,
+    cluster: &Cluster,
+    plan: Vec<(SocketAddr, Arc<Vec<String>>)>,
+    dur: Duration,
+) -> Window {
+    let mut monitor = open_all(&cluster.https()).await;
+    let calls_before = node_counts(&mut monitor, "durable_calls_total").await;
+    let syncs_before = node_counts(&mut monitor, "durable_syncs_total").await;
+    let mut conns = Vec::new();
+    for (addr, paths) in plan {
+        conns.push((Conn::open(addr).await.expect("connect"), addr, paths));
+    }
+    let pids = cluster.pids();
+    let cpu = CpuMark::now(infra, &pids);
+    let start = Instant::now();
+    let deadline = start + dur;
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(c, (mut conn, addr, paths))| {
+            tokio::spawn(async move {
+                let mut x = (c as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                let (mut lat, mut errors) = (Vec::new(), 0u64);
+                while Instant::now() < deadline {
+                    let path = &paths[(next(&mut x) % paths.len() as u64) as usize];
+                    let sent = Instant::now();
+                    match conn.get(path).await {
+                        Ok(200) => lat.push(sent.elapsed().as_micros() as u32),
+                        Ok(_) => errors += 1,
+                        Err(_) => {
+                            errors += 1;
+                            conn = Conn::open(addr).await.expect("reconnect");
+                        }
+                    }
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    let mut window = Window::default();
+    for task in tasks {
+        let (lat, errors) = task.await.expect("a connection");
+        window.lat_us.extend(lat);
+        window.errors += errors;
+    }
+    window.secs = start.elapsed().as_secs_f64();
+    (window.cpu, window.machine_busy_s) = cpu.since(infra, &pids);
+    window.acks = window.lat_us.len() as u64;
+    let calls = node_counts(&mut monitor, "durable_calls_total").await;
+    let syncs = node_counts(&mut monitor, "durable_syncs_total").await;
+    window.calls = calls.iter().zip(&calls_before).map(|(a, b)| a - b).collect();
+    window.syncs = syncs.iter().zip(&syncs_before).map(|(a, b)| a - b).collect();
+    window
+}
+
+/// Increments each path once, from [`CONNECTIONS`] connections spread over the nodes (an
+/// answer other than 200 is retried, for at most [`PATIENCE`]).
+async fn warm(cluster: &Cluster, paths: &Arc<Vec<String>>) {
+    let addrs = cluster.https();
+    let tasks: Vec<_> = (0..CONNECTIONS)
+        .map(|c| {
+            let (addr, paths) = (addrs[c % addrs.len()], paths.clone());
+            tokio::spawn(async move {
+                let mut conn = Conn::open(addr).await.expect("connect");
+                let mut k = c;
+                let deadline = Instant::now() + PATIENCE;
+                while k < paths.len() {
+                    match conn.get(&paths[k]).await {
+                        Ok(200) => k += CONNECTIONS,
+                        other => {
+                            assert!(Instant::now() < deadline, "warming {}: {other:?}", paths[k]);
+                            if other.is_err() {
+                                conn = Conn::open(addr).await.expect("reconnect");
+                            }
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("a warming connection");
+    }
+}
+
+/// The owner (node index) of each name, found by incrementing it once through node 1 and
+/// seeing which node's `durable_calls_total` rose by exactly one; names for which it is not
+/// clear-cut (never seen here) are left out. Stops after `want` names pass `keep`.
+async fn owners(
+    cluster: &Cluster,
+    names: impl Iterator<Item = String>,
+    want: usize,
+    keep: impl Fn(usize) -> bool,
+) -> Vec<(String, usize)> {
+    let mut monitor = open_all(&cluster.https()).await;
+    let mut entry = Conn::open(cluster.nodes[0].http).await.expect("connect");
+    let mut before = node_counts(&mut monitor, "durable_calls_total").await;
+    let mut out = Vec::new();
+    let mut unclear = 0;
+    for name in names {
+        if out.len() == want {
+            break;
+        }
+        let path = format!("/increment?name={name}");
+        assert_eq!(entry.get(&path).await.expect("increment"), 200, "{path}");
+        let after = node_counts(&mut monitor, "durable_calls_total").await;
+        let grew: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+        before = after;
+        match grew.iter().filter(|&&g| g > 0).count() {
+            1 if grew.iter().sum::<u64>() == 1 => {
+                let owner = grew.iter().position(|&g| g == 1).expect("one node");
+                if keep(owner) {
+                    out.push((path, owner));
+                }
+            }
+            _ => unclear += 1,
+        }
+    }
+    if unclear > 0 {
+        eprintln!("cluster: {unclear} names with no clear owner left out");
+    }
+    assert_eq!(out.len(), want, "not enough names found on the wanted nodes");
+    out
+}
+
+/// Part 1's result: windows of the one-node and the three-node cluster.
+struct Scaling {
+    one: Vec<Window>,
+    three: Vec<Window>,
+}
+
+/// Part 2's result.
+struct Forwarding {
+    /// Per round: sequential latencies (µs), through the owner and through another node.
+    seq_owner: Vec<Vec<u32>>,
+    seq_forwarded: Vec<Vec<u32>>,
+    /// [`FORWARD_CALLERS`] connections: names of their own node, of another node.
+    owner: Vec<Window>,
+    forwarded: Vec<Window>,
+}
+
+/// Part 3's result, one failover.
+struct Failover {
+    /// Kill → node 3's key deleted in etcd (its lease expired).
+    lease_gone: Option<Duration>,
+    /// Kill → the last of node 3's shards owned by a survivor.
+    all_taken: Option<Duration>,
+    /// Kill → first 200, per name (`None`: none before giving up).
+    first_ok: Vec<Option<Duration>>,
+    /// Answers other than 200 (and broken connections) seen by the loops.
+    errors: u64,
+    shards: usize,
+}
+
+async fn scaling(infra: &mut Infra, config: &Config) -> (Scaling, Forwarding) {
+    let paths: Arc<Vec<String>> = Arc::new(
+        (0..NAMES)
+            .map(|k| format!("/increment?name=c{k}"))
+            .collect(),
+    );
+    let one = Cluster::start(infra, "tput1", 1, None).await;
+    let three = Cluster::start(infra, "tput3", 3, None).await;
+    let clusters = [&one, &three];
+    let mut windows = [Vec::new(), Vec::new()];
+    for round in 0..config.rounds {
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for c in order {
+            let cluster = clusters[c];
+            warm(cluster, &paths).await;
+            let addrs = cluster.https();
+            let plan = (0..CONNECTIONS)
+                .map(|i| (addrs[i % addrs.len()], paths.clone()))
+                .collect();
+            windows[c].push(measure(infra, cluster, plan, config.window).await);
+        }
+        eprintln!(
+            "cluster: scaling round {} of {} done",
+            round + 1,
+            config.rounds
+        );
+    }
+    let [one_w, three_w] = windows;
+    let scaling = Scaling {
+        one: one_w,
+        three: three_w,
+    };
+
+    // Part 2, on the three-node cluster (every name already warm).
+    let owned = owners(
+        &three,
+        (0..NAMES).map(|k| format!("c{k}")),
+        config.owned_names,
+        |_| true,
+    )
+    .await;
+    let mut forwarding = Forwarding {
+        seq_owner: Vec::new(),
+        seq_forwarded: Vec::new(),
+        owner: Vec::new(),
+        forwarded: Vec::new(),
+    };
+    let mut conns = open_all(&three.https()).await;
+    let n = three.nodes.len();
+    for round in 0..config.rounds {
+        let (mut mine, mut other) = (Vec::new(), Vec::new());
+        for (k, (path, owner)) in owned.iter().enumerate() {
+            let elsewhere = (owner + 1 + k % (n - 1)) % n;
+            let order = if (k + round) % 2 == 0 {
+                [*owner, elsewhere]
+            } else {
+                [elsewhere, *owner]
+            };
+            for node in order {
+                let sent = Instant::now();
+                let status = conns[node].get(path).await.expect("increment");
+                let took = sent.elapsed().as_micros() as u32;
+                assert_eq!(status, 200, "{path} through node {}", node + 1);
+                if node == *owner {
+                    mine.push(took);
+                } else {
+                    other.push(took);
+                }
+            }
+        }
+        mine.sort_unstable();
+        other.sort_unstable();
+        forwarding.seq_owner.push(mine);
+        forwarding.seq_forwarded.push(other);
+    }
+    let mut by_owner: Vec<Vec<String>> = vec![Vec::new(); n];
+    for (path, owner) in &owned {
+        by_owner[*owner].push(path.clone());
+    }
+    let by_owner: Vec<Arc<Vec<String>>> = by_owner.into_iter().map(Arc::new).collect();
+    let addrs = three.https();
+    for round in 0..config.rounds {
+        let order = if round % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for forwarded in order {
+            let plan = (0..FORWARD_CALLERS)
+                .map(|i| {
+                    let node = i % n;
+                    let target = if forwarded {
+                        (node + 1 + (i / n) % (n - 1)) % n
+                    } else {
+                        node
+                    };
+                    (addrs[node], by_owner[target].clone())
+                })
+                .collect();
+            let window = measure(infra, &three, plan, config.window).await;
+            if forwarded {
+                forwarding.forwarded.push(window);
+            } else {
+                forwarding.owner.push(window);
+            }
+        }
+        eprintln!(
+            "cluster: forwarding round {} of {} done",
+            round + 1,
+            config.rounds
+        );
+    }
+    let logged = one.logged() + &three.logged();
+    if !logged.is_empty() {
+        eprintln!("cluster: the nodes logged:\n{logged}");
+    }
+    (scaling, forwarding)
+}
+
+/// Records, from the watch's start, when node `victim`'s key goes and when each of `shards`
+/// gets another owner, until all did or `until`.
+async fn watch_failover(
+    mut stream: etcd_client::WatchStream,
+    cluster: String,
+    victim: String,
+    shards: HashSet<u32>,
+    until: Instant,
+) -> (Option<Instant>, HashMap<u32, Instant>) {
+    let node_key = format!("{cluster}/nodes/{victim}");
+    let shard_prefix = format!("{cluster}/shards/");
+    let (mut gone, mut taken) = (None, HashMap::new());
+    while gone.is_none() || taken.len() < shards.len() {
+        let Ok(Ok(Some(message))) = tokio::time::timeout_at(until.into(), stream.message()).await
+        else {
+            break;
+        };
+        let now = Instant::now();
+        for event in message.events() {
+            let Some(kv) = event.kv() else { continue };
+            let Ok(key) = kv.key_str() else { continue };
+            match event.event_type() {
+                EventType::Delete if key == node_key => gone = gone.or(Some(now)),
+                EventType::Put => {
+                    let Some(shard) = key
+                        .strip_prefix(&shard_prefix)
+                        .and_then(|s| s.parse::<u32>().ok())
+                    else {
+                        continue;
+                    };
+                    if shards.contains(&shard) && kv.value_str().is_ok_and(|v| v != victim) {
+                        taken.entry(shard).or_insert(now);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    (gone, taken)
+}
+
+async fn failover(infra: &mut Infra, config: &Config, ttl: u64, round: usize) -> Failover {
+    let name = format!("failover{ttl}s_{round}");
+    let mut cluster = Cluster::start(infra, &name, 3, Some(ttl)).await;
+    let victim = 2;
+    let moved = owners(
+        &cluster,
+        (0..).map(|k| format!("f{k}")),
+        config.moved_names,
+        |owner| owner == victim,
+    )
+    .await;
+    let victim_id = cluster.nodes[victim].id.clone();
+    let (_, owners_now, _) = placement(&mut infra.etcd_client, &name).await;
+    let shards: HashSet<u32> = owners_now
+        .iter()
+        .filter(|(_, owner)| **owner == victim_id)
+        .map(|(shard, _)| *shard)
+        .collect();
+    let revision = infra
+        .etcd_client
+        .get(format!("{name}/config"), None)
+        .await
+        .expect("etcd: revision")
+        .header()
+        .expect("a header")
+        .revision();
+    let stream = infra
+        .etcd_client
+        .watch(
+            format!("{name}/"),
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(revision + 1),
+            ),
+        )
+        .await
+        .expect("etcd: watch");
+    let give_up = Duration::from_secs(3 * ttl + 20);
+    let watcher = tokio::spawn(watch_failover(
+        stream,
+        name.clone(),
+        victim_id,
+        shards.clone(),
+        Instant::now() + give_up,
+    ));
+    let survivors: Vec<SocketAddr> = cluster
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != victim)
+        .map(|(_, n)| n.http)
+        .collect();
+    // One keep-alive connection per name, open before the kill.
+    let mut conns = Vec::new();
+    for k in 0..moved.len() {
+        let addr = survivors[k % survivors.len()];
+        conns.push((Conn::open(addr).await.expect("connect"), addr));
+    }
+    let killed = Instant::now();
+    cluster.nodes[victim].kill9();
+    let loops: Vec<_> = moved
+        .iter()
+        .zip(conns)
+        .map(|((path, _), (mut conn, addr))| {
+            let path = path.clone();
+            tokio::spawn(async move {
+                let mut errors = 0u64;
+                while killed.elapsed() < give_up {
+                    match tokio::time::timeout(give_up, conn.get(&path)).await {
+                        Ok(Ok(200)) => return (Some(killed.elapsed()), errors),
+                        Ok(Ok(_)) => errors += 1,
+                        Ok(Err(_)) | Err(_) => {
+                            errors += 1;
+                            if let Ok(c) = Conn::open(addr).await {
+                                conn = c;
+                            }
+                        }
+                    }
+                    tokio::time::sleep(RETRY).await;
+                }
+                (None, errors)
+            })
+        })
+        .collect();
+    let mut result = Failover {
+        lease_gone: None,
+        all_taken: None,
+        first_ok: Vec::new(),
+        errors: 0,
+        shards: shards.len(),
+    };
+    for task in loops {
+        let (first, errors) = task.await.expect("a name's loop");
+        result.first_ok.push(first);
+        result.errors += errors;
+    }
+    let (gone, taken) = watcher.await.expect("the watch");
+    result.lease_gone = gone.map(|t| t.saturating_duration_since(killed));
+    if taken.len() == shards.len() {
+        result.all_taken = taken
+            .values()
+            .max()
+            .map(|t| t.saturating_duration_since(killed));
+    }
+    let logged = cluster.logged();
+    if !logged.is_empty() {
+        eprintln!("cluster: the nodes logged:\n{logged}");
+    }
+    result
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+/// `--cluster [--quick] [--counter-bin PATH] [--only scaling|failover]`.
+pub async fn run(argv: &[String], quick: bool) {
+    let config = Config::new(quick);
+    let only = argv
+        .iter()
+        .position(|a| a == "--only")
+        .map(|i| argv[i + 1].clone());
+    let counter = counter_binary(argv);
+    println!("counter: {}", counter.display());
+    println!("load average at the start: {}", load_average());
+    let started = Instant::now();
+    let pg = PgServer::start();
+    let etcd = EtcdServer::start();
+    let etcd_client = etcd_client::Client::connect([etcd.endpoint()], None)
+        .await
+        .expect("connect to etcd");
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let mut infra = Infra {
+        pg,
+        etcd,
+        etcd_client,
+        counter,
+        logs: tempfile::tempdir().expect("a temporary directory"),
+        secret: format!("bench-{}-{nanos:x}", std::process::id()),
+    };
+    let version = infra.pg.psql("postgres", "SHOW server_version");
+    println!(
+        "PostgreSQL {} (durability defaults), etcd: a one-member cluster; \
+         machine: {} CPUs",
+        version.trim(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let part = |p: &str| only.as_deref().is_none_or(|o| o == p);
+    let scaled = if part("scaling") {
+        Some(scaling(&mut infra, &config).await)
+    } else {
+        None
+    };
+    let mut failovers: Vec<(u64, Vec<Failover>)> = Vec::new();
+    if part("failover") {
+        for ttl in TTLS {
+            let mut rounds = Vec::new();
+            for round in 0..config.failover_rounds {
+                rounds.push(failover(&mut infra, &config, ttl, round).await);
+                eprintln!(
+                    "cluster: failover (lease TTL {ttl} s) round {} of {} done",
+                    round + 1,
+                    config.failover_rounds
+                );
+            }
+            failovers.push((ttl, rounds));
+        }
+    }
+    println!(
+        "load average at the end: {} ({:.0} s in all)",
+        load_average(),
+        started.elapsed().as_secs_f64()
+    );
+    println!();
+    report(&config, scaled.as_ref(), &failovers);
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn fmt_opt(d: Option<Duration>) -> String {
+    d.map_or("—".to_owned(), |d| format!("{:.2} s", secs(d)))
+}
+
+/// The markdown tables (and the comparison lines, `ours X, baseline Y, ratio R`).
+fn report(config: &Config, scaled: Option<&(Scaling, Forwarding)>, failovers: &[(u64, Vec<Failover>)]) {
+    let mut rows: Vec<[String; 5]> = Vec::new();
+    if let Some((scaling, forwarding)) = scaled {
+        let rate = |w: &[Window]| median(w.iter().map(Window::rate).collect());
+        let (one, three) = (rate(&scaling.one), rate(&scaling.three));
+        rows.push([
+            format!("{NAMES} names, {CONNECTIONS} connections: acknowledged increments/s"),
+            format!("3 nodes: {three:.0}/s"),
+            format!("1 node: {one:.0}/s"),
+            format!("{:.2}", three / one),
+            String::new(),
+        ]);
+        let cpu = |w: &[Window]| median(w.iter().map(Window::server_cpu_us_per_ack).collect());
+        let (c1, c3) = (cpu(&scaling.one), cpu(&scaling.three));
+        rows.push([
+            "CPU per increment, nodes + PostgreSQL + etcd".to_owned(),
+            format!("3 nodes: {c3:.1} µs"),
+            format!("1 node: {c1:.1} µs"),
+            format!("{:.2} (lower is better)", c1 / c3),
+            String::new(),
+        ]);
+        let pct = |runs: &[Vec<u32>], p: f64| {
+            median(runs.iter().map(|r| percentile_us(r, p) / 1e3).collect())
+        };
+        for (label, p) in [("p50", 0.5), ("p99", 0.99)] {
+            let (fwd, own) = (
+                pct(&forwarding.seq_forwarded, p),
+                pct(&forwarding.seq_owner, p),
+            );
+            rows.push([
+                format!("one caller, increment latency {label}"),
+                format!("through a non-owner: {fwd:.3} ms"),
+                format!("through the owner: {own:.3} ms"),
+                format!("{:.2}", own / fwd),
+                String::new(),
+            ]);
+        }
+        let (fwd, own) = (rate(&forwarding.forwarded), rate(&forwarding.owner));
+        rows.push([
+            format!("{FORWARD_CALLERS} connections: increments/s"),
+            format!("through non-owners: {fwd:.0}/s"),
+            format!("through the owners: {own:.0}/s"),
+            format!("{:.2}", fwd / own),
+            String::new(),
+        ]);
+    }
+    for (ttl, rounds) in failovers {
+        let per_round = |f: &Failover| {
+            let mut oks: Vec<f64> = f.first_ok.iter().flatten().map(|d| secs(*d)).collect();
+            oks.sort_by(|a, b| a.total_cmp(b));
+            let lost = f.first_ok.iter().filter(|o| o.is_none()).count();
+            (oks.get(oks.len() / 2).copied(), oks.last().copied(), lost)
+        };
+        let med: Vec<f64> = rounds.iter().filter_map(|f| per_round(f).0).collect();
+        let slowest: Vec<f64> = rounds.iter().filter_map(|f| per_round(f).1).collect();
+        let never: usize = rounds.iter().map(|f| per_round(f).2).sum();
+        let worst = slowest.iter().copied().fold(0.0, f64::max);
+        let target = *ttl as f64 + 1.0;
+        let met = never == 0 && worst <= target;
+        rows.push([
+            format!("failover, lease TTL {ttl} s: kill -9 → first answer per moved name"),
+            format!(
+                "median {:.2} s, slowest {:.2} s (worst round {worst:.2} s)",
+                if med.is_empty() { f64::NAN } else { median(med) },
+                if slowest.is_empty() { f64::NAN } else { median(slowest.clone()) },
+            ),
+            format!("target: ≤ TTL + 1 s = {target:.0} s"),
+            format!("{:.2}", target / worst),
+            if met { "**met**".to_owned() } else { "**missed**".to_owned() },
+        ]);
+    }
+    for row in &rows {
+        println!("{}: ours {}, baseline {}, ratio {}", row[0], row[1], row[2], row[3]);
+    }
+    println!();
+    println!("| comparison | ours | baseline | ratio | target |");
+    println!("| --- | --- | --- | --- | --- |");
+    for row in &rows {
+        println!("| {} |", row.join(" | "));
+    }
+    println!();
+    if let Some((scaling, forwarding)) = scaled {
+        print_where(config, scaling, forwarding);
+    }
+    if !failovers.is_empty() {
+        print_failovers(failovers);
+    }
+}
+
+/// Where the time goes: parts 1 and 2, windows pooled over the rounds.
+fn print_where(config: &Config, scaling: &Scaling, forwarding: &Forwarding) {
+    let columns = [
+        ("1 node", Window::pool(&scaling.one)),
+        ("3 nodes", Window::pool(&scaling.three)),
+        (
+            "3 nodes, 64 conns, owners",
+            Window::pool(&forwarding.owner),
+        ),
+        (
+            "3 nodes, 64 conns, non-owners",
+            Window::pool(&forwarding.forwarded),
+        ),
+    ];
+    println!(
+        "(windows of {:.0} s, {} rounds, pooled; the first two columns: {CONNECTIONS} \
+         connections over {NAMES} names)",
+        config.window.as_secs_f64(),
+        config.rounds
+    );
+    println!();
+    let names: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
+    println!("| | {} |", names.join(" | "));
+    println!("| --- |{}", " --- |".repeat(columns.len()));
+    let row = |label: &str, f: &dyn Fn(&Window) -> String| {
+        let cells: Vec<String> = columns.iter().map(|(_, w)| f(w)).collect();
+        println!("| {label} | {} |", cells.join(" | "));
+    };
+    row("acknowledged increments/s", &|w| format!("{:.0}", w.rate()));
+    row("latency p50 / p99", &|w| {
+        format!("{:.2} / {:.2} ms", w.pct_ms(0.5), w.pct_ms(0.99))
+    });
+    row("answers other than 200", &|w| w.errors.to_string());
+    row("calls run per node (share)", &|w| {
+        let total: u64 = w.calls.iter().sum();
+        w.calls
+            .iter()
+            .map(|c| format!("{:.0}%", *c as f64 * 100.0 / total.max(1) as f64))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    });
+    row("increments per commit (all nodes)", &|w| {
+        let syncs: u64 = w.syncs.iter().sum();
+        format!("{:.1}", w.acks as f64 / syncs.max(1) as f64)
+    });
+    for part in Part::ALL {
+        row(&format!("CPU per increment: {}", part.label()), &|w| {
+            format!("{:.1} µs", w.cpu_us_per_ack(Some(part)))
+        });
+    }
+    row("CPU per increment: nodes + PostgreSQL + etcd", &|w| {
+        format!("{:.1} µs", w.server_cpu_us_per_ack())
+    });
+    row("CPU per increment: all of the above", &|w| {
+        format!("{:.1} µs", w.cpu_us_per_ack(None))
+    });
+    row("cores busy: ours (of 2) / the whole machine", &|w| {
+        format!(
+            "{:.2} / {:.2}",
+            w.cpu_s(None) / w.secs,
+            w.machine_busy_s / w.secs
+        )
+    });
+    println!();
+    let pooled = |runs: &[Vec<u32>]| {
+        let mut all: Vec<u32> = runs.iter().flatten().copied().collect();
+        all.sort_unstable();
+        all
+    };
+    let (own, fwd) = (pooled(&forwarding.seq_owner), pooled(&forwarding.seq_forwarded));
+    println!(
+        "one caller, {} names × {} rounds, pooled: through the owner p50 {:.3} ms, p90 {:.3} \
+         ms, p99 {:.3} ms; through a non-owner p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms",
+        own.len() / config.rounds.max(1),
+        config.rounds,
+        percentile_us(&own, 0.5) / 1e3,
+        percentile_us(&own, 0.9) / 1e3,
+        percentile_us(&own, 0.99) / 1e3,
+        percentile_us(&fwd, 0.5) / 1e3,
+        percentile_us(&fwd, 0.9) / 1e3,
+        percentile_us(&fwd, 0.99) / 1e3,
+    );
+    println!();
+}
+
+fn print_failovers(failovers: &[(u64, Vec<Failover>)]) {
+    println!(
+        "| lease TTL | round | names | node 3's shards | kill → lease expired (etcd) | \
+         kill → last shard taken | kill → first answer: median / slowest | answers other \
+         than 200 |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (ttl, rounds) in failovers {
+        for (i, f) in rounds.iter().enumerate() {
+            let mut oks: Vec<Duration> = f.first_ok.iter().flatten().copied().collect();
+            oks.sort();
+            let never = f.first_ok.len() - oks.len();
+            let med = oks.get(oks.len() / 2).copied();
+            let slowest = oks.last().copied();
+            println!(
+                "| {ttl} s | {} | {}{} | {} | {} | {} | {} / {} | {} |",
+                i + 1,
+                f.first_ok.len(),
+                if never > 0 {
+                    format!(" ({never} never answered)")
+                } else {
+                    String::new()
+                },
+                f.shards,
+                fmt_opt(f.lease_gone),
+                fmt_opt(f.all_taken),
+                fmt_opt(med),
+                fmt_opt(slowest),
+                f.errors
+            );
+        }
+    }
+    println!();
+}
