@@ -8,26 +8,34 @@
 //!    each), spread over the nodes' HTTP ports, each incrementing a random name out of 10,000
 //!    (`GET /increment?name=cK`); every name is incremented once before each window (warm).
 //!    Acknowledged (200) increments per second, and the CPU time per increment of the nodes
-//!    (by thread group), PostgreSQL, etcd and the load generator, from `/proc`. Both clusters
-//!    run for the whole part (the idle one costs nothing measurable); rounds alternate which
-//!    goes first.
+//!    (by thread group), PostgreSQL, etcd and the load generator, from `/proc`. The same load
+//!    on one counter process on PostgreSQL without cluster mode shows what cluster mode itself
+//!    costs. The three configurations run for the whole part (an idle one costs nothing
+//!    measurable: the idle windows show it); each round runs them in another order. After the
+//!    first warm-up of each, the bench runs `ANALYZE` on its database, as autovacuum would
+//!    within the database's first minute (`--no-analyze`: not; see BENCHMARKS.md for why it
+//!    matters).
 //! 2. **A call entering a non-owner node against the owner**, on the three-node cluster: the
 //!    owner of each name is found by measuring: the name is incremented once through node 1,
 //!    and the node whose `durable_calls_total` (`GET /metrics`) rose by exactly one ran it.
 //!    Then one caller, each name through its owner and through another node in turn (order
-//!    alternating): latency p50 / p99; and 64 connections (spread over the nodes), each
-//!    incrementing random names owned by the node it is connected to, or by another node:
-//!    requests per second.
+//!    alternating), an increment and a read of the value (`GET /?name=`, no write): latency
+//!    p50 / p99; and 64 connections (spread over the nodes), each incrementing random names
+//!    owned by the node it is connected to, or by another node: increments per second.
 //! 3. **Failover**: a fresh three-node cluster per round (lease TTL 10 s, the default, and
-//!    3 s); names owned by node 3 found as above; node 3 killed with SIGKILL; then, for each
-//!    of those names, a loop through a surviving node (the two alternate) sends an increment,
-//!    and after any answer but 200 waits 20 ms and sends again. Kill → first 200, per name;
-//!    an etcd watch on the cluster's keys times the lease's expiry (node 3's key deleted) and
-//!    the last of its shards taken by a survivor.
+//!    3 s); names owned by node 3 found as above; node 3's lease renewed by the bench (a
+//!    keep-alive of its ID, as the node does) and node 3 killed with SIGKILL at once: the worst
+//!    case, the whole TTL ahead. Then, for each of those names, a loop through a surviving node
+//!    (the two alternate) sends an increment, and after any answer but 200 waits 20 ms and
+//!    sends again. Kill → first 200, per name; an etcd watch on the cluster's keys times the
+//!    lease's expiry (node 3's key deleted) and the last of its shards taken by a survivor.
 //!
 //! The counter binary: `--counter-bin PATH`, or else the bench runs `cargo build --release -p
 //! durable-examples --example counter` into its own target directory (the one its executable
-//! is in) and uses `<target>/release/examples/counter`.
+//! is in) and uses `<target>/release/examples/counter`. `--only scaling|failover` runs parts
+//! 1 and 2, or part 3. `--pg-statements` (a diagnosis, not for figures) loads
+//! `pg_stat_statements` and prints where PostgreSQL's time went in parts 1 and 2, the tables'
+//! scan counts and the commit statements' plans.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -433,8 +441,9 @@ impl Part {
 /// CPU time so far of every thread of the processes that matter, by (process, thread).
 struct CpuMark {
     threads: HashMap<(u32, u32), (Part, u64)>,
-    /// The whole machine's busy time so far, in clock ticks (`/proc/stat`).
-    machine_busy: u64,
+    /// The whole machine's busy time so far, in clock ticks (`/proc/stat`): all, interrupts,
+    /// stolen.
+    machine: [u64; 3],
 }
 
 /// Every thread of process `pid`: its ID, name and CPU time so far.
@@ -452,8 +461,10 @@ fn threads_of(pid: u32) -> Vec<(u32, String, u64)> {
         .collect()
 }
 
-/// The machine's busy time so far (every CPU, every process), in clock ticks.
-fn machine_busy_ticks() -> u64 {
+/// The machine's busy time so far (every CPU, every process), in clock ticks: all of it, the
+/// part spent serving interrupts (irq, softirq: loopback networking among others), and the
+/// part stolen by the hypervisor.
+fn machine_ticks() -> [u64; 3] {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let fields: Vec<u64> = stat
         .lines()
@@ -463,7 +474,13 @@ fn machine_busy_ticks() -> u64 {
         .skip(1)
         .filter_map(|f| f.parse().ok())
         .collect();
-    // user nice system idle iowait irq softirq steal: everything but idle and iowait.
+    let at = |i: usize| fields.get(i).copied().unwrap_or(0);
+    [machine_busy_ticks(&fields), at(5) + at(6), at(7)]
+}
+
+/// Of `/proc/stat`'s `cpu` line: user nice system idle iowait irq softirq steal; busy is
+/// everything but idle and iowait.
+fn machine_busy_ticks(fields: &[u64]) -> u64 {
     fields
         .iter()
         .enumerate()
@@ -503,20 +520,21 @@ impl CpuMark {
         add(std::process::id(), &|_| Part::Client);
         CpuMark {
             threads,
-            machine_busy: machine_busy_ticks(),
+            machine: machine_ticks(),
         }
     }
 
     /// CPU seconds by part since `self` (a thread that started since counts from zero, one
     /// that ended is not counted), and the machine's busy seconds.
-    fn since(&self, infra: &Infra, nodes: &[u32]) -> (BTreeMap<Part, f64>, f64) {
+    fn since(&self, infra: &Infra, nodes: &[u32]) -> (BTreeMap<Part, f64>, [f64; 3]) {
         let now = CpuMark::now(infra, nodes);
         let mut out = BTreeMap::new();
         for (key, (part, ns)) in &now.threads {
             let before = self.threads.get(key).map_or(0, |(_, ns)| *ns);
             *out.entry(*part).or_insert(0.0) += ns.saturating_sub(before) as f64 / 1e9;
         }
-        let machine = now.machine_busy.saturating_sub(self.machine_busy) as f64 / ticks_per_s();
+        let machine = [0, 1, 2]
+            .map(|i| now.machine[i].saturating_sub(self.machine[i]) as f64 / ticks_per_s());
         (out, machine)
     }
 }
@@ -562,7 +580,8 @@ struct Window {
     errors: u64,
     lat_us: Vec<u32>,
     cpu: BTreeMap<Part, f64>,
-    machine_busy_s: f64,
+    /// The whole machine's busy seconds: all, serving interrupts, stolen.
+    machine_s: [f64; 3],
     /// `durable_calls_total` and `durable_syncs_total` growth, per node.
     calls: Vec<u64>,
     syncs: Vec<u64>,
@@ -585,7 +604,9 @@ impl Window {
             for (part, s) in &w.cpu {
                 *out.cpu.entry(*part).or_insert(0.0) += s;
             }
-            out.machine_busy_s += w.machine_busy_s;
+            for i in 0..3 {
+                out.machine_s[i] += w.machine_s[i];
+            }
             out.wal_bytes += w.wal_bytes;
             out.calls.resize(w.calls.len(), 0);
             out.syncs.resize(w.syncs.len(), 0);
@@ -690,7 +711,7 @@ async fn measure(
         window.errors += errors;
     }
     window.secs = start.elapsed().as_secs_f64();
-    (window.cpu, window.machine_busy_s) = cpu.since(infra, &pids);
+    (window.cpu, window.machine_s) = cpu.since(infra, &pids);
     window.wal_bytes = wal_position(infra).await - wal_before;
     window.acks = window.lat_us.len() as u64;
     let calls = node_counts(&mut monitor, "durable_calls_total").await;
@@ -719,7 +740,7 @@ async fn idle(infra: &Infra, cluster: &Cluster, dur: Duration) -> Window {
         secs: start.elapsed().as_secs_f64(),
         ..Window::default()
     };
-    (window.cpu, window.machine_busy_s) = cpu.since(infra, &pids);
+    (window.cpu, window.machine_s) = cpu.since(infra, &pids);
     window.wal_bytes = wal_position(infra).await - wal_before;
     window
 }
@@ -1628,13 +1649,18 @@ fn print_where(config: &Config, scaling: &Scaling, forwarding: &Forwarding) {
             w.cpu_s(Some(Part::Postgres)) * 1e6 / syncs.max(1) as f64
         )
     });
-    row("cores busy: ours (of 2) / the whole machine", &|w| {
-        format!(
-            "{:.2} / {:.2}",
-            w.cpu_s(None) / w.secs,
-            w.machine_busy_s / w.secs
-        )
-    });
+    row(
+        "cores busy (of 2): ours / the whole machine (of which interrupts, stolen)",
+        &|w| {
+            format!(
+                "{:.2} / {:.2} ({:.2}, {:.2})",
+                w.cpu_s(None) / w.secs,
+                w.machine_s[0] / w.secs,
+                w.machine_s[1] / w.secs,
+                w.machine_s[2] / w.secs
+            )
+        },
+    );
     let idle_cells: Vec<String> = columns
         .iter()
         .map(|(_, _, idle)| {
