@@ -1549,6 +1549,26 @@ fn report(
             row[0], row[1], row[2], row[3]
         );
     }
+    if let Some((scaling, forwarding)) = scaled {
+        let rounds = |w: &[Window]| {
+            w.iter()
+                .map(|w| format!("{:.0}", w.rate()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for (c, (label, _, _)) in CONFIGS.iter().enumerate() {
+            println!(
+                "rounds, {CONNECTIONS} connections, {label}: {} increments/s",
+                rounds(&scaling.loaded[c])
+            );
+        }
+        println!(
+            "rounds, {FORWARD_CALLERS} connections, via owners: {} increments/s; via \
+             non-owners: {} increments/s",
+            rounds(&forwarding.owner),
+            rounds(&forwarding.forwarded)
+        );
+    }
     println!();
     println!("| comparison | ours | baseline | ratio | target |");
     println!("| --- | --- | --- | --- | --- |");
