@@ -174,7 +174,7 @@ pub(crate) fn start_workerd(bin: &Path, config: &Path) -> Server {
 
 /// One keep-alive connection: sends `GET path`, reads one whole response (Content-Length or
 /// chunked), returns its status code.
-struct Conn {
+pub(crate) struct Conn {
     stream: TcpStream,
     buf: Vec<u8>,
 }
@@ -184,7 +184,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 impl Conn {
-    async fn open(addr: SocketAddr) -> std::io::Result<Conn> {
+    pub(crate) async fn open(addr: SocketAddr) -> std::io::Result<Conn> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         Ok(Conn {
@@ -193,7 +193,7 @@ impl Conn {
         })
     }
 
-    async fn get(&mut self, path: &str) -> std::io::Result<u16> {
+    pub(crate) async fn get(&mut self, path: &str) -> std::io::Result<u16> {
         let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
         self.stream.write_all(req.as_bytes()).await?;
         self.buf.clear();
@@ -224,6 +224,13 @@ impl Conn {
             }
             self.buf.extend_from_slice(&chunk[..n]);
         }
+    }
+}
+
+impl Conn {
+    /// The body of the last response [`get`](Conn::get) read (empty if none).
+    pub(crate) fn body(&self) -> &[u8] {
+        find(&self.buf, b"\r\n\r\n").map_or(&[], |end| &self.buf[end + 4..])
     }
 }
 

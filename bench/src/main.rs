@@ -5,7 +5,8 @@
 //! loopback against a raw TCP protocol and tonic gRPC, see `remote.rs`; `--http` and `--ws`:
 //! ours against workerd, see `http.rs` and `websocket.rs`; `--postgres`: objects stored in
 //! PostgreSQL against the raw PostgreSQL ceiling and our fjall backend, on a private server,
-//! see `postgres.rs`)
+//! see `postgres.rs`; `--cluster`: the HTTP counter as a cluster of three processes against
+//! one, forwarded calls against calls to the owner, and failover time, see `cluster.rs`)
 //!
 //! Every figure is measured next to a baseline in the same run and printed as
 //! `NAME: ours X UNIT, BASELINE Y UNIT, ratio R` (ratio > 1: we are better).
@@ -17,6 +18,7 @@ use durable_runtime::{durable_object, Context, Result, Runtime};
 use tokio::sync::{mpsc, oneshot};
 
 mod actors;
+mod cluster;
 mod durable_cmp;
 mod fjall_ceiling;
 mod http;
@@ -325,6 +327,10 @@ async fn main() {
     }
     if argv.iter().any(|a| a == "--remote") {
         remote::print(&remote::run(&remote::Config::new(quick)).await);
+        return;
+    }
+    if argv.iter().any(|a| a == "--cluster") {
+        cluster::run(&argv, quick).await;
         return;
     }
     if argv.iter().any(|a| a == "--postgres") {

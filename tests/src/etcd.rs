@@ -89,6 +89,11 @@ impl EtcdServer {
         format!("http://127.0.0.1:{}", self.client_port)
     }
 
+    /// The server's process ID while it runs (to account its CPU time from `/proc`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The temporary directory holding the member's data and the server's log.
     pub fn dir(&self) -> &Path {
         self.dir.as_ref().expect("directory kept until drop").path()
