@@ -17,13 +17,13 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, RwLockWriteGuard, Weak};
-use std::time::Instant;
 
 use tokio::sync::{oneshot, watch};
 
 use crate::actor::{Actor, ActorHost, AlarmOutcome, Envelope};
 use crate::alarm::AlarmTarget;
 use crate::class::{AlarmInfo, ClassOptions, DurableObject};
+use crate::cluster::router::Attempts;
 use crate::cluster::Router;
 use crate::commit::OutputGate;
 use crate::context::{Context, Directory};
@@ -422,12 +422,10 @@ impl<T: DurableObject> NamespaceCore<T> {
         let Some(router) = &self.host.router else {
             return self.delete_owned().await;
         };
-        let started = Instant::now();
-        let until = started + router.patience();
+        let mut attempts = Attempts::new(router, None);
         let mut count = 0;
-        let mut attempt = 0;
         loop {
-            let changes = router.changes();
+            attempts.begin();
             count += self.delete_owned().await?;
             for peer in router.peers() {
                 match peer.delete_all(self.class.tag).await {
@@ -443,15 +441,14 @@ impl<T: DurableObject> NamespaceCore<T> {
             if left == 0 {
                 return Ok(count);
             }
-            if !router.settle(changes, attempt, until).await {
+            if !attempts.again().await {
                 return Err(Error::unavailable(format!(
                     "{left} objects of `{}` were not deleted within {:?}: their shards had no \
                      reachable owner",
                     self.class.name,
-                    until - started
+                    attempts.given()
                 )));
             }
-            attempt += 1;
         }
     }
 

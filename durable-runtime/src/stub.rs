@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 
 use crate::actor::{Envelope, ReplyTo};
 use crate::class::{Call, DurableObject};
-use crate::cluster::router::{Hop, SocketGuard};
+use crate::cluster::router::{Attempts, Hop, SocketGuard};
 use crate::cluster::Router;
 use crate::cycle;
 use crate::error::{Error, Result};
@@ -207,27 +207,16 @@ impl<T: DurableObject> Stub<T> {
         call: Call<T::SharedCall, T::ExclusiveCall>,
         chain: Option<Arc<cycle::Link>>,
     ) -> Result<T::Output> {
-        let started = Instant::now();
-        let deadline = self.timeout.map(|timeout| started + timeout);
-        let until = deadline.unwrap_or(started + router.patience());
+        let deadline = self.timeout.map(|timeout| Instant::now() + timeout);
+        let mut attempts = Attempts::new(router, deadline);
         let name = T::method_name(&call);
         // Encoded once, for the attempts that forward it (or run it here after a refusal
         // consumed the typed call).
         let mut args = Vec::new();
         let method = T::encode_call(&call, &mut args)?;
         let mut typed = Some(call);
-        let mut attempt = 0;
-        let mut last = String::new();
         loop {
-            let changes = router.changes();
-            let hop = router.locate(self.id.as_bytes());
-            // A new place to try (the view moved on): try it after the first delay, not after
-            // the delay the last one grew to.
-            if hop.target() != last {
-                last = hop.target().to_owned();
-                attempt = 0;
-            }
-            let refused = match hop {
+            let refused = match attempts.locate(self.id.as_bytes()) {
                 Hop::Here => {
                     router.place_here(&self.id);
                     let call = match typed.take() {
@@ -269,15 +258,14 @@ impl<T: DurableObject> Stub<T> {
                 }
                 Hop::Wait(why) => Error::unavailable(why),
             };
-            if !router.settle(changes, attempt, until).await {
+            if !attempts.again().await {
                 return Err(Error::unavailable(format!(
                     "no node of the cluster ran `{name}` on {} within {:?}; last: {}",
                     self.id,
-                    until.saturating_duration_since(started),
+                    attempts.given(),
                     refused.message()
                 )));
             }
-            attempt += 1;
         }
     }
 
@@ -461,20 +449,9 @@ impl<T: DurableObject> Stub<T> {
                 "a routed socket event outside cluster mode",
             ));
         };
-        let started = Instant::now();
-        let until = started + router.patience();
-        let mut attempt = 0;
-        let mut last = String::new();
+        let mut attempts = Attempts::new(router, None);
         loop {
-            let changes = router.changes();
-            let hop = router.locate(self.id.as_bytes());
-            // A new place to try (the view moved on): try it after the first delay, not after
-            // the delay the last one grew to.
-            if hop.target() != last {
-                last = hop.target().to_owned();
-                attempt = 0;
-            }
-            let refused = match hop {
+            let refused = match attempts.locate(self.id.as_bytes()) {
                 Hop::Here => {
                     router.place_here(&self.id);
                     let (reply, rx) = oneshot::channel();
@@ -504,15 +481,14 @@ impl<T: DurableObject> Stub<T> {
                 }
                 Hop::Wait(why) => Error::unavailable(why),
             };
-            if !router.settle(changes, attempt, until).await {
+            if !attempts.again().await {
                 return Err(Error::unavailable(format!(
                     "no node of the cluster took a WebSocket event for {} within {:?}; last: {}",
                     self.id,
-                    until - started,
+                    attempts.given(),
                     refused.message()
                 )));
             }
-            attempt += 1;
         }
     }
 }

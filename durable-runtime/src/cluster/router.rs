@@ -79,6 +79,68 @@ impl std::fmt::Debug for Router {
     }
 }
 
+/// The attempts of one routed operation (a call, a WebSocket event, a cluster-wide delete):
+/// where to try, and, after a failed try, the wait for the placement to change or for the
+/// next retry delay, until the operation's deadline (or the router's patience).
+pub(crate) struct Attempts<'a> {
+    router: &'a Router,
+    started: Instant,
+    until: Instant,
+    /// Failed tries at the current target: the retry delay doubles with each.
+    attempt: u32,
+    /// The current target ([`Hop::target`]).
+    target: String,
+    /// Taken before each try, so that a change during it is not missed.
+    changes: Option<Changes>,
+}
+
+impl<'a> Attempts<'a> {
+    /// The attempts of an operation that gives up at `deadline`, or after the router's
+    /// patience without one.
+    pub(crate) fn new(router: &'a Router, deadline: Option<Instant>) -> Attempts<'a> {
+        let started = Instant::now();
+        Attempts {
+            router,
+            started,
+            until: deadline.unwrap_or(started + router.patience),
+            attempt: 0,
+            target: String::new(),
+            changes: None,
+        }
+    }
+
+    /// A try begins: changes from now on end the wait after it.
+    pub(crate) fn begin(&mut self) {
+        self.changes = Some(self.router.changes());
+    }
+
+    /// A try begins, at the place the object `id` is at now. A new place (the view moved on)
+    /// is tried after the first retry delay, not after the delay the last one grew to.
+    pub(crate) fn locate(&mut self, id: &[u8; ID_BYTES]) -> Hop {
+        self.begin();
+        let hop = self.router.locate(id);
+        if hop.target() != self.target {
+            self.target = hop.target().to_owned();
+            self.attempt = 0;
+        }
+        hop
+    }
+
+    /// A try failed: waits for a change since it began, or for the retry delay; `false` once
+    /// the operation's time is up (it gives up).
+    pub(crate) async fn again(&mut self) -> bool {
+        let changes = self.changes.take().unwrap_or_else(|| self.router.changes());
+        let go_on = self.router.settle(changes, self.attempt, self.until).await;
+        self.attempt += 1;
+        go_on
+    }
+
+    /// How long the operation was given.
+    pub(crate) fn given(&self) -> Duration {
+        self.until.saturating_duration_since(self.started)
+    }
+}
+
 /// A snapshot of what a retry waits to change.
 pub(crate) struct Changes {
     ownership: watch::Receiver<u64>,
@@ -158,11 +220,6 @@ impl Router {
             .place(object, Place::Peer(client.addr(), client), None);
     }
 
-    /// How long a call without a timeout waits for a reachable owner.
-    pub(crate) fn patience(&self) -> Duration {
-        self.patience
-    }
-
     /// Where a call to the object with these ID bytes goes now.
     pub(crate) fn locate(&self, id: &[u8; ID_BYTES]) -> Hop {
         let shard = self.ownership.shard_of(id);
@@ -228,7 +285,7 @@ impl Router {
     }
 
     /// What a retry waits for, taken before looking: a change after this is not missed.
-    pub(crate) fn changes(&self) -> Changes {
+    fn changes(&self) -> Changes {
         let mut changes = Changes {
             ownership: self.ownership.watch(),
             view: self.view.clone(),
@@ -241,7 +298,7 @@ impl Router {
     /// Waits for a change of the view or of this node's table since `changes` was taken, or
     /// for the `attempt`-th retry delay, whichever comes first; `false` if `until` comes
     /// first (the caller gives up).
-    pub(crate) async fn settle(&self, mut changes: Changes, attempt: u32, until: Instant) -> bool {
+    async fn settle(&self, mut changes: Changes, attempt: u32, until: Instant) -> bool {
         let now = Instant::now();
         if now >= until {
             return false;
