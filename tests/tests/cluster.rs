@@ -428,7 +428,7 @@ async fn service_resumes_after_etcd_was_down_longer_than_the_lease() {
     let _one = lock().await;
     let ttl = 2;
     let mut s = setup(ttl);
-    let (_nodes, fronts, names) = three_nodes(&s, 12).await;
+    let (_nodes, fronts, names) = three_nodes(&s, 24).await;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let running = load(fronts.clone(), names.clone(), 4, stop.clone());
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -463,7 +463,7 @@ async fn alarms_fire_on_the_owner_only_and_survive_failover() {
     let _one = lock().await;
     let ttl = 2;
     let s = setup(ttl);
-    let (mut nodes, fronts, names) = three_nodes(&s, 18).await;
+    let (mut nodes, fronts, names) = three_nodes(&s, 24).await;
     let before = owners(&fronts[0], &names, Duration::from_secs(10)).await;
     // Every object schedules an alarm; the node of a third of them dies before it is due.
     for name in &names {
