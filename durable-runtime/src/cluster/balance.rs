@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::fence::{Ownership, Standing};
+use super::fence::{Lease, Ownership, Standing};
 use super::placement::plan;
 use super::View;
 use crate::error::Result;
@@ -38,12 +38,11 @@ use crate::storage::{Backend, Fence, ObjectStore};
 /// A boxed future of the coordinator's operations.
 pub(crate) type Op<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
 
-/// What the balancer needs of the coordination service (etcd: `membership.rs`).
-pub(crate) trait Coordinator: Send + Sync + 'static {
+/// What the balancer needs of the coordination service (etcd: `membership.rs`), beside the
+/// lease it keeps ([`Lease::is_live`]).
+pub(crate) trait Coordinator: Lease + 'static {
     /// This node's ID.
     fn node_id(&self) -> &str;
-    /// Whether this node's lease is surely alive.
-    fn is_live(&self) -> bool;
     /// The latest view of the cluster.
     fn view(&self) -> watch::Receiver<Arc<View>>;
     /// The lease generation: changes when the lease was lost and a new one granted.

@@ -1420,10 +1420,6 @@ impl Coordinator for Membership {
         Membership::node_id(self)
     }
 
-    fn is_live(&self) -> bool {
-        Membership::is_live(self)
-    }
-
     fn view(&self) -> watch::Receiver<Arc<View>> {
         Membership::view(self)
     }

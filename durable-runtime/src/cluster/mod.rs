@@ -137,14 +137,9 @@ pub(crate) struct Owner {
     pub(crate) term: u64,
 }
 
-/// What joining etcd gives: the coordinator (etcd) and the lease it keeps.
-pub(crate) trait Membership: Coordinator + Lease {}
-
-impl<M: Coordinator + Lease> Membership for M {}
-
 /// A node that joined its cluster, before the runtime's objects exist.
 pub(crate) struct Joined {
-    membership: Arc<dyn Membership>,
+    membership: Arc<dyn Coordinator>,
     pub(crate) ownership: Arc<Ownership>,
     pub(crate) router: Arc<Router>,
     lease_ttl: Duration,
@@ -236,7 +231,7 @@ impl Joined {
     pub(crate) fn start(self, backend: Arc<dyn Backend>, objects: Weak<dyn Objects>) -> Running {
         tokio::spawn(router::follow_sockets(Arc::downgrade(&self.router)));
         let leave = Balancer {
-            coordinator: self.membership.clone() as Arc<dyn Coordinator>,
+            coordinator: self.membership.clone(),
             ownership: self.ownership,
             backend,
             objects,
@@ -269,7 +264,7 @@ fn join_etcd(
     node: &str,
     addr: SocketAddr,
     secret: &[u8],
-) -> Result<Arc<dyn Membership>> {
+) -> Result<Arc<dyn Coordinator>> {
     let joined = membership::Membership::join(membership::MembershipConfig {
         endpoints: cluster.endpoints.clone(),
         name: cluster.name.clone(),
@@ -288,7 +283,7 @@ fn join_etcd(
     _node: &str,
     _addr: SocketAddr,
     _secret: &[u8],
-) -> Result<Arc<dyn Membership>> {
+) -> Result<Arc<dyn Coordinator>> {
     Err(Error::config(
         "this build has no cluster mode: enable durable-runtime's `cluster` feature",
     ))
