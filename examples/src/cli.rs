@@ -577,19 +577,66 @@ fn is_missing(flags: &[&str]) -> String {
     }
 }
 
-/// A PostgreSQL URL without its password, for logs and errors:
-/// `postgres://app:***@db:5432/app`.
+/// A PostgreSQL connection string without its password, for logs and errors: the password
+/// of a URL's user (`postgres://app:***@db:5432/app`), a URL's `password=` parameter
+/// (`postgres://db/app?password=***`) and a key=value string's `password=` (quoted or not:
+/// `host=db password=***`) are masked.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
+    let url = match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => match url[scheme + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+            None => url.to_owned(),
+        },
         _ => url.to_owned(),
+    };
+    mask_password_values(&url)
+}
+
+/// Replaces the value of every `password=` (a URL parameter or a key=value pair, with
+/// spaces around `=` allowed, the value quoted in `'` or not) with `***`.
+fn mask_password_values(s: &str) -> String {
+    const KEY: &str = "password";
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(found) = rest.to_ascii_lowercase().find(KEY) {
+        let before = &rest[..found];
+        let starts_word = before
+            .chars()
+            .next_back()
+            .is_none_or(|c| c.is_whitespace() || c == '?' || c == '&');
+        let after_key = &rest[found + KEY.len()..];
+        let trimmed = after_key.trim_start();
+        if !starts_word || !trimmed.starts_with('=') {
+            out.push_str(&rest[..found + KEY.len()]);
+            rest = after_key;
+            continue;
+        }
+        let value = trimmed[1..].trim_start();
+        let prefix_len = rest.len() - value.len();
+        out.push_str(&rest[..prefix_len]);
+        let end = if let Some(quoted) = value.strip_prefix('\'') {
+            // A quoted value ends at the first quote not escaped by a backslash.
+            let mut escaped = false;
+            let close = quoted.char_indices().find(|&(_, c)| {
+                let closes = c == '\'' && !escaped;
+                escaped = c == '\\' && !escaped;
+                closes
+            });
+            close.map_or(value.len(), |(i, _)| i + 2)
+        } else {
+            value
+                .find(|c: char| c.is_whitespace() || c == '&')
+                .unwrap_or(value.len())
+        };
+        out.push_str(if value.starts_with('\'') {
+            "'***'"
+        } else {
+            "***"
+        });
+        rest = &value[end..];
     }
+    out.push_str(rest);
+    out
 }
 
 /// Logs to stderr at `info` unless `RUST_LOG` says otherwise (`target=level` directives).
@@ -1610,6 +1657,27 @@ mod tests {
         );
         assert_eq!(redact("postgres://app@db/app"), "postgres://app@db/app");
         assert_eq!(redact("host=db user=app"), "host=db user=app");
+        assert_eq!(
+            redact("postgres://db/app?user=app&password=s3cret&sslmode=require"),
+            "postgres://db/app?user=app&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact("host=db password=s3cret user=app"),
+            "host=db password=*** user=app"
+        );
+        assert_eq!(
+            redact("host=db PASSWORD = 's3 c\\'ret' user=app"),
+            "host=db PASSWORD = '***' user=app"
+        );
+        assert_eq!(redact("password=s3cret"), "password=***");
+        assert_eq!(redact("password='unclosed"), "password='***'");
+        // Words that merely contain the key, and the key without a value, stay as they are.
+        assert_eq!(redact("host=db mypassword=x"), "host=db mypassword=x");
+        assert_eq!(redact("user=password host=db"), "user=password host=db");
+        assert_eq!(
+            redact("postgres://app:pw@db/app?password=other"),
+            "postgres://app:***@db/app?password=***"
+        );
         let options = run(&COUNTER, &["--postgres", "postgres://a@b/c"], &[]).unwrap();
         assert_eq!(options.postgres.as_deref(), Some("postgres://a@b/c"));
         let env = [("DURABLE_POSTGRES", "postgres://env@b/c")];
