@@ -72,7 +72,13 @@ pub(crate) struct Balancer {
     pub(crate) drain_timeout: Duration,
     /// How often the lease's liveness is checked between changes.
     pub(crate) tick: Duration,
+    /// When claims last failed with a warning: a storage outage is reported every
+    /// [`CLAIM_WARNING_INTERVAL`], not at every round.
+    pub(crate) claim_warned: std::sync::Mutex<Option<Instant>>,
 }
+
+/// How often failing claims are reported while they keep failing.
+const CLAIM_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Tells a running balancer to hand every shard over and leave. Dropping it stops the
 /// balancer too: it drops its shards and leaves at once (the runtime was dropped).
@@ -108,7 +114,8 @@ impl Balancer {
         loop {
             let live = self.coordinator.is_live();
             let now_generation = *generations.borrow_and_update();
-            if !live || now_generation != generation {
+            // Once per lapse: nothing can be activated while the lease is not live.
+            if (was_live && !live) || now_generation != generation {
                 self.lose_all(&mut taken);
                 generation = now_generation;
             }
@@ -254,6 +261,7 @@ impl Balancer {
                 (fence, claimed)
             }
         });
+        let mut failed = Vec::new();
         for (fence, claimed) in join_all(claims).await {
             match claimed {
                 Ok(()) => {
@@ -267,11 +275,34 @@ impl Balancer {
                     taken.remove(&fence.shard);
                     let _ = self.coordinator.release(fence.shard, fence.term).await;
                 }
-                Err(e) => {
-                    tracing::warn!(shard = fence.shard, error = %e, "cannot claim a shard in storage; retrying");
-                }
+                Err(e) => failed.push((fence.shard, e)),
             }
         }
+        self.report_failed_claims(failed);
+    }
+
+    /// One warning for the claims of a round that failed, at most every
+    /// [`CLAIM_WARNING_INTERVAL`] while they go on failing.
+    fn report_failed_claims(&self, failed: Vec<(u32, crate::error::Error)>) {
+        let mut warned = self
+            .claim_warned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some((shard, error)) = failed.first() else {
+            *warned = None;
+            return;
+        };
+        if warned.is_some_and(|at| at.elapsed() < CLAIM_WARNING_INTERVAL) {
+            return;
+        }
+        *warned = Some(Instant::now());
+        tracing::warn!(
+            shards = failed.len(),
+            first = shard,
+            error = %error,
+            "cannot claim shards in storage; retrying every round (reported every {}s while it lasts)",
+            CLAIM_WARNING_INTERVAL.as_secs()
+        );
     }
 
     /// Drains `shards` and deletes their owner keys: queued calls finish and their writes

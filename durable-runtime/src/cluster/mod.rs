@@ -237,6 +237,7 @@ impl Joined {
             objects,
             drain_timeout: self.lease_ttl,
             tick: (self.lease_ttl / 10).min(Duration::from_millis(250)),
+            claim_warned: Default::default(),
         }
         .start();
         Running {
