@@ -214,6 +214,9 @@ impl Balancer {
         let assignment = plan(&me, &nodes, &owners);
         // 3. Take.
         if !assignment.take.is_empty() {
+            for &shard in &assignment.take {
+                self.ownership.set_claiming(shard);
+            }
             let results = join_all(
                 assignment
                     .take
@@ -228,8 +231,11 @@ impl Balancer {
                         taken.insert(shard, term);
                         won.push((shard, term));
                     }
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(shard, error = %e, "cannot take a shard"),
+                    Ok(None) => self.ownership.end_claiming(shard),
+                    Err(e) => {
+                        self.ownership.end_claiming(shard);
+                        tracing::warn!(shard, error = %e, "cannot take a shard");
+                    }
                 }
             }
             self.claim(&won, taken).await;
@@ -273,6 +279,7 @@ impl Balancer {
                 Err(e) if e.to_string().contains("is recorded") => {
                     tracing::warn!(shard = fence.shard, error = %e, "a newer term is recorded; giving the shard up");
                     taken.remove(&fence.shard);
+                    self.ownership.end_claiming(fence.shard);
                     let _ = self.coordinator.release(fence.shard, fence.term).await;
                 }
                 Err(e) => failed.push((fence.shard, e)),
@@ -314,6 +321,7 @@ impl Balancer {
                 Some(fence) => draining.push(fence),
                 None => {
                     // Taken but never claimed: nothing ran under it.
+                    self.ownership.end_claiming(shard);
                     if let Some(term) = taken.remove(&shard) {
                         let _ = self.coordinator.release(shard, term).await;
                     }
@@ -362,8 +370,9 @@ impl Balancer {
                 "the cluster lease lapsed: dropping every shard and object"
             );
         }
-        for fence in &held {
-            self.ownership.clear(fence.shard);
+        // Takes in progress too.
+        for shard in 0..self.ownership.shards() {
+            self.ownership.clear(shard);
         }
         if let Some(objects) = self.objects.upgrade() {
             objects.drop_objects(&|_| true);

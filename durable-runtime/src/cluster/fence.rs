@@ -35,6 +35,12 @@ pub(crate) trait Lease: Send + Sync {
 /// A shard whose word has this bit set is draining: its queued calls may still start, no new
 /// call is delivered.
 const DRAINING: u64 = 1 << 63;
+/// A shard whose word is only this bit is being taken by this node (its owner key is being
+/// created or its term claimed in storage): calls from peers wait for it (see
+/// [`Ownership::wait_claimed`]) instead of being refused.
+const CLAIMING: u64 = 1 << 62;
+/// The term in a word.
+const TERM: u64 = !(DRAINING | CLAIMING);
 
 /// How a shard stands on this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,7 +105,7 @@ impl Ownership {
     /// How `shard` stands here, the lease aside.
     pub(crate) fn standing(&self, shard: u32) -> Standing {
         let word = self.terms[shard as usize].load(Ordering::Acquire);
-        let term = word & !DRAINING;
+        let term = word & TERM;
         if term == 0 {
             Standing::Elsewhere
         } else if word & DRAINING != 0 {
@@ -164,9 +170,48 @@ impl Ownership {
         ))
     }
 
+    /// Whether this node is taking `shard` (not owned yet), with the lease alive.
+    pub(crate) fn is_claiming(&self, shard: u32) -> bool {
+        self.is_live() && self.terms[shard as usize].load(Ordering::Acquire) == CLAIMING
+    }
+
+    /// Marks `shard` as being taken by this node, if it holds nothing of it.
+    pub(crate) fn set_claiming(&self, shard: u32) {
+        let _ = self.terms[shard as usize].compare_exchange(
+            0,
+            CLAIMING,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+
+    /// Ends a take of `shard` that did not make it owned (lost the race, or storage holds a
+    /// newer term); its waiters are told.
+    pub(crate) fn end_claiming(&self, shard: u32) {
+        if self.terms[shard as usize]
+            .compare_exchange(CLAIMING, 0, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.changed();
+        }
+    }
+
+    /// Waits while this node is taking `shard`, until `until`: a call that a peer routed here
+    /// on a view that already shows the new owner key then runs as soon as the claim is done,
+    /// instead of being refused and retried after a delay. Returns at once otherwise.
+    pub(crate) async fn wait_claimed(&self, shard: u32, until: tokio::time::Instant) {
+        let mut changes = self.watch();
+        while self.is_claiming(shard) {
+            match tokio::time::timeout_at(until, changes.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return,
+            }
+        }
+    }
+
     /// Records `shard` as owned under `term` (claimed in storage).
     pub(crate) fn set_owned(&self, shard: u32, term: u64) {
-        debug_assert!(term != 0 && term & DRAINING == 0);
+        debug_assert!(term != 0 && term & !TERM == 0);
         self.terms[shard as usize].store(term, Ordering::Release);
         self.changed();
     }
@@ -174,19 +219,23 @@ impl Ownership {
     /// Marks `shard` as draining, if it is owned; returns its fence.
     pub(crate) fn set_draining(&self, shard: u32) -> Option<Fence> {
         let word = &self.terms[shard as usize];
-        let term = word.fetch_or(DRAINING, Ordering::AcqRel) & !DRAINING;
+        let old = word.fetch_or(DRAINING, Ordering::AcqRel);
+        let term = old & TERM;
         if term == 0 {
-            word.store(0, Ordering::Release);
+            // Nothing owned: the word goes back as it was (claiming or empty).
+            word.store(old, Ordering::Release);
             return None;
         }
         self.changed();
         Some(Fence { shard, term })
     }
 
-    /// Forgets `shard`; returns whether it was owned (or draining) here.
+    /// Forgets `shard` (a take in progress too); returns whether it was owned (or draining)
+    /// here.
     pub(crate) fn clear(&self, shard: u32) -> bool {
-        let was = self.terms[shard as usize].swap(0, Ordering::AcqRel) != 0;
-        if was {
+        let old = self.terms[shard as usize].swap(0, Ordering::AcqRel);
+        let was = old & TERM != 0;
+        if old != 0 {
             self.changed();
         }
         was
@@ -291,5 +340,67 @@ mod tests {
         own.clear(1);
         assert!(watch.has_changed().unwrap());
         assert_eq!(own.held(), vec![]);
+    }
+
+    #[tokio::test]
+    async fn a_call_waits_for_a_claim_in_progress_and_no_longer() {
+        let (own, lease) = table();
+        let own = Arc::new(own);
+        let id = id_in(2, 8);
+        let soon = || tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        own.set_claiming(2);
+        assert!(own.is_claiming(2));
+        assert_eq!(
+            own.standing(2),
+            Standing::Elsewhere,
+            "not owned while claiming"
+        );
+        assert!(own.admit(&id).is_err());
+        assert_eq!(own.held(), vec![]);
+        assert_eq!(own.set_draining(2), None);
+        assert!(own.is_claiming(2), "a drain leaves a take alone");
+
+        // The claim completes: the waiter goes on, and the call is admitted.
+        let waiter = tokio::spawn({
+            let own = own.clone();
+            async move { own.wait_claimed(2, soon()).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        own.set_owned(2, 11);
+        waiter.await.unwrap();
+        assert_eq!(own.admit(&id).unwrap(), Fence { shard: 2, term: 11 });
+        own.set_claiming(2);
+        assert_eq!(
+            own.standing(2),
+            Standing::Owned(Fence { shard: 2, term: 11 })
+        );
+
+        // A take that fails ends the wait too; so does a lapse of the lease.
+        own.set_claiming(4);
+        let waiter = tokio::spawn({
+            let own = own.clone();
+            async move { own.wait_claimed(4, soon()).await }
+        });
+        tokio::task::yield_now().await;
+        own.end_claiming(4);
+        waiter.await.unwrap();
+        assert!(!own.is_claiming(4));
+        own.set_claiming(4);
+        lease.0.store(false, Ordering::Relaxed);
+        assert!(!own.is_claiming(4));
+        own.wait_claimed(4, soon()).await;
+        lease.0.store(true, Ordering::Relaxed);
+
+        // No claim ends: the wait ends at its deadline.
+        let started = std::time::Instant::now();
+        own.wait_claimed(
+            4,
+            tokio::time::Instant::now() + std::time::Duration::from_millis(50),
+        )
+        .await;
+        assert!(started.elapsed() >= std::time::Duration::from_millis(50));
+        assert!(!own.clear(4), "a take is not an owned shard");
+        assert!(!own.is_claiming(4));
     }
 }

@@ -52,6 +52,11 @@ impl Hop {
 const FIRST_RETRY: Duration = Duration::from_millis(20);
 const LAST_RETRY: Duration = Duration::from_millis(500);
 
+/// How long a call routed here waits for this node's claim of its shard before it is
+/// refused (and its caller looks again): a claim takes one PostgreSQL transaction, unless
+/// storage is failing.
+const CLAIM_WAIT: Duration = Duration::from_secs(1);
+
 /// Finds the node that runs an object; see the module documentation.
 pub(crate) struct Router {
     ownership: Arc<Ownership>,
@@ -218,6 +223,22 @@ impl Router {
         }
         self.following
             .place(object, Place::Peer(client.addr(), client), None);
+    }
+
+    /// Whether this node is taking the shard of the object with these ID bytes: a call that
+    /// reached it waits for [`Router::wait_claimed`] rather than being refused.
+    pub(crate) fn is_claiming(&self, id: &[u8; ID_BYTES]) -> bool {
+        self.ownership.is_claiming(self.ownership.shard_of(id))
+    }
+
+    /// Waits until this node's take of the object's shard is done or failed, at most until
+    /// `deadline` or [`CLAIM_WAIT`] from now.
+    pub(crate) async fn wait_claimed(&self, id: &[u8; ID_BYTES], deadline: Option<Instant>) {
+        let cap = Instant::now() + CLAIM_WAIT;
+        let until = deadline.map_or(cap, |deadline| deadline.min(cap));
+        self.ownership
+            .wait_claimed(self.ownership.shard_of(id), until.into())
+            .await;
     }
 
     /// Where a call to the object with these ID bytes goes now.

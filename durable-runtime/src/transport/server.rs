@@ -40,7 +40,7 @@ use super::peers::{Peer, PeerSocket, Peers, SocketHome};
 use super::stream::{self, ReadHalf};
 use super::TransportConfig;
 use crate::actor::{Envelope, ReplyTo};
-use crate::class::DurableObject;
+use crate::class::{Call, DurableObject};
 use crate::cluster::router::Hop;
 use crate::cycle;
 use crate::error::{Error, Result};
@@ -154,22 +154,19 @@ impl<T: DurableObject> ServedClass for NamespaceCore<T> {
         let deadline = frame
             .timeout_ms
             .and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
-        let reply = ReplyTo::Remote(Box::new(move |result: Result<T::Output>| {
-            responder.answer(encode_output::<T>(result));
-        }));
-        let envelope = Envelope::Call {
-            call,
-            reply,
-            deadline,
-            chain,
-        };
-        if let Err(Refused {
-            error,
-            envelope: Envelope::Call { reply, .. },
-        }) = self.send_or_return(&id, envelope)
-        {
-            reply.send(Err(error));
+        // A peer routed the call here on a view that shows this node's new owner key: it runs
+        // once the shard's claim is done (a refusal would cost the caller a retry delay).
+        if let Some(router) = LocalClass::router(&*self) {
+            if router.is_claiming(id.as_bytes()) {
+                let router = router.clone();
+                tokio::spawn(async move {
+                    router.wait_claimed(id.as_bytes(), deadline).await;
+                    self.run_call(&id, call, chain, deadline, responder);
+                });
+                return;
+            }
         }
+        self.run_call(&id, call, chain, deadline, responder);
     }
 
     fn list_ids(self: Arc<Self>, responder: Responder) {
@@ -285,6 +282,36 @@ impl<T: DurableObject> ServedClass for NamespaceCore<T> {
         };
         if let Err(e) = self.send(object, envelope) {
             tracing::warn!(%socket, error = %e, "could not tell an object its WebSocket is gone");
+        }
+    }
+}
+
+impl<T: DurableObject> NamespaceCore<T> {
+    /// Delivers a call that arrived over a connection to its object here; its reply goes back
+    /// on the connection.
+    fn run_call(
+        &self,
+        id: &ObjectId,
+        call: Call<T::SharedCall, T::ExclusiveCall>,
+        chain: Option<Arc<cycle::Link>>,
+        deadline: Option<Instant>,
+        responder: Responder,
+    ) {
+        let reply = ReplyTo::Remote(Box::new(move |result: Result<T::Output>| {
+            responder.answer(encode_output::<T>(result));
+        }));
+        let envelope = Envelope::Call {
+            call,
+            reply,
+            deadline,
+            chain,
+        };
+        if let Err(Refused {
+            error,
+            envelope: Envelope::Call { reply, .. },
+        }) = self.send_or_return(id, envelope)
+        {
+            reply.send(Err(error));
         }
     }
 }
