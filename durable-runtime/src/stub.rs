@@ -246,13 +246,7 @@ impl<T: DurableObject> Stub<T> {
                         Ok(output) => return T::decode_output(method, &output),
                         // Refused unrun by a node that does not own the shard, or never sent
                         // to a peer that cannot be reached: look again.
-                        Err(failure)
-                            if failure.error.is_not_here()
-                                || (!failure.sent
-                                    && failure.error.kind() == crate::ErrorKind::Disconnected) =>
-                        {
-                            failure.error
-                        }
+                        Err(failure) if failure.did_not_run() => failure.error,
                         Err(failure) => return Err(failure.error),
                     }
                 }
@@ -474,9 +468,15 @@ impl<T: DurableObject> Stub<T> {
                 }
                 Hop::Peer(client) => {
                     router.place_at_peer(&self.id, &client);
-                    match client.socket_event(&self.id, socket, event.clone()).await {
-                        Err(e) if e.is_not_here() => e,
-                        other => return other,
+                    match client
+                        .try_socket_event(&self.id, socket, event.clone())
+                        .await
+                    {
+                        Ok(()) => return Ok(()),
+                        // Refused unrun, or never sent to a peer that cannot be reached: look
+                        // again, as calls do.
+                        Err(failure) if failure.did_not_run() => failure.error,
+                        Err(failure) => return Err(failure.error),
                     }
                 }
                 Hop::Wait(why) => Error::unavailable(why),

@@ -67,6 +67,16 @@ pub(crate) struct CallFailure {
     pub(crate) sent: bool,
 }
 
+impl CallFailure {
+    /// Whether the request surely did not run: refused unrun by a node that does not own
+    /// the object's shard, or never sent to a peer that could not be reached. A cluster tries
+    /// such requests again elsewhere.
+    pub(crate) fn did_not_run(&self) -> bool {
+        self.error.is_not_here()
+            || (!self.sent && self.error.kind() == crate::ErrorKind::Disconnected)
+    }
+}
+
 /// A call as the stub hands it over.
 pub(crate) struct OutgoingCall<'a> {
     pub(crate) object: &'a ObjectId,
@@ -293,7 +303,20 @@ impl Client {
         socket: SocketId,
         event: SocketEvent,
     ) -> Result<()> {
-        let reply = self.request(None, |request, out| {
+        self.try_socket_event(object, socket, event)
+            .await
+            .map_err(|failure| failure.error)
+    }
+
+    /// [`socket_event`](Self::socket_event), telling on failure whether the event was sent.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))] // used by `axum::forward`
+    pub(crate) async fn try_socket_event(
+        &self,
+        object: &ObjectId,
+        socket: SocketId,
+        event: SocketEvent,
+    ) -> Result<(), CallFailure> {
+        let reply = self.send_request(None, |request, out| {
             let event = match &event {
                 SocketEvent::Message(Message::Text(text)) => WireEvent::Text(text),
                 SocketEvent::Message(Message::Binary(bytes)) => WireEvent::Binary(bytes),
@@ -315,7 +338,10 @@ impl Client {
         });
         match reply.await? {
             Reply::Output(_) => Ok(()),
-            other => Err(unexpected(&other)),
+            other => Err(CallFailure {
+                error: unexpected(&other),
+                sent: true,
+            }),
         }
     }
 
