@@ -63,6 +63,8 @@ mod mailbox;
 mod metrics;
 pub mod migrate;
 mod namespace;
+#[cfg(any(feature = "tls", feature = "postgres"))]
+mod pem;
 mod runtime;
 mod sockets;
 mod storage;

@@ -22,6 +22,8 @@ pub(crate) mod keys;
 mod list;
 mod memory;
 #[cfg(feature = "postgres")]
+mod pg_tls;
+#[cfg(feature = "postgres")]
 mod postgres;
 mod resident;
 mod store;

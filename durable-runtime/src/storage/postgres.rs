@@ -64,7 +64,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::{Client, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::backend::{
     Backend, Durability, Entry, Fence, RangeRead, ScanEachFuture, ScanIter, Write,
@@ -181,6 +182,8 @@ impl std::fmt::Debug for PostgresBackend {
 
 struct Inner {
     config: tokio_postgres::Config,
+    /// TLS, as the URL's `sslmode` and certificate files ask (see `pg_tls.rs`).
+    tls: MakeRustlsConnect,
     /// The backend's own runtime, where connections run.
     handle: tokio::runtime::Handle,
     options: PostgresOptions,
@@ -325,7 +328,9 @@ impl PostgresBackend {
     ///
     /// As [`connect`](Self::connect).
     pub fn connect_with(url: &str, options: PostgresOptions) -> Result<PostgresBackend> {
-        let mut config = tokio_postgres::Config::from_str(url).map_err(|e| {
+        let (url, tls) = super::pg_tls::split(url)?;
+        let tls = tls.connector()?;
+        let mut config = tokio_postgres::Config::from_str(&url).map_err(|e| {
             Error::config(format!(
                 "malformed PostgreSQL URL ({e}); expected postgres://user:password@host:port/database"
             ))
@@ -349,12 +354,13 @@ impl PostgresBackend {
             None => return Err(Error::internal("the PostgreSQL client has no runtime")),
         };
         let opening = async move {
-            let (schema, database) = ensure_schema(&config, &options).await?;
+            let (schema, database) = ensure_schema(&config, &tls, &options).await?;
             let kv = format!("{}.durable_kv", quote_ident(&schema));
             let shards = format!("{}.durable_shards", quote_ident(&schema));
             let lock_key = lock_key(&database, &schema);
             Ok(Inner {
                 config,
+                tls,
                 handle: tokio::runtime::Handle::current(),
                 options,
                 schema,
@@ -486,10 +492,11 @@ fn lock_key(database: &str, schema: &str) -> i64 {
 /// Connects; the connection's task runs on `handle` (the backend's own runtime).
 async fn open_session(
     config: &tokio_postgres::Config,
+    tls: &MakeRustlsConnect,
     handle: &tokio::runtime::Handle,
 ) -> Result<(Client, JoinHandle<()>)> {
     let (client, connection) = config
-        .connect(NoTls)
+        .connect(tls.clone())
         .await
         .map_err(|e| pg_error("connect", &e))?;
     let connection = handle.spawn(async move {
@@ -504,11 +511,12 @@ async fn open_session(
 /// database.
 async fn ensure_schema(
     config: &tokio_postgres::Config,
+    tls: &MakeRustlsConnect,
     options: &PostgresOptions,
 ) -> Result<(String, String)> {
     let setup = async {
         let (mut client, connection) =
-            open_session(config, &tokio::runtime::Handle::current()).await?;
+            open_session(config, tls, &tokio::runtime::Handle::current()).await?;
         let _close = AbortOnDrop::new(connection);
         let row = client
             .query_one(
@@ -763,7 +771,7 @@ impl Inner {
             self.refence.store(true, Ordering::Release);
         }
         slot.session = None;
-        let (client, connection) = open_session(&self.config, &self.handle).await?;
+        let (client, connection) = open_session(&self.config, &self.tls, &self.handle).await?;
         let connection = AbortOnDrop::new(connection);
         let me = client
             .query_one(
@@ -841,7 +849,7 @@ impl Inner {
             }
         }
         *slot = None;
-        let (client, connection) = open_session(&self.config, &self.handle).await?;
+        let (client, connection) = open_session(&self.config, &self.tls, &self.handle).await?;
         let session = self.new_session(client, connection, false).await?;
         *slot = Some(session.clone());
         Ok(session)

@@ -9,11 +9,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{PrivateKeyDer, ServerName};
 use tokio::net::TcpStream;
 
 use super::stream::TlsStream;
 use crate::error::{Error, Result};
+use crate::pem::{certificates, provider, read};
 
 /// TLS for the connections between runtimes: give it to
 /// [`RuntimeBuilder::tls`](crate::RuntimeBuilder::tls) on every runtime that listens or
@@ -169,34 +170,6 @@ impl Tls {
             .map(TlsStream::Client)
             .map_err(|e| handshake_error(addr, e))
     }
-}
-
-/// The crypto of every config made here: ring's, whatever provider the process installed as
-/// its default.
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-fn read(path: &Path, what: &str) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| {
-        Error::config(format!(
-            "TLS: cannot read the {what} {}: {e}",
-            path.display()
-        ))
-    })
-}
-
-/// Every certificate in `pem`; at least one.
-fn certificates(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>> {
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::config(format!("TLS: {what} is not valid PEM: {e}")))?;
-    if certs.is_empty() {
-        return Err(Error::config(format!(
-            "TLS: no certificate in {what}: expected a `-----BEGIN CERTIFICATE-----` section"
-        )));
-    }
-    Ok(certs)
 }
 
 fn client_config(ca_pem: &[u8]) -> Result<Arc<rustls::ClientConfig>> {
