@@ -38,6 +38,18 @@ impl Ca {
         (cert.pem(), key.serialize_pem())
     }
 
+    /// A client certificate whose common name is `common_name` (PostgreSQL's `cert`
+    /// authentication takes it as the user name) and its key, PEM.
+    pub fn client(&self, common_name: &str) -> (String, String) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
     /// What a node with a certificate for 127.0.0.1 from this CA configures.
     pub fn node_tls(&self) -> Tls {
         let (cert, key) = self.node(&["127.0.0.1"]);

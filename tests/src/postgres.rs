@@ -114,6 +114,50 @@ impl PgServer {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// Turns TLS on with this server certificate and key (PEM), trusting `client_ca_pem` for
+    /// client certificates, and restarts the server. From then on `pg_hba.conf` refuses TCP
+    /// connections without TLS, and user `certuser` (created here) logs in only with a client
+    /// certificate whose common name is `certuser`. Panics saying why if it cannot.
+    pub fn require_tls(&mut self, cert_pem: &str, key_pem: &str, client_ca_pem: &str) {
+        self.psql("postgres", "CREATE USER certuser SUPERUSER");
+        let data = self.data_dir();
+        for (file, text) in [
+            ("server.crt", cert_pem),
+            ("server.key", key_pem),
+            ("root.crt", client_ca_pem),
+        ] {
+            std::fs::write(data.join(file), text)
+                .unwrap_or_else(|e| self.fail(&format!("write {file}: {e}")));
+        }
+        let key = data.join("server.key");
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap_or_else(|e| self.fail(&format!("chmod server.key: {e}")));
+        if self.as_postgres {
+            run_checked(
+                Command::new("chown")
+                    .arg("postgres:")
+                    .arg(data.join("server.crt"))
+                    .arg(&key)
+                    .arg(data.join("root.crt")),
+                "chown the TLS files to the postgres user",
+            );
+        }
+        let conf = "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n\
+                    ssl_ca_file = 'root.crt'\n";
+        let mut postgresql_conf = std::fs::read_to_string(data.join("postgresql.conf"))
+            .unwrap_or_else(|e| self.fail(&format!("read postgresql.conf: {e}")));
+        postgresql_conf.push_str(conf);
+        std::fs::write(data.join("postgresql.conf"), postgresql_conf)
+            .unwrap_or_else(|e| self.fail(&format!("write postgresql.conf: {e}")));
+        let hba = "local all all trust\n\
+                   hostssl all certuser 127.0.0.1/32 cert\n\
+                   hostssl all all 127.0.0.1/32 trust\n\
+                   hostnossl all all 127.0.0.1/32 reject\n";
+        std::fs::write(data.join("pg_hba.conf"), hba)
+            .unwrap_or_else(|e| self.fail(&format!("write pg_hba.conf: {e}")));
+        self.restart();
+    }
+
     /// Stops the server at once (`pg_ctl stop -m immediate`: no checkpoint, as a crash would),
     /// waiting until it is gone. Does nothing if it is not running.
     pub fn stop(&mut self) {
