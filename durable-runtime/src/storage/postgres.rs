@@ -311,13 +311,20 @@ impl PostgresBackend {
     /// Connects to the database at `url` (`postgres://user:password@host:port/db`, or the
     /// `key=value` form), creates the tables if needed, and takes the schema's lock.
     ///
+    /// TLS is as libpq's `sslmode` (`disable`, `allow`, `prefer` — the default —, `require`,
+    /// `verify-ca`, `verify-full`), `sslrootcert` (a PEM file of CA certificates, or
+    /// `system`), `sslcert` and `sslkey` ask: for a server on another machine,
+    /// `postgres://app@db.example.com/app?sslmode=verify-full&sslrootcert=/etc/ssl/db-ca.pem`.
+    ///
     /// # Errors
     ///
-    /// - [`Config`](crate::ErrorKind::Config): a malformed URL, a server older than
+    /// - [`Config`](crate::ErrorKind::Config): a malformed URL (an unknown `sslmode`, a
+    ///   certificate file that cannot be read or used among them), a server older than
     ///   PostgreSQL 14, a schema written by a newer version of this crate, or another runtime
     ///   holding the schema's lock;
     /// - [`Storage`](crate::ErrorKind::Storage): the server cannot be reached, refuses the
-    ///   login, or fails to create the tables.
+    ///   login or the TLS handshake (the message says why: `UnknownIssuer`, `not valid for
+    ///   name`, ...), or fails to create the tables.
     pub fn connect(url: &str) -> Result<PostgresBackend> {
         PostgresBackend::connect_with(url, PostgresOptions::default())
     }
