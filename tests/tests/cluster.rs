@@ -21,7 +21,7 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 
 struct Setup {
     etcd: EtcdServer,
-    _pg: PgServer,
+    pg: PgServer,
     config: ClusterConfig,
 }
 
@@ -38,11 +38,7 @@ fn setup(lease_ttl_secs: u64) -> Setup {
         name: "test".to_owned(),
         tls: None,
     };
-    Setup {
-        etcd,
-        _pg: pg,
-        config,
-    }
+    Setup { etcd, pg, config }
 }
 
 async fn lock() -> tokio::sync::MutexGuard<'static, ()> {
@@ -126,7 +122,7 @@ async fn three_nodes(s: &Setup, count: usize) -> (Vec<Node>, Vec<Runtime>, Vec<S
 struct Seen {
     /// Acknowledged values.
     acks: HashMap<String, Vec<i64>>,
-    /// Calls that failed and may have run (disconnected, timed out).
+    /// Calls that failed and may have run (disconnected, timed out, storage failed).
     ambiguous: HashMap<String, u64>,
     /// Calls that failed unrun (unavailable, overloaded), by kind.
     refused: BTreeMap<String, u64>,
@@ -174,7 +170,11 @@ fn load(
                                         .or_insert((0, e.to_string()));
                                     entry.0 += 1;
                                     match e.kind() {
-                                        ErrorKind::Disconnected | ErrorKind::Timeout => {
+                                        // A commit whose answer was lost with the
+                                        // connection to PostgreSQL may have landed too.
+                                        ErrorKind::Disconnected
+                                        | ErrorKind::Timeout
+                                        | ErrorKind::Storage => {
                                             *seen.ambiguous.entry(name.clone()).or_default() += 1
                                         }
                                         _ => *seen.refused.entry(kind).or_default() += 1,
@@ -456,6 +456,53 @@ async fn service_resumes_after_etcd_was_down_longer_than_the_lease() {
     let seen = running.await.unwrap();
     check_accounts(&fronts[2], &seen).await;
     eprintln!("errors around the etcd outage: {:?}", seen.errors);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_dying_while_postgres_is_down_loses_nothing() {
+    let _one = lock().await;
+    let ttl = 2;
+    let mut s = setup(ttl);
+    let (mut nodes, fronts, names) = three_nodes(&s, 24).await;
+    let before = owners(&fronts[0], &names, Duration::from_secs(10)).await;
+    let survivors = vec![fronts[0].clone(), fronts[2].clone()];
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let running = load(survivors, names.clone(), 4, stop.clone());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // PostgreSQL goes down, then a node dies: its lease expires and the survivors take its
+    // shards in etcd, but cannot claim them in storage until PostgreSQL is back.
+    s.pg.stop();
+    nodes[1].kill9();
+    tokio::time::sleep(Duration::from_secs(2 * ttl + 1)).await;
+    let err = tally(&fronts[0], &names[0])
+        .with_timeout(Duration::from_secs(2))
+        .increment(1)
+        .await
+        .expect_err("a call succeeded with PostgreSQL down");
+    assert!(err.is_retryable(), "{err}");
+    s.pg.restart();
+    let resumed = Instant::now();
+    let after = owners(&fronts[2], &names, Duration::from_secs(30)).await;
+    eprintln!(
+        "every object served {:?} after PostgreSQL restarted",
+        resumed.elapsed()
+    );
+    for (name, node) in &after {
+        assert_ne!(node, "n2", "{name} is still on the dead node");
+    }
+    assert!(
+        before.values().any(|n| n == "n2"),
+        "n2 owned nothing: {before:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = running.await.unwrap();
+    let total = check_accounts(&fronts[2], &seen).await;
+    assert!(total > 50, "{total}");
+    eprintln!(
+        "around the outage: {total} acknowledged, errors {:?}",
+        seen.errors
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
