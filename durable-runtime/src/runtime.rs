@@ -624,8 +624,9 @@ impl RuntimeBuilder {
     ///
     /// A [`Config`](crate::ErrorKind::Config) error for settings that do not go together, a
     /// port that cannot be bound, a non-loopback `listen` without a secret, a `listen` with
-    /// a [`tls`](Self::tls) that has no certificate, or a `connect` address that TLS cannot
-    /// check a certificate for; a
+    /// a [`tls`](Self::tls) that has no certificate, a `connect` address that TLS cannot
+    /// check a certificate for, or a [`cluster`](Self::cluster) whose etcd settings are wrong
+    /// (see [`Cluster::etcd_ca`]); a
     /// [`Storage`](crate::ErrorKind::Storage) error if the storage cannot be opened (a data
     /// directory held by another runtime, an I/O error).
     pub fn open(self) -> Result<Runtime> {
@@ -661,7 +662,8 @@ impl RuntimeBuilder {
                 }),
             });
         }
-        if self.cluster.is_some() {
+        if let Some(cluster) = &self.cluster {
+            cluster.check_etcd()?;
             if self.listen.is_none() {
                 return Err(Error::config(
                     "a cluster node needs .listen(addr): the address the other nodes forward \

@@ -21,6 +21,7 @@ pub(crate) mod router;
 pub(crate) mod sockets;
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -61,6 +62,23 @@ const DEFAULT_SHARDS: u32 = 128;
 ///     .open()?;
 /// # Ok(()) }
 /// ```
+///
+/// The connection to etcd is plaintext unless it is given a CA: with
+/// [`etcd_ca`](Self::etcd_ca) it is TLS (`https://` endpoints), with
+/// [`etcd_identity`](Self::etcd_identity) the node presents a client certificate (etcd's
+/// `--client-cert-auth`), and with [`etcd_user`](Self::etcd_user) it logs in as an etcd user
+/// (etcd's `auth enable`):
+///
+/// ```no_run
+/// use durable_runtime::Cluster;
+///
+/// # fn main() -> std::io::Result<()> {
+/// let cluster = Cluster::etcd(["https://etcd1:2379", "https://etcd2:2379"])
+///     .etcd_ca(std::fs::read("etcd-ca.crt")?)
+///     .etcd_identity(std::fs::read("node.crt")?, std::fs::read("node.key")?)
+///     .etcd_user("durable", std::env::var("ETCD_PASSWORD").unwrap_or_default());
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Cluster {
     pub(crate) endpoints: Vec<String>,
@@ -68,6 +86,30 @@ pub struct Cluster {
     pub(crate) node_id: Option<String>,
     pub(crate) lease_ttl: Duration,
     pub(crate) shards: u32,
+    pub(crate) access: EtcdAccess,
+}
+
+/// How a node reaches etcd beyond its endpoints: TLS and credentials. Its `Debug` shows
+/// neither the private key nor the password.
+#[derive(Clone, Default)]
+pub(crate) struct EtcdAccess {
+    /// The CA certificate(s), PEM, that etcd's server certificates must chain to: the
+    /// connection is TLS.
+    pub(crate) ca: Option<Vec<u8>>,
+    /// The client certificate chain and its private key, PEM.
+    pub(crate) identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// The etcd user and its password.
+    pub(crate) user: Option<(String, String)>,
+}
+
+impl fmt::Debug for EtcdAccess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdAccess")
+            .field("tls", &self.ca.is_some())
+            .field("client_certificate", &self.identity.is_some())
+            .field("user", &self.user.as_ref().map(|(user, _password)| user))
+            .finish()
+    }
 }
 
 impl Cluster {
@@ -83,6 +125,7 @@ impl Cluster {
             node_id: None,
             lease_ttl: DEFAULT_LEASE_TTL,
             shards: DEFAULT_SHARDS,
+            access: EtcdAccess::default(),
         }
     }
 
@@ -113,6 +156,68 @@ impl Cluster {
     /// configured with another number is refused.
     pub fn shards(mut self, shards: u32) -> Cluster {
         self.shards = shards;
+        self
+    }
+
+    /// Connects to etcd over TLS, trusting the server certificates that chain to `ca_pem`:
+    /// one or more CA certificates, PEM (the CA that signed the certificates of etcd's
+    /// `--cert-file`). The endpoints must then all be `https://`, and etcd's certificate must
+    /// name the host of each (an IP SAN for an IP address, a DNS SAN for a host name).
+    ///
+    /// An `https://` endpoint needs it: the platform's CAs are not trusted for etcd. Needs
+    /// the `tls` feature (a default one).
+    ///
+    /// # Errors
+    ///
+    /// Checked by [`RuntimeBuilder::open`](crate::RuntimeBuilder::open), which fails with
+    /// [`Config`](crate::ErrorKind::Config) if `ca_pem` holds no certificate or one that
+    /// cannot be a CA, if an endpoint is not `https://`, or if this build has no `tls`
+    /// feature. Joining fails with [`Unauthenticated`](crate::ErrorKind::Unauthenticated),
+    /// naming the endpoint, if etcd's certificate does not chain to this CA or does not name
+    /// the endpoint's host, or if etcd does not speak TLS there.
+    pub fn etcd_ca(mut self, ca_pem: impl Into<Vec<u8>>) -> Cluster {
+        self.access.ca = Some(ca_pem.into());
+        self
+    }
+
+    /// Presents this client certificate to etcd, for etcd's `--client-cert-auth` (which
+    /// accepts certificates signed by its `--trusted-ca-file`): the certificate chain (PEM,
+    /// the node's own certificate first) and its private key (PEM). Goes with
+    /// [`etcd_ca`](Self::etcd_ca).
+    ///
+    /// # Errors
+    ///
+    /// Checked by [`RuntimeBuilder::open`](crate::RuntimeBuilder::open), which fails with
+    /// [`Config`](crate::ErrorKind::Config) if there is no certificate in `cert_chain_pem`, no
+    /// private key in `key_pem`, a key that does not match the certificate, or no
+    /// [`etcd_ca`](Self::etcd_ca). Joining fails with
+    /// [`Unauthenticated`](crate::ErrorKind::Unauthenticated), naming the endpoint, if etcd
+    /// refuses the certificate.
+    pub fn etcd_identity(
+        mut self,
+        cert_chain_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Cluster {
+        self.access.identity = Some((cert_chain_pem.into(), key_pem.into()));
+        self
+    }
+
+    /// Logs in to etcd as `user` with `password`, for etcd's user authentication (`etcdctl
+    /// auth enable`). The user needs read and write permission on the cluster's keys: the
+    /// prefix [`name`](Self::name) followed by `/` (`durable/` by default). The node logs in
+    /// again by itself when etcd forgets its token (it expired, or etcd restarted). Over an
+    /// `http://` endpoint the password crosses the network in clear: use
+    /// [`etcd_ca`](Self::etcd_ca) too.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeBuilder::open`](crate::RuntimeBuilder::open) fails with
+    /// [`Config`](crate::ErrorKind::Config) for an empty user name, and with
+    /// [`Unauthenticated`](crate::ErrorKind::Unauthenticated), naming the endpoint and the
+    /// user, if etcd refuses the user or the password, or refuses the user access to the
+    /// cluster's keys.
+    pub fn etcd_user(mut self, user: impl Into<String>, password: impl Into<String>) -> Cluster {
+        self.access.user = Some((user.into(), password.into()));
         self
     }
 }
@@ -164,13 +269,20 @@ impl Running {
 }
 
 impl Cluster {
-    /// Checks the settings, and the node's advertised address (`addr`, where it listens).
-    fn check(&self, addr: SocketAddr) -> Result<()> {
+    /// Checks the etcd endpoints and how they are reached (TLS, certificates and keys,
+    /// user), before anything is opened.
+    pub(crate) fn check_etcd(&self) -> Result<()> {
         if self.endpoints.is_empty() {
             return Err(Error::config(
                 "Cluster::etcd needs at least one etcd endpoint",
             ));
         }
+        check_access(self)
+    }
+
+    /// Checks the settings, and the node's advertised address (`addr`, where it listens).
+    fn check(&self, addr: SocketAddr) -> Result<()> {
+        self.check_etcd()?;
         if self.shards == 0 {
             return Err(Error::config("a cluster has at least one shard"));
         }
@@ -274,8 +386,21 @@ fn join_etcd(
         lease_ttl: cluster.lease_ttl,
         shards: cluster.shards,
         secret_check: secret_check(&cluster.name, secret),
+        access: cluster.access.clone(),
     })?;
     Ok(joined)
+}
+
+#[cfg(feature = "cluster")]
+fn check_access(cluster: &Cluster) -> Result<()> {
+    membership::connect_options(&cluster.endpoints, &cluster.access).map(drop)
+}
+
+#[cfg(not(feature = "cluster"))]
+fn check_access(_cluster: &Cluster) -> Result<()> {
+    Err(Error::config(
+        "this build has no cluster mode: enable durable-runtime's `cluster` feature",
+    ))
 }
 
 #[cfg(not(feature = "cluster"))]

@@ -72,12 +72,7 @@ impl Tls {
         ca_pem: impl AsRef<[u8]>,
     ) -> Result<Tls> {
         let chain = certificates(cert_chain_pem.as_ref(), "the certificate chain")?;
-        let key = PrivateKeyDer::from_pem_slice(key_pem.as_ref()).map_err(|e| {
-            Error::config(format!(
-                "TLS: no usable private key in the key PEM ({e}); expected a \
-                 `-----BEGIN PRIVATE KEY-----` (PKCS#8), RSA or EC key section"
-            ))
-        })?;
+        let key = private_key(key_pem.as_ref(), "the key PEM")?;
         let server = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::config(format!("TLS: {e}")))?
@@ -172,19 +167,76 @@ impl Tls {
     }
 }
 
-fn client_config(ca_pem: &[u8]) -> Result<Arc<rustls::ClientConfig>> {
+/// The private key in `pem` (`what`, for errors).
+fn private_key(pem: &[u8], what: &str) -> Result<PrivateKeyDer<'static>> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| {
+        Error::config(format!(
+            "TLS: no usable private key in {what} ({e}); expected a \
+             `-----BEGIN PRIVATE KEY-----` (PKCS#8), RSA or EC key section"
+        ))
+    })
+}
+
+/// The roots of trust in `ca_pem` (`what`, for errors): at least one certificate, each
+/// usable as a CA.
+fn roots(ca_pem: &[u8], what: &str) -> Result<rustls::RootCertStore> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in certificates(ca_pem, "the CA")? {
-        roots
-            .add(cert)
-            .map_err(|e| Error::config(format!("TLS: a CA certificate cannot be used: {e}")))?;
+    for cert in certificates(ca_pem, what)? {
+        roots.add(cert).map_err(|e| {
+            Error::config(format!(
+                "TLS: a certificate of {what} cannot be used as a CA: {e}"
+            ))
+        })?;
     }
-    let config = rustls::ClientConfig::builder_with_provider(provider())
+    Ok(roots)
+}
+
+/// A client's configuration trusting `roots`.
+fn client_builder(
+    roots: rustls::RootCertStore,
+) -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>> {
+    Ok(rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::config(format!("TLS: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots))
+}
+
+fn client_config(ca_pem: &[u8]) -> Result<Arc<rustls::ClientConfig>> {
+    let config = client_builder(roots(ca_pem, "the CA")?)?.with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+/// Checks what a TLS client is given, as rustls will use it: `ca_pem`, the CA certificate(s)
+/// it trusts, and `identity`, the certificate chain and private key it presents, if any
+/// (`what` names them in errors: "the etcd CA (Cluster::etcd_ca)"). For configurations handed
+/// to another TLS stack, which skips what it cannot parse.
+///
+/// # Errors
+///
+/// A [`Config`](crate::ErrorKind::Config) error naming what is wrong: no certificate, one that
+/// cannot be a CA, no private key, or a key that does not match the certificate.
+#[cfg(feature = "cluster")]
+pub(crate) fn check_client(
+    ca_pem: &[u8],
+    ca_what: &str,
+    identity: Option<(&[u8], &[u8])>,
+    identity_what: &str,
+) -> Result<()> {
+    let builder = client_builder(roots(ca_pem, ca_what)?)?;
+    if let Some((chain_pem, key_pem)) = identity {
+        let chain = certificates(
+            chain_pem,
+            &format!("the certificate chain of {identity_what}"),
+        )?;
+        let key = private_key(key_pem, &format!("the key of {identity_what}"))?;
+        builder.with_client_auth_cert(chain, key).map_err(|e| {
+            Error::config(format!(
+                "TLS: the certificate and the private key of {identity_what} cannot be used \
+                 together: {e}"
+            ))
+        })?;
+    }
+    Ok(())
 }
 
 /// The name the server's certificate must carry: the host of `addr` (`host:port`), an IP
