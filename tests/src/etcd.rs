@@ -3,7 +3,9 @@
 //!
 //! The binary is Debian's (`etcd-server`), found on the `PATH`. It runs as whoever runs the
 //! tests, root included. It listens for clients and peers on 127.0.0.1 only, without TLS or
-//! authentication.
+//! authentication; [`EtcdServer::start_tls`] serves its clients over TLS instead (`https://`),
+//! asking them for a certificate if told to (etcd's `--client-cert-auth`). Authentication
+//! (users and passwords) is enabled, if a test wants it, through etcd's API.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -22,14 +24,32 @@ const PACKAGE: &str = "etcd-server";
 /// How long a start or a stop may take before the harness gives up.
 const PATIENCE: Duration = Duration::from_secs(30);
 
+/// How an [`EtcdServer`] serves its clients over TLS: its certificate and key, and the CA of
+/// the client certificates it asks for, if it asks for one. All PEM.
+#[derive(Debug, Clone)]
+pub struct EtcdTls {
+    /// The server's certificate (`--cert-file`): it must name 127.0.0.1 (an IP SAN).
+    pub cert_pem: String,
+    /// Its private key (`--key-file`).
+    pub key_pem: String,
+    /// With it, every client must present a certificate this CA signed
+    /// (`--client-cert-auth --trusted-ca-file`).
+    pub client_ca_pem: Option<String>,
+}
+
 /// A private etcd server; see the module's documentation.
 pub struct EtcdServer {
-    /// Holds `data/` (the member's data) and `log` (the server's output).
+    /// Holds `data/` (the member's data) and `log` (the server's output), and the TLS files.
     dir: Option<TempDir>,
     /// The member's name, unique (the temporary directory's).
     name: String,
     client_port: u16,
     peer_port: u16,
+    /// With TLS: the plain HTTP port of the health check (`--listen-metrics-urls`), since the
+    /// client port speaks TLS only.
+    metrics_port: u16,
+    /// How it serves its clients over TLS, if it does.
+    tls: Option<EtcdTls>,
     /// The running server; `None` once stopped or killed.
     child: Option<Child>,
     /// Stopped with SIGSTOP ([`pause`](Self::pause)).
@@ -46,6 +66,16 @@ impl EtcdServer {
     /// Starts a new one-member cluster on free loopback ports, in a fresh temporary directory,
     /// and waits until it answers, or panics saying why.
     pub fn start() -> EtcdServer {
+        EtcdServer::start_with(None)
+    }
+
+    /// [`start`](Self::start), serving the clients over TLS as `tls` says: its
+    /// [`endpoint`](Self::endpoint) is `https://`.
+    pub fn start_tls(tls: EtcdTls) -> EtcdServer {
+        EtcdServer::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<EtcdTls>) -> EtcdServer {
         let dir = tempfile::Builder::new()
             .prefix("durable-etcd-")
             .tempdir()
@@ -61,14 +91,21 @@ impl EtcdServer {
             name,
             client_port: 0,
             peer_port: 0,
+            metrics_port: 0,
+            tls,
             child: None,
             paused: false,
         };
+        if let Some(tls) = server.tls.clone() {
+            server.write_tls_files(&tls);
+        }
         // A free port can be taken between picking it and binding it: try a few.
         for attempt in 1.. {
             server.client_port = free_port();
             server.peer_port = free_port();
-            if server.peer_port == server.client_port {
+            server.metrics_port = free_port();
+            let ports = [server.client_port, server.peer_port, server.metrics_port];
+            if ports[0] == ports[1] || ports[1] == ports[2] || ports[0] == ports[2] {
                 continue;
             }
             match server.try_start() {
@@ -84,9 +121,11 @@ impl EtcdServer {
         unreachable!()
     }
 
-    /// The URL clients connect to: `http://127.0.0.1:PORT`.
+    /// The URL clients connect to: `http://127.0.0.1:PORT`, or `https://127.0.0.1:PORT` with
+    /// TLS.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     /// The server's process ID while it runs (to account its CPU time from `/proc`).
@@ -153,6 +192,54 @@ impl EtcdServer {
         self.dir().join("data")
     }
 
+    /// Writes the TLS files etcd reads into the server's directory (readable by whoever
+    /// runs it).
+    fn write_tls_files(&self, tls: &EtcdTls) {
+        let mut files = vec![("server.crt", &tls.cert_pem), ("server.key", &tls.key_pem)];
+        if let Some(ca) = &tls.client_ca_pem {
+            files.push(("client-ca.crt", ca));
+        }
+        for (name, pem) in files {
+            let path = self.dir().join(name);
+            if let Err(e) = std::fs::write(&path, pem) {
+                self.fail(&format!("cannot write {}: {e}", path.display()));
+            }
+        }
+    }
+
+    /// The flags of TLS towards the clients, and the plain port of the health check.
+    fn tls_args(&self) -> Vec<String> {
+        let Some(tls) = &self.tls else {
+            return Vec::new();
+        };
+        let file = |name: &str| self.dir().join(name).to_string_lossy().into_owned();
+        let mut args = vec![
+            "--cert-file".to_owned(),
+            file("server.crt"),
+            "--key-file".to_owned(),
+            file("server.key"),
+            "--listen-metrics-urls".to_owned(),
+            format!("http://127.0.0.1:{}", self.metrics_port),
+        ];
+        if tls.client_ca_pem.is_some() {
+            args.extend([
+                "--client-cert-auth".to_owned(),
+                "--trusted-ca-file".to_owned(),
+                file("client-ca.crt"),
+            ]);
+        }
+        args
+    }
+
+    /// The port that answers the health check over plain HTTP.
+    fn health_port(&self) -> u16 {
+        if self.tls.is_some() {
+            self.metrics_port
+        } else {
+            self.client_port
+        }
+    }
+
     /// Runs etcd on the current ports and waits until it answers a health check.
     fn try_start(&mut self) -> Result<(), StartError> {
         let failed = |message: String| StartError {
@@ -187,6 +274,7 @@ impl EtcdServer {
             // raises a shorter one to 1.5 election timeouts).
             .args(["--heartbeat-interval", "25", "--election-timeout", "250"])
             .args(["--logger", "zap", "--log-outputs", "stderr"])
+            .args(self.tls_args())
             .current_dir(self.dir())
             .stdin(Stdio::null())
             .stdout(log)
@@ -210,7 +298,7 @@ impl EtcdServer {
                     port_taken,
                 });
             }
-            if answers_health(self.client_port) {
+            if answers_health(self.health_port()) {
                 self.child = Some(child);
                 return Ok(());
             }
@@ -218,7 +306,8 @@ impl EtcdServer {
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(failed(format!(
-                    "no healthy answer on {client}/health within {PATIENCE:?}"
+                    "no healthy answer on http://127.0.0.1:{}/health within {PATIENCE:?}",
+                    self.health_port()
                 )));
             }
             std::thread::sleep(Duration::from_millis(10));
