@@ -539,6 +539,10 @@ fn refusal(e: &etcd_client::Error, endpoints: &str, reach: &Reach, joining: bool
         if message.contains("permission denied") {
             let who = match &reach.user {
                 Some(user) => format!("user `{user}`"),
+                // etcd takes a client certificate's common name for the user's name.
+                None if reach.client_certificate => {
+                    "the user named by the common name of this node's client certificate".to_owned()
+                }
                 None => "this node".to_owned(),
             };
             return refused(format!(
