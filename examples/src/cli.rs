@@ -75,6 +75,10 @@ impl Program {
             ""
         ));
         usage.push_str(&format!(
+            "{:indent$}[--etcd-ca FILE [--etcd-cert FILE --etcd-key FILE]] [--etcd-user NAME]\n",
+            ""
+        ));
+        usage.push_str(&format!(
             "{:indent$}[--tls-ca FILE [--tls-cert FILE --tls-key FILE]]\n\n",
             ""
         ));
@@ -142,6 +146,29 @@ impl Program {
             ),
         );
         line(
+            "--etcd-ca FILE",
+            "TLS to etcd (https:// endpoints): the CA of etcd's certificate, PEM (env \
+             DURABLE_ETCD_CA)"
+                .into(),
+        );
+        line(
+            "--etcd-cert FILE",
+            "a client certificate for etcd's --client-cert-auth, PEM (env DURABLE_ETCD_CERT); \
+             with --etcd-key and --etcd-ca"
+                .into(),
+        );
+        line(
+            "--etcd-key FILE",
+            "the client certificate's private key, PEM (env DURABLE_ETCD_KEY)".into(),
+        );
+        line(
+            "--etcd-user NAME",
+            format!(
+                "log in to etcd as NAME (env DURABLE_ETCD_USER), with the password in env \
+                 {ETCD_PASSWORD}"
+            ),
+        );
+        line(
             "--tls-cert FILE",
             "TLS between runtimes: this runtime's certificate chain, PEM, naming its --listen \
              address (env DURABLE_TLS_CERT)"
@@ -176,6 +203,10 @@ const DEFAULT_CLUSTER_NAME: &str = "durable";
 /// The longest lease TTL `--lease-ttl` takes, in seconds (a day): a node that dies keeps its
 /// objects unavailable this long, so anything longer is a typo.
 const MAX_LEASE_TTL_SECS: u64 = 86_400;
+
+/// The environment variable of `--etcd-user`'s password: never a flag, which anyone on the
+/// machine could read in the process list.
+pub const ETCD_PASSWORD: &str = "DURABLE_ETCD_PASSWORD";
 
 /// A server's settings, from its flags, then the environment, then the defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -262,11 +293,50 @@ pub struct ClusterOptions {
     /// `--cluster-name`: the cluster's key prefix in etcd; `None` keeps the library's
     /// default (`durable`).
     pub name: Option<String>,
+    /// `--etcd-ca`, `--etcd-cert`, `--etcd-key`: TLS to etcd; `None` for plaintext.
+    pub etcd_tls: Option<EtcdTlsOptions>,
+    /// `--etcd-user` and its password: etcd's user authentication.
+    pub etcd_user: Option<EtcdUser>,
+}
+
+/// TLS to etcd, from `--etcd-ca`, `--etcd-cert` and `--etcd-key` (PEM files, read when the
+/// runtime opens).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdTlsOptions {
+    /// `--etcd-ca`: the CA certificate(s) etcd's certificate chains to.
+    pub ca: PathBuf,
+    /// `--etcd-cert` and `--etcd-key`: the client certificate chain presented to etcd, and
+    /// its private key.
+    pub identity: Option<(PathBuf, PathBuf)>,
+}
+
+/// `--etcd-user` (or `DURABLE_ETCD_USER`) and its password, from [`ETCD_PASSWORD`]. Its
+/// `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EtcdUser {
+    /// The etcd user's name.
+    pub name: String,
+    /// Its password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for EtcdUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdUser")
+            .field("name", &self.name)
+            .field("password", &"***")
+            .finish()
+    }
 }
 
 impl ClusterOptions {
-    /// The runtime's [`Cluster`] settings.
-    pub fn cluster(&self) -> Cluster {
+    /// The runtime's [`Cluster`] settings, with the etcd TLS files read.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the file when an etcd TLS file cannot be read (what it holds is
+    /// checked when the runtime opens).
+    pub fn cluster(&self) -> Result<Cluster, String> {
         let mut cluster = Cluster::etcd(self.etcd.iter().cloned());
         if let Some(name) = &self.name {
             cluster = cluster.name(name.as_str());
@@ -277,7 +347,43 @@ impl ClusterOptions {
         if let Some(ttl) = self.lease_ttl {
             cluster = cluster.lease_ttl(ttl);
         }
-        cluster
+        if let Some(tls) = &self.etcd_tls {
+            let read = |path: &PathBuf, what: &str| {
+                std::fs::read(path)
+                    .map_err(|e| format!("cannot read the {what} {}: {e}", path.display()))
+            };
+            cluster = cluster.etcd_ca(read(&tls.ca, "etcd CA certificate (--etcd-ca)")?);
+            if let Some((cert, key)) = &tls.identity {
+                cluster = cluster.etcd_identity(
+                    read(cert, "etcd client certificate (--etcd-cert)")?,
+                    read(key, "etcd client key (--etcd-key)")?,
+                );
+            }
+        }
+        if let Some(user) = &self.etcd_user {
+            cluster = cluster.etcd_user(user.name.as_str(), user.password.as_str());
+        }
+        Ok(cluster)
+    }
+
+    /// How the node reaches etcd, for its startup log: `""`, or ` (TLS with a client
+    /// certificate, as user `u`)` and the like.
+    fn describe_etcd_access(&self) -> String {
+        let mut parts = Vec::new();
+        match &self.etcd_tls {
+            Some(EtcdTlsOptions {
+                identity: Some(_), ..
+            }) => parts.push("TLS with a client certificate".to_owned()),
+            Some(_) => parts.push("TLS".to_owned()),
+            None => {}
+        }
+        if let Some(user) = &self.etcd_user {
+            parts.push(format!("as user `{}`", user.name));
+        }
+        match parts.is_empty() {
+            true => String::new(),
+            false => format!(" ({})", parts.join(", ")),
+        }
     }
 }
 
@@ -299,9 +405,12 @@ pub enum Command {
 /// A message for an unknown flag, a missing or invalid value, or flags that do not go
 /// together (`--listen` with `--connect`; `--data-dir`, `--postgres` or `--idle-timeout` with
 /// `--connect`; `--data-dir` with `--postgres`; `--cluster` with `--connect` or `--data-dir`,
-/// or without `--postgres` or `--listen`; `--node-id`, `--lease-ttl` or `--cluster-name`
-/// without `--cluster`; a `--tls-*` flag without `--listen` or `--connect`, `--listen`
-/// without all three, `--connect` without `--tls-ca` or with only one of `--tls-cert` and
+/// or without `--postgres` or `--listen`; `--node-id`, `--lease-ttl`, `--cluster-name` or an
+/// `--etcd-*` flag without `--cluster`; `--etcd-cert` and `--etcd-key` without each other or
+/// without `--etcd-ca`; `--etcd-ca` with an `http://` endpoint, or an `https://` one
+/// without it; `--etcd-user` without its password in [`ETCD_PASSWORD`], or the password
+/// without the user; a `--tls-*` flag without `--listen` or `--connect`, `--listen` without
+/// all three, `--connect` without `--tls-ca` or with only one of `--tls-cert` and
 /// `--tls-key`).
 pub fn parse(
     program: &Program,
@@ -322,6 +431,10 @@ pub fn parse(
     let mut tls_cert = None;
     let mut tls_key = None;
     let mut tls_ca = None;
+    let mut etcd_ca = None;
+    let mut etcd_cert = None;
+    let mut etcd_key = None;
+    let mut etcd_user = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -345,6 +458,17 @@ pub fn parse(
             "--tls-cert" => &mut tls_cert,
             "--tls-key" => &mut tls_key,
             "--tls-ca" => &mut tls_ca,
+            "--etcd-ca" => &mut etcd_ca,
+            "--etcd-cert" => &mut etcd_cert,
+            "--etcd-key" => &mut etcd_key,
+            "--etcd-user" => &mut etcd_user,
+            "--etcd-password" => {
+                return Err(format!(
+                    "`--etcd-password` is not a flag (anyone on the machine could read it in \
+                     the process list): put the password in the environment variable \
+                     {ETCD_PASSWORD}"
+                ))
+            }
             "-h" | "--help" => return Ok(Command::Help),
             _ => return Err(format!("unknown argument `{arg}`")),
         };
@@ -382,6 +506,11 @@ pub fn parse(
     let node_id = node_id.or_else(|| env("DURABLE_NODE_ID"));
     let lease_ttl = lease_ttl.or_else(|| env("DURABLE_LEASE_TTL"));
     let cluster_name = cluster_name.or_else(|| env("DURABLE_CLUSTER_NAME"));
+    let etcd_ca = etcd_ca.or_else(|| env("DURABLE_ETCD_CA"));
+    let etcd_cert = etcd_cert.or_else(|| env("DURABLE_ETCD_CERT"));
+    let etcd_key = etcd_key.or_else(|| env("DURABLE_ETCD_KEY"));
+    let etcd_user = etcd_user.or_else(|| env("DURABLE_ETCD_USER"));
+    let etcd_password = env(ETCD_PASSWORD);
     if cluster.is_some() && connect.is_some() {
         return Err(format!(
             "`--cluster` and `--connect` do not go together: a front end (--connect) holds no \
@@ -461,11 +590,34 @@ pub fn parse(
                     )),
                 })
                 .transpose()?;
+            let etcd_tls = etcd_tls_options(&etcd, etcd_ca, etcd_cert, etcd_key)?;
+            let etcd_user = match (etcd_user, etcd_password) {
+                (Some(name), _) if name.trim().is_empty() => {
+                    return Err("`--etcd-user` cannot be blank".to_owned());
+                }
+                (Some(name), Some(password)) => Some(EtcdUser { name, password }),
+                (Some(_), None) => {
+                    return Err(format!(
+                        "`--etcd-user` needs its password in the environment variable \
+                         {ETCD_PASSWORD} (never a flag: anyone on the machine could read it in \
+                         the process list)"
+                    ));
+                }
+                (None, Some(_)) => {
+                    return Err(format!(
+                        "{ETCD_PASSWORD} is the password of an etcd user: give the user with \
+                         `--etcd-user NAME` (or DURABLE_ETCD_USER)"
+                    ));
+                }
+                (None, None) => None,
+            };
             Some(ClusterOptions {
                 etcd,
                 node_id,
                 lease_ttl,
                 name: cluster_name,
+                etcd_tls,
+                etcd_user,
             })
         }
         None => {
@@ -473,6 +625,10 @@ pub fn parse(
                 ("--node-id", "DURABLE_NODE_ID", &node_id),
                 ("--lease-ttl", "DURABLE_LEASE_TTL", &lease_ttl),
                 ("--cluster-name", "DURABLE_CLUSTER_NAME", &cluster_name),
+                ("--etcd-ca", "DURABLE_ETCD_CA", &etcd_ca),
+                ("--etcd-cert", "DURABLE_ETCD_CERT", &etcd_cert),
+                ("--etcd-key", "DURABLE_ETCD_KEY", &etcd_key),
+                ("--etcd-user", "DURABLE_ETCD_USER", &etcd_user),
             ] {
                 if value.is_some() {
                     return Err(format!(
@@ -480,6 +636,12 @@ pub fn parse(
                          `--cluster ETCD_URLS`"
                     ));
                 }
+            }
+            if etcd_password.is_some() {
+                return Err(format!(
+                    "{ETCD_PASSWORD} is for a cluster node's etcd user: it needs `--cluster \
+                     ETCD_URLS` and `--etcd-user NAME`"
+                ));
             }
             None
         }
@@ -506,6 +668,68 @@ pub fn parse(
         cluster,
         tls,
     })))
+}
+
+/// The etcd TLS flags' part of [`parse`], for a node of the cluster at `etcd`: `None`
+/// without any of them. `--etcd-ca` makes the connection TLS, and goes with `https://`
+/// endpoints only; `--etcd-cert` and `--etcd-key` go together, and with `--etcd-ca`.
+fn etcd_tls_options(
+    etcd: &[String],
+    ca: Option<String>,
+    cert: Option<String>,
+    key: Option<String>,
+) -> Result<Option<EtcdTlsOptions>, String> {
+    for (flag, value) in [
+        ("--etcd-ca", &ca),
+        ("--etcd-cert", &cert),
+        ("--etcd-key", &key),
+    ] {
+        if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            return Err(format!("`{flag}` cannot be blank"));
+        }
+    }
+    let identity = match (cert, key) {
+        (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
+        (None, None) => None,
+        (cert, _) => {
+            let missing = if cert.is_none() {
+                "`--etcd-cert` is missing"
+            } else {
+                "`--etcd-key` is missing"
+            };
+            return Err(format!(
+                "`--etcd-cert FILE` and `--etcd-key FILE` go together (the client certificate \
+                 etcd's --client-cert-auth asks for, and its key): {missing}"
+            ));
+        }
+    };
+    let https = |endpoint: &&String| endpoint.starts_with("https://");
+    let Some(ca) = ca else {
+        if identity.is_some() {
+            return Err(
+                "`--etcd-cert` and `--etcd-key` need `--etcd-ca FILE`: the client certificate \
+                 goes over TLS, which needs the CA of etcd's certificate"
+                    .to_owned(),
+            );
+        }
+        if let Some(endpoint) = etcd.iter().find(https) {
+            return Err(format!(
+                "the etcd endpoint {endpoint} is https://: give the CA of etcd's certificate \
+                 with `--etcd-ca FILE`"
+            ));
+        }
+        return Ok(None);
+    };
+    if let Some(endpoint) = etcd.iter().find(|e| !https(e)) {
+        return Err(format!(
+            "`--etcd-ca` is for TLS to etcd, but the etcd endpoint {endpoint} is not https://: \
+             write it https://host:port"
+        ));
+    }
+    Ok(Some(EtcdTlsOptions {
+        ca: ca.into(),
+        identity,
+    }))
 }
 
 /// The TLS flags' part of [`parse`]: `None` without any of them. A runtime that listens
@@ -736,9 +960,6 @@ pub fn open_runtime(
     if let Some(idle_timeout) = options.idle_timeout {
         builder = builder.idle_timeout(idle_timeout);
     }
-    if let Some(cluster) = &options.cluster {
-        builder = builder.cluster(cluster.cluster());
-    }
     if let Some(listen) = &options.listen {
         builder = builder.listen(listen.as_str()).secret(secret);
     }
@@ -750,6 +971,9 @@ pub fn open_runtime(
         ),
         None => format!("cannot open the runtime on {storage}: {e}"),
     };
+    if let Some(cluster) = &options.cluster {
+        builder = builder.cluster(cluster.cluster().map_err(cannot)?);
+    }
     if let Some(tls) = &options.tls {
         builder = builder.tls(tls.tls().map_err(cannot)?);
     }
@@ -761,9 +985,10 @@ pub fn open_runtime(
             .local_addr()
             .map_or_else(|| "?".to_owned(), |addr| addr.to_string());
         tracing::info!(
-            "cluster node {node} of cluster `{}`: etcd {etcd}, {objects} in {storage}, \
+            "cluster node {node} of cluster `{}`: etcd {etcd}{}, {objects} in {storage}, \
              serving the other nodes on {listen}{over_tls}{}",
             cluster.name.as_deref().unwrap_or(DEFAULT_CLUSTER_NAME),
+            cluster.describe_etcd_access(),
             if secret.is_empty() {
                 " (no secret: loopback only)"
             } else {
@@ -1037,6 +1262,7 @@ mod tests {
                 "usage: chat [--addr ADDR] [--data-dir PATH | --postgres URL] \
                  [--idle-timeout SECS] [--listen ADDR | --connect ADDR] [--secret S]\n            \
                  [--cluster ETCD_URLS [--node-id ID] [--lease-ttl SECS] [--cluster-name NAME]]\n            \
+                 [--etcd-ca FILE [--etcd-cert FILE --etcd-key FILE]] [--etcd-user NAME]\n            \
                  [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]\n\n"
             ),
             "{usage}"
@@ -1059,6 +1285,14 @@ mod tests {
                  (env DURABLE_LEASE_TTL, default 10)\n",
                 "  --cluster-name NAME  the cluster's key prefix in etcd (env \
                  DURABLE_CLUSTER_NAME, default durable)\n",
+                "  --etcd-ca FILE       TLS to etcd (https:// endpoints): the CA of etcd's \
+                 certificate, PEM (env DURABLE_ETCD_CA)\n",
+                "  --etcd-cert FILE     a client certificate for etcd's --client-cert-auth, PEM \
+                 (env DURABLE_ETCD_CERT); with --etcd-key and --etcd-ca\n",
+                "  --etcd-key FILE      the client certificate's private key, PEM (env \
+                 DURABLE_ETCD_KEY)\n",
+                "  --etcd-user NAME     log in to etcd as NAME (env DURABLE_ETCD_USER), with the \
+                 password in env DURABLE_ETCD_PASSWORD\n",
                 "  --tls-cert FILE      TLS between runtimes: this runtime's certificate chain, \
                  PEM, naming its --listen address (env DURABLE_TLS_CERT)\n",
                 "  --tls-key FILE       the certificate's private key, PEM (env \
@@ -1112,6 +1346,8 @@ mod tests {
                     node_id: None,
                     lease_ttl: None,
                     name: None,
+                    etcd_tls: None,
+                    etcd_user: None,
                 },
             ),
             (
@@ -1129,6 +1365,8 @@ mod tests {
                     node_id: Some("n1".into()),
                     lease_ttl: Some(Duration::from_secs(2)),
                     name: Some("app".into()),
+                    etcd_tls: None,
+                    etcd_user: None,
                 },
             ),
             (
@@ -1139,6 +1377,8 @@ mod tests {
                     node_id: Some("n-env".into()),
                     lease_ttl: Some(Duration::from_secs(3)),
                     name: Some("env-name".into()),
+                    etcd_tls: None,
+                    etcd_user: None,
                 },
             ),
             // A flag wins over its variable.
@@ -1157,6 +1397,8 @@ mod tests {
                     node_id: Some("n2".into()),
                     lease_ttl: Some(Duration::from_secs(20)),
                     name: Some("env-name".into()),
+                    etcd_tls: None,
+                    etcd_user: None,
                 },
             ),
         ] {
@@ -1325,8 +1567,10 @@ mod tests {
             node_id: Some("n1".into()),
             lease_ttl: Some(Duration::from_secs(2)),
             name: Some("app".into()),
+            etcd_tls: None,
+            etcd_user: None,
         };
-        let cluster = format!("{:?}", options.cluster());
+        let cluster = format!("{:?}", options.cluster().unwrap());
         for part in [
             r#"endpoints: ["http://e1:2379", "http://e2:2379"]"#,
             r#"name: "app""#,
@@ -1343,8 +1587,11 @@ mod tests {
                 node_id: None,
                 lease_ttl: None,
                 name: None,
+                etcd_tls: None,
+                etcd_user: None,
             }
             .cluster()
+            .unwrap()
         );
         for part in [
             "node_id: None".to_owned(),
@@ -1352,6 +1599,345 @@ mod tests {
             format!("lease_ttl: {DEFAULT_LEASE_TTL:?}"),
         ] {
             assert!(defaults.contains(&part), "{part} in {defaults}");
+        }
+    }
+
+    #[test]
+    fn etcd_flags_and_environment() {
+        let node = [
+            "--postgres",
+            "postgres://a@b/c",
+            "--listen",
+            "127.0.0.1:7001",
+        ];
+        let https = ["--cluster", "https://e1:2379,https://e2:2379"];
+        let etcd = |args: &[&'static str], env: &[(&str, &str)]| {
+            let cluster = run(&COUNTER, &join(&[&node, args]), env)
+                .unwrap()
+                .cluster
+                .expect("a cluster node");
+            (cluster.etcd_tls, cluster.etcd_user)
+        };
+        let tls = |ca: &str, identity: Option<(&str, &str)>| {
+            Some(EtcdTlsOptions {
+                ca: ca.into(),
+                identity: identity.map(|(cert, key)| (cert.into(), key.into())),
+            })
+        };
+        let user = |name: &str, password: &str| {
+            Some(EtcdUser {
+                name: name.into(),
+                password: password.into(),
+            })
+        };
+        let password = [(ETCD_PASSWORD, "pw")];
+        let env = [
+            ("DURABLE_CLUSTER", "https://e:2379"),
+            ("DURABLE_ETCD_CA", "env-ca.pem"),
+            ("DURABLE_ETCD_CERT", "env.pem"),
+            ("DURABLE_ETCD_KEY", "env.key"),
+            ("DURABLE_ETCD_USER", "env-user"),
+            (ETCD_PASSWORD, "env pw"),
+        ];
+        // The arguments, the environment, the TLS and the user.
+        type Case<'a> = (
+            Vec<&'static str>,
+            &'a [(&'static str, &'static str)],
+            (Option<EtcdTlsOptions>, Option<EtcdUser>),
+        );
+        let cases: Vec<Case<'_>> = vec![
+            // Plaintext, as before.
+            (join(&[&["--cluster", "http://e:2379"]]), &[], (None, None)),
+            // TLS: the CA alone, or with a client certificate.
+            (
+                join(&[&https, &["--etcd-ca", "ca.pem"]]),
+                &[],
+                (tls("ca.pem", None), None),
+            ),
+            (
+                join(&[
+                    &https,
+                    &[
+                        "--etcd-ca=ca.pem",
+                        "--etcd-cert",
+                        "n.pem",
+                        "--etcd-key",
+                        "n.key",
+                    ],
+                ]),
+                &[],
+                (tls("ca.pem", Some(("n.pem", "n.key"))), None),
+            ),
+            // A user, its password from the environment.
+            (
+                join(&[&["--cluster", "http://e:2379", "--etcd-user", "node"]]),
+                &password,
+                (None, user("node", "pw")),
+            ),
+            // All of it from the environment.
+            (
+                vec![],
+                &env,
+                (
+                    tls("env-ca.pem", Some(("env.pem", "env.key"))),
+                    user("env-user", "env pw"),
+                ),
+            ),
+            // A flag wins over its variable.
+            (
+                join(&[&["--etcd-key", "n.key", "--etcd-user", "node"]]),
+                &env,
+                (
+                    tls("env-ca.pem", Some(("env.pem", "n.key"))),
+                    user("node", "env pw"),
+                ),
+            ),
+        ];
+        for (args, env, expected) in cases {
+            assert_eq!(etcd(&args, env), expected, "{args:?} {env:?}");
+        }
+        // Empty variables are unset.
+        let empty = [
+            ("DURABLE_ETCD_CA", ""),
+            ("DURABLE_ETCD_CERT", ""),
+            ("DURABLE_ETCD_KEY", ""),
+            ("DURABLE_ETCD_USER", ""),
+            (ETCD_PASSWORD, ""),
+        ];
+        assert_eq!(etcd(&["--cluster", "http://e:2379"], &empty), (None, None));
+        // The password never shows in the options' Debug.
+        let options = run(&COUNTER, &join(&[&node]), &env).unwrap();
+        let shown = format!("{options:?}");
+        assert!(shown.contains(r#"name: "env-user""#), "{shown}");
+        assert!(!shown.contains("env pw"), "{shown}");
+    }
+
+    #[test]
+    fn etcd_misuse_is_explained() {
+        let node = [
+            "--postgres",
+            "postgres://a@b/c",
+            "--listen",
+            "127.0.0.1:7001",
+        ];
+        let http = ["--cluster", "http://e:2379"];
+        let https = ["--cluster", "https://e:2379"];
+        let pair = |missing: &str| {
+            format!(
+                "`--etcd-cert FILE` and `--etcd-key FILE` go together (the client certificate \
+                 etcd's --client-cert-auth asks for, and its key): {missing}"
+            )
+        };
+        let not_a_node = |flag: &str, variable: &str| {
+            format!(
+                "`{flag}` (or {variable}) is for a cluster node: it needs `--cluster ETCD_URLS`"
+            )
+        };
+        const PASSWORD: &[(&str, &str)] = &[(ETCD_PASSWORD, "pw")];
+        // The arguments, the environment, the message.
+        type Case = (
+            Vec<&'static str>,
+            &'static [(&'static str, &'static str)],
+            String,
+        );
+        let cases: Vec<Case> = vec![
+            // Not a cluster node.
+            (
+                join(&[&node, &["--etcd-ca", "ca.pem"]]),
+                &[],
+                not_a_node("--etcd-ca", "DURABLE_ETCD_CA"),
+            ),
+            (
+                join(&[&node, &["--etcd-cert", "n.pem"]]),
+                &[],
+                not_a_node("--etcd-cert", "DURABLE_ETCD_CERT"),
+            ),
+            (
+                join(&[&node]),
+                &[("DURABLE_ETCD_KEY", "n.key")],
+                not_a_node("--etcd-key", "DURABLE_ETCD_KEY"),
+            ),
+            (
+                join(&[&node, &["--etcd-user", "node"]]),
+                &[],
+                not_a_node("--etcd-user", "DURABLE_ETCD_USER"),
+            ),
+            (
+                join(&[&node]),
+                PASSWORD,
+                "DURABLE_ETCD_PASSWORD is for a cluster node's etcd user: it needs `--cluster \
+                 ETCD_URLS` and `--etcd-user NAME`"
+                    .into(),
+            ),
+            // TLS goes with https:// endpoints, all of them.
+            (
+                join(&[&node, &https]),
+                &[],
+                "the etcd endpoint https://e:2379 is https://: give the CA of etcd's \
+                 certificate with `--etcd-ca FILE`"
+                    .into(),
+            ),
+            (
+                join(&[&node, &http, &["--etcd-ca", "ca.pem"]]),
+                &[],
+                "`--etcd-ca` is for TLS to etcd, but the etcd endpoint http://e:2379 is not \
+                 https://: write it https://host:port"
+                    .into(),
+            ),
+            (
+                join(&[
+                    &node,
+                    &[
+                        "--cluster",
+                        "https://e1:2379,e2:2379",
+                        "--etcd-ca",
+                        "ca.pem",
+                    ],
+                ]),
+                &[],
+                "`--etcd-ca` is for TLS to etcd, but the etcd endpoint e2:2379 is not \
+                 https://: write it https://host:port"
+                    .into(),
+            ),
+            // A client certificate: both files, and the CA.
+            (
+                join(&[
+                    &node,
+                    &https,
+                    &["--etcd-ca", "ca.pem", "--etcd-cert", "n.pem"],
+                ]),
+                &[],
+                pair("`--etcd-key` is missing"),
+            ),
+            (
+                join(&[&node, &https, &["--etcd-ca", "ca.pem"]]),
+                &[("DURABLE_ETCD_KEY", "n.key")],
+                pair("`--etcd-cert` is missing"),
+            ),
+            (
+                join(&[
+                    &node,
+                    &https,
+                    &["--etcd-cert", "n.pem", "--etcd-key", "n.key"],
+                ]),
+                &[],
+                "`--etcd-cert` and `--etcd-key` need `--etcd-ca FILE`: the client certificate \
+                 goes over TLS, which needs the CA of etcd's certificate"
+                    .into(),
+            ),
+            // A user and its password, only from the environment.
+            (
+                join(&[&node, &http, &["--etcd-user", "node"]]),
+                &[],
+                "`--etcd-user` needs its password in the environment variable \
+                 DURABLE_ETCD_PASSWORD (never a flag: anyone on the machine could read it in \
+                 the process list)"
+                    .into(),
+            ),
+            (
+                join(&[&node, &http]),
+                PASSWORD,
+                "DURABLE_ETCD_PASSWORD is the password of an etcd user: give the user with \
+                 `--etcd-user NAME` (or DURABLE_ETCD_USER)"
+                    .into(),
+            ),
+            (
+                join(&[
+                    &node,
+                    &http,
+                    &["--etcd-user", "node", "--etcd-password", "pw"],
+                ]),
+                &[],
+                "`--etcd-password` is not a flag (anyone on the machine could read it in the \
+                 process list): put the password in the environment variable \
+                 DURABLE_ETCD_PASSWORD"
+                    .into(),
+            ),
+            // Blank values.
+            (
+                join(&[&node, &http, &["--etcd-user", " "]]),
+                PASSWORD,
+                "`--etcd-user` cannot be blank".into(),
+            ),
+            (
+                join(&[&node, &https, &["--etcd-ca="]]),
+                &[],
+                "`--etcd-ca` cannot be blank".into(),
+            ),
+            (
+                join(&[&node, &https, &["--etcd-ca"]]),
+                &[],
+                "`--etcd-ca` needs a value".into(),
+            ),
+        ];
+        for (args, env, message) in cases {
+            assert_eq!(
+                run(&CHAT, &args, env).unwrap_err(),
+                message,
+                "{args:?} {env:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn etcd_options_make_the_runtimes_cluster_or_say_which_file_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name);
+        let ca = durable_tests::certs::Ca::new("cli test etcd CA");
+        let (cert, key) = ca.node(&["n1"]);
+        std::fs::write(path("node.pem"), cert).unwrap();
+        std::fs::write(path("node.key"), key).unwrap();
+        std::fs::write(path("ca.pem"), ca.pem()).unwrap();
+        let options =
+            |ca: &str, identity: Option<(&str, &str)>, user: Option<&str>| ClusterOptions {
+                etcd: vec!["https://e:2379".into()],
+                node_id: None,
+                lease_ttl: None,
+                name: None,
+                etcd_tls: Some(EtcdTlsOptions {
+                    ca: path(ca),
+                    identity: identity.map(|(cert, key)| (path(cert), path(key))),
+                }),
+                etcd_user: user.map(|name| EtcdUser {
+                    name: name.into(),
+                    password: "s3cret".into(),
+                }),
+            };
+        let full = options("ca.pem", Some(("node.pem", "node.key")), Some("node"));
+        let cluster = format!("{:?}", full.cluster().unwrap());
+        assert!(
+            cluster.contains(
+                r#"EtcdAccess { tls: true, client_certificate: true, user: Some("node") }"#
+            ),
+            "{cluster}"
+        );
+        assert!(!cluster.contains("s3cret"), "{cluster}");
+        assert_eq!(
+            full.describe_etcd_access(),
+            " (TLS with a client certificate, as user `node`)"
+        );
+        let ca_only = options("ca.pem", None, None);
+        assert!(format!("{:?}", ca_only.cluster().unwrap())
+            .contains("EtcdAccess { tls: true, client_certificate: false, user: None }"));
+        assert_eq!(ca_only.describe_etcd_access(), " (TLS)");
+        // A file that cannot be read is named.
+        let missing = path("missing.pem").display().to_string();
+        for (options, start) in [
+            (
+                options("missing.pem", None, None),
+                format!("cannot read the etcd CA certificate (--etcd-ca) {missing}: "),
+            ),
+            (
+                options("ca.pem", Some(("missing.pem", "node.key")), None),
+                format!("cannot read the etcd client certificate (--etcd-cert) {missing}: "),
+            ),
+            (
+                options("ca.pem", Some(("node.pem", "missing.pem")), None),
+                format!("cannot read the etcd client key (--etcd-key) {missing}: "),
+            ),
+        ] {
+            let err = options.cluster().unwrap_err();
+            assert!(err.starts_with(&start), "{err}\nshould start with\n{start}");
         }
     }
 
