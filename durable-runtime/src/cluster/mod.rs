@@ -6,6 +6,8 @@
 //!   release (pure logic);
 //! - `membership`: everything done with etcd (the node's lease and key, the shard owner keys,
 //!   the view of the cluster);
+//! - `etcd_access`: how a node reaches etcd (TLS, a client certificate, a user), and the
+//!   errors that say what to check when etcd refuses it;
 //! - [`fence`]: the shards this node owns now and under which terms, checked by every
 //!   delivery and every call start;
 //! - `balance`: the loop that carries out placement (take, claim the term in storage, drain,
@@ -13,6 +15,7 @@
 //! - [`router`]: forwarding a call to its shard's owner.
 
 pub(crate) mod balance;
+mod etcd_access;
 pub(crate) mod fence;
 #[cfg(feature = "cluster")]
 mod membership;
@@ -21,7 +24,8 @@ pub(crate) mod router;
 pub(crate) mod sockets;
 
 use std::collections::BTreeMap;
-use std::fmt;
+
+pub(crate) use self::etcd_access::EtcdAccess;
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -87,29 +91,6 @@ pub struct Cluster {
     pub(crate) lease_ttl: Duration,
     pub(crate) shards: u32,
     pub(crate) access: EtcdAccess,
-}
-
-/// How a node reaches etcd beyond its endpoints: TLS and credentials. Its `Debug` shows
-/// neither the private key nor the password.
-#[derive(Clone, Default)]
-pub(crate) struct EtcdAccess {
-    /// The CA certificate(s), PEM, that etcd's server certificates must chain to: the
-    /// connection is TLS.
-    pub(crate) ca: Option<Vec<u8>>,
-    /// The client certificate chain and its private key, PEM.
-    pub(crate) identity: Option<(Vec<u8>, Vec<u8>)>,
-    /// The etcd user and its password.
-    pub(crate) user: Option<(String, String)>,
-}
-
-impl fmt::Debug for EtcdAccess {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EtcdAccess")
-            .field("tls", &self.ca.is_some())
-            .field("client_certificate", &self.identity.is_some())
-            .field("user", &self.user.as_ref().map(|(user, _password)| user))
-            .finish()
-    }
 }
 
 impl Cluster {
@@ -393,7 +374,7 @@ fn join_etcd(
 
 #[cfg(feature = "cluster")]
 fn check_access(cluster: &Cluster) -> Result<()> {
-    membership::connect_options(&cluster.endpoints, &cluster.access).map(drop)
+    etcd_access::connect_options(&cluster.endpoints, &cluster.access).map(drop)
 }
 
 #[cfg(not(feature = "cluster"))]
