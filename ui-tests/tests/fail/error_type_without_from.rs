@@ -1,4 +1,9 @@
 use durable_runtime::{durable_object, Context};
+use serde::{Deserialize, Serialize};
+
+/// An application's error type that cannot hold the runtime's errors.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AppError(String);
 
 #[durable_object]
 pub struct Counter {
@@ -12,7 +17,7 @@ impl Counter {
     }
 
     /// The stub must be able to report the runtime's own errors (overload, shutdown) as `E`.
-    pub async fn get(&self) -> Result<i64, String> {
+    pub async fn get(&self) -> Result<i64, AppError> {
         let _ = &self.ctx;
         Ok(1)
     }
