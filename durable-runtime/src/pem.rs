@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::error::{Error, Result};
 
@@ -37,4 +37,28 @@ pub(crate) fn certificates(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<
         )));
     }
     Ok(certs)
+}
+
+/// The private key in `pem` (`what`, for errors).
+pub(crate) fn private_key(pem: &[u8], what: &str) -> Result<PrivateKeyDer<'static>> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| {
+        Error::config(format!(
+            "TLS: no usable private key in {what} ({e}); expected a \
+             `-----BEGIN PRIVATE KEY-----` (PKCS#8), RSA or EC key section"
+        ))
+    })
+}
+
+/// The roots of trust in `ca_pem` (`what`, for errors): at least one certificate, each
+/// usable as a CA.
+pub(crate) fn roots(ca_pem: &[u8], what: &str) -> Result<rustls::RootCertStore> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certificates(ca_pem, what)? {
+        roots.add(cert).map_err(|e| {
+            Error::config(format!(
+                "TLS: a certificate of {what} cannot be used as a CA: {e}"
+            ))
+        })?;
+    }
+    Ok(roots)
 }

@@ -24,13 +24,12 @@ use std::sync::Arc;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::{Error, Result};
-use crate::pem::{certificates, provider, read};
+use crate::pem::{certificates, private_key, provider, read, roots};
 
 /// The TLS a connection string asks for; see the module documentation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,7 +228,7 @@ impl PgTls {
     pub(crate) fn connector(&self) -> Result<MakeRustlsConnect> {
         let provider = provider();
         let roots = match (&self.root, self.mode) {
-            (Some(root), _) => Some(roots(root)?),
+            (Some(root), _) => Some(root_store(root)?),
             (None, Mode::VerifyCa | Mode::VerifyFull) => {
                 let default = std::env::var_os("HOME")
                     .map(|home| Path::new(&home).join(".postgresql/root.crt"))
@@ -241,7 +240,7 @@ impl PgTls {
                              sslrootcert=system (~/.postgresql/root.crt does not exist)",
                         )
                     })?;
-                Some(roots(&Root::File(default))?)
+                Some(root_store(&Root::File(default))?)
             }
             (None, _) => None,
         };
@@ -271,13 +270,10 @@ impl PgTls {
                     &read(cert, "client certificate")?,
                     &format!("sslcert {}", cert.display()),
                 )?;
-                let key =
-                    PrivateKeyDer::from_pem_slice(&read(key, "client key")?).map_err(|e| {
-                        Error::config(format!(
-                            "PostgreSQL TLS: no usable private key in sslkey {}: {e}",
-                            key.display()
-                        ))
-                    })?;
+                let key = private_key(
+                    &read(key, "client key")?,
+                    &format!("sslkey {}", key.display()),
+                )?;
                 builder.with_client_auth_cert(chain, key).map_err(|e| {
                     Error::config(format!("PostgreSQL TLS: the client certificate: {e}"))
                 })?
@@ -289,18 +285,14 @@ impl PgTls {
 }
 
 /// The CA certificates of `sslrootcert`.
-fn roots(root: &Root) -> Result<rustls::RootCertStore> {
-    let mut store = rustls::RootCertStore::empty();
+fn root_store(root: &Root) -> Result<rustls::RootCertStore> {
     match root {
         Root::File(path) => {
             let what = format!("sslrootcert {}", path.display());
-            for cert in certificates(&read(path, "CA file (sslrootcert)")?, &what)? {
-                store.add(cert).map_err(|e| {
-                    Error::config(format!("PostgreSQL TLS: a certificate of {what}: {e}"))
-                })?;
-            }
+            roots(&read(path, "CA file (sslrootcert)")?, &what)
         }
         Root::System => {
+            let mut store = rustls::RootCertStore::empty();
             let found = rustls_native_certs::load_native_certs();
             let (added, _) = store.add_parsable_certificates(found.certs);
             if added == 0 {
@@ -314,9 +306,9 @@ fn roots(root: &Root) -> Result<rustls::RootCertStore> {
                         .unwrap_or_default()
                 )));
             }
+            Ok(store)
         }
     }
-    Ok(store)
 }
 
 /// The checks of the modes below `verify-full`: with no CA (`prefer`, `require` without

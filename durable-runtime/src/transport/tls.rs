@@ -8,13 +8,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
 use super::stream::TlsStream;
 use crate::error::{Error, Result};
-use crate::pem::{certificates, provider, read};
+use crate::pem::{certificates, private_key, provider, read, roots};
 
 /// TLS for the connections between runtimes: give it to
 /// [`RuntimeBuilder::tls`](crate::RuntimeBuilder::tls) on every runtime that listens or
@@ -165,30 +164,6 @@ impl Tls {
             .map(TlsStream::Client)
             .map_err(|e| handshake_error(addr, e))
     }
-}
-
-/// The private key in `pem` (`what`, for errors).
-fn private_key(pem: &[u8], what: &str) -> Result<PrivateKeyDer<'static>> {
-    PrivateKeyDer::from_pem_slice(pem).map_err(|e| {
-        Error::config(format!(
-            "TLS: no usable private key in {what} ({e}); expected a \
-             `-----BEGIN PRIVATE KEY-----` (PKCS#8), RSA or EC key section"
-        ))
-    })
-}
-
-/// The roots of trust in `ca_pem` (`what`, for errors): at least one certificate, each
-/// usable as a CA.
-fn roots(ca_pem: &[u8], what: &str) -> Result<rustls::RootCertStore> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in certificates(ca_pem, what)? {
-        roots.add(cert).map_err(|e| {
-            Error::config(format!(
-                "TLS: a certificate of {what} cannot be used as a CA: {e}"
-            ))
-        })?;
-    }
-    Ok(roots)
 }
 
 /// A client's configuration trusting `roots`.
