@@ -125,7 +125,8 @@ impl Browser {
         browser
     }
 
-    /// Waits until chromedriver accepts connections; panics with its log if it exits or
+    /// Waits until chromedriver answers its `/status` as ready (a bare TCP connection could
+    /// be another process that took the port first); panics with its log if it exits or
     /// takes too long.
     async fn wait_for_driver(&mut self, port: u16) {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
@@ -137,7 +138,7 @@ impl Browser {
                     self.driver_log()
                 );
             }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            if driver_ready(addr) {
                 return;
             }
             assert!(
@@ -395,6 +396,33 @@ fn locate(var: &str, default: &str) -> PathBuf {
 }
 
 /// A port nothing listens on now, on 127.0.0.1.
+/// Whether a WebDriver server at `addr` says it is ready (`GET /status`).
+fn driver_ready(addr: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let timeout = Some(Duration::from_secs(1));
+    if stream.set_read_timeout(timeout).is_err() || stream.set_write_timeout(timeout).is_err() {
+        return false;
+    }
+    // chromedriver answers HTTP/1.1 only, and keeps the connection open: read until the
+    // answer says ready, or the server stops sending.
+    let request = format!("GET /status HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut response = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while let Ok(n @ 1..) = stream.read(&mut chunk) {
+        response.extend_from_slice(&chunk[..n]);
+        if String::from_utf8_lossy(&response).contains("\"ready\":true") {
+            return true;
+        }
+    }
+    false
+}
+
 fn free_port() -> u16 {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("a free port");
     listener.local_addr().expect("its address").port()
